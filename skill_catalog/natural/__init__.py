@@ -1,0 +1,1 @@
+"""The `natural` skill set: skills a pretrained LM could know, in families (filled by submodules)."""
