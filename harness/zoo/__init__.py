@@ -1,0 +1,1 @@
+"""The built-in reference family: small Pythia-style checkpoints trained offline on the symbolic text."""

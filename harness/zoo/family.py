@@ -1,0 +1,151 @@
+"""Builds a whole reference family and writes its manifest (``family.yaml``), which the runner reads.
+
+A family folder holds one folder per size (the final checkpoint, loadable by `from_pretrained`)
+with ``stepNNNNN/`` subfolders for the intermediate checkpoints, plus ``build.json`` (what is being
+built) and, once every size is done, ``family.yaml``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+import skill_catalog
+from harness.zoo.data import heldout_text, token_stream
+from harness.zoo.presets import Preset, get_preset
+from harness.zoo.tokenizer import build_tokenizer
+from harness.zoo.train import is_complete, step_dir, train_size
+from skill_catalog.errors import UserError
+from skill_catalog.training_text import HELDOUT_SEED, TRAIN_SEED, TextSpec, text_hash
+
+SHIPPED_DIR = Path(__file__).parent / "shipped"
+"""Where families shipped with the project live (``shipped/<preset>/``)."""
+HELDOUT_PIECES = 1_000
+"""Pieces of held-out text used to measure cross-entropy (about 22K tokens)."""
+MANIFEST = "family.yaml"
+
+
+def user_family_dir(preset: str) -> Path:
+    """Default output folder of `emergence zoo build` (outside the package, never the shipped copy)."""
+    home = Path(os.environ.get("EMERGENCE_HOME", Path.home() / ".cache" / "emergence-harness"))
+    return home / "families" / preset
+
+
+def family_path(preset: str = "default") -> Path:
+    """Folder of a built family: the user's complete build if any, else the shipped one."""
+    get_preset(preset)
+    for candidate in (user_family_dir(preset), SHIPPED_DIR / preset):
+        if (candidate / MANIFEST).exists():
+            return candidate
+    raise UserError(f"no built family for preset {preset!r}; run `emergence zoo build --preset {preset}`")
+
+
+def _identity(preset: Preset, seed: int, spec: TextSpec) -> dict:
+    n_pieces_hint = preset.steps * preset.tokens_per_step // 20
+    return {"preset": asdict(preset), "seed": seed, "catalog_version": skill_catalog.CATALOG_VERSION,
+            "text_seed": TRAIN_SEED, "text_hash": text_hash(spec, TRAIN_SEED, n_pieces_hint)}
+
+
+def _claim(out: Path, identity: dict) -> None:
+    """Refuses an output folder that holds anything but this same family."""
+    marker = out / "build.json"
+    if marker.exists():
+        if json.loads(marker.read_text()) != identity:
+            raise UserError(f"{out} holds a different family build (other preset, seed or catalog); use another --out or delete it")
+        return
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"{out} is not empty and holds no family build; use an empty or new --out folder")
+    out.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(identity, indent=2, sort_keys=True))
+
+
+def _param_counts(folder: Path) -> tuple[int, int]:
+    from safetensors import safe_open
+
+    total = embed = 0
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        for name in f.keys():
+            n = f.get_slice(name).get_shape()
+            count = int(torch.tensor(n).prod()) if n else 1
+            total += count
+            embed += count if ("embed_in" in name or "embed_out" in name) else 0
+    return total, total - embed
+
+
+def _checkpoint_rows(out: Path, preset: Preset, seed: int, common: dict) -> list[dict]:
+    rows = []
+    for size in preset.sizes:
+        for step in preset.checkpoint_steps():
+            folder = out / size.name if step == preset.steps else step_dir(out / size.name, step)
+            params, params_ne = _param_counts(folder)
+            rows.append({"label": f"{size.name}@{step}", "size": size.name, "path": str(folder.relative_to(out)),
+                         "step": step, "tokens_seen": step * preset.tokens_per_step, "params": params,
+                         "params_nonembedding": params_ne, "seed": seed, "final": step == preset.steps, **common})
+    return rows
+
+
+def build_family(preset: Preset, out: Path, seed: int = 0, progress: bool = True) -> Path:
+    """Trains every size of `preset` on one shared data order and writes the manifest; resumable.
+
+    Returns:
+        The path of the written ``family.yaml``.
+    """
+    torch.set_flush_denormal(True)  # denormals once slowed a CPU pilot build 7x (recipe, section 7)
+    spec, tokenizer = TextSpec(), build_tokenizer()
+    identity = _identity(preset, seed, spec)
+    _claim(out, identity)
+    stream = token_stream(spec, TRAIN_SEED, preset.steps * preset.tokens_per_step, tokenizer)
+    meta = {"preset": preset.name, "catalog_version": identity["catalog_version"], "text_hash": identity["text_hash"],
+            "text_entropy_nats_per_token": stream.entropy.nats_per_token}
+    total = tqdm(total=preset.steps * len(preset.sizes), desc="family", unit="step", disable=not progress)
+    for size in preset.sizes:
+        size_dir = out / size.name
+        if is_complete(size_dir, preset.steps):
+            total.update(preset.steps)
+            continue
+        bar = tqdm(total=preset.steps, desc=size.name, unit="step", leave=False, disable=not progress)
+
+        def on_step(step: int, loss: float, bar=bar) -> None:
+            bar.n = step
+            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+            bar.update(0)
+            total.update(1)
+
+        train_size(preset, size, size_dir, stream.ids, tokenizer, meta, seed, on_step)
+        bar.close()
+    total.close()
+    return _write_manifest(out, preset, seed, identity, stream, tokenizer)
+
+
+def _write_manifest(out: Path, preset: Preset, seed: int, identity: dict, stream, tokenizer) -> Path:
+    spec = TextSpec()
+    _, heldout_entropy = heldout_text(spec, HELDOUT_SEED, HELDOUT_PIECES, tokenizer)
+    common = {"catalog_version": identity["catalog_version"], "text_hash": identity["text_hash"],
+              "text_entropy_nats_per_token": stream.entropy.nats_per_token}
+    manifest = {
+        "family": preset.name, "seed": seed, **{k: identity[k] for k in ("catalog_version", "text_hash")},
+        "training_text": {"spec": asdict(spec), "seed": TRAIN_SEED, "n_tokens": int(len(stream.ids)),
+                          "n_pieces": stream.n_pieces, "entropy_nats_per_token": stream.entropy.nats_per_token},
+        "heldout_text": {"seed": HELDOUT_SEED, "n_pieces": HELDOUT_PIECES, "n_tokens": heldout_entropy.n_tokens,
+                         "entropy_nats": heldout_entropy.nats,
+                         "entropy_nats_per_token": heldout_entropy.nats_per_token},
+        "schedule": {k: v for k, v in asdict(preset).items() if k not in ("sizes", "name")},
+        "checkpoints": _checkpoint_rows(out, preset, seed, common),
+    }
+    tmp = out / (MANIFEST + ".partial")
+    tmp.write_text(yaml.safe_dump(manifest, sort_keys=False))
+    os.replace(tmp, out / MANIFEST)
+    return out / MANIFEST
+
+
+def load_manifest(folder: Path) -> dict:
+    """Reads a family manifest with the safe YAML loader."""
+    path = folder / MANIFEST if folder.is_dir() else folder
+    if not path.exists():
+        raise UserError(f"{path} does not exist; build the family with `emergence zoo build` or pass its folder")
+    return yaml.safe_load(path.read_text())

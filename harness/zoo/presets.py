@@ -1,0 +1,119 @@
+"""Presets of the reference family: model sizes, optimisation schedule and checkpoint steps.
+
+The `default` preset follows the recipe measured on 2 CPU cores (shared/reference-family-recipe.md):
+GPT-NeoX models of 27K-1M parameters, AdamW, 5% warmup then cosine to 10%, batch 16 x 128 tokens,
+2 540 steps, one data order for every size.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from transformers import GPTNeoXConfig
+
+from skill_catalog.errors import UserError
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """One model size of a family."""
+
+    name: str
+    """Short label, e.g. ``"n400k"`` (the folder name)."""
+    d_model: int
+    """Hidden size."""
+    n_layers: int
+    """Transformer blocks."""
+    n_heads: int
+    """Attention heads."""
+    peak_lr: float
+    """Peak learning rate after warmup."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A family to train: sizes plus one shared schedule and data order."""
+
+    name: str
+    """Preset name."""
+    sizes: tuple[ModelSize, ...]
+    """Model sizes, smallest first."""
+    steps: int
+    """Optimizer steps per size."""
+    batch_size: int = 16
+    """Sequences per step."""
+    seq_len: int = 128
+    """Tokens per sequence (pieces are packed across window boundaries)."""
+    warmup_frac: float = 0.05
+    """Fraction of steps of linear warmup."""
+    final_lr_frac: float = 0.10
+    """Cosine decay ends at this fraction of the peak learning rate."""
+    weight_decay: float = 0.01
+    """AdamW weight decay, applied to matrices only."""
+    n_log_checkpoints: int = 2
+    """Log-spaced early checkpoints (powers of 4 from 64), as in Pythia's step1, 2, 4, ..."""
+    n_even_checkpoints: int = 4
+    """Evenly spaced checkpoints, the last one being the final step."""
+    save_dtype: str = "float16"
+    """Dtype of the saved weights (float16 keeps the shipped family small)."""
+    device: str = "cpu"
+    """``"cpu"``, or ``"auto"`` to use CUDA with bf16 autocast when present."""
+
+    @property
+    def tokens_per_step(self) -> int:
+        """Tokens consumed by one optimizer step."""
+        return self.batch_size * self.seq_len
+
+    def checkpoint_steps(self) -> tuple[int, ...]:
+        """Steps at which a checkpoint folder is saved (always includes the final step)."""
+        logs = [64 * 4**i for i in range(self.n_log_checkpoints) if 64 * 4**i < self.steps // self.n_even_checkpoints]
+        evens = [round(self.steps * j / self.n_even_checkpoints) for j in range(1, self.n_even_checkpoints + 1)]
+        return tuple(sorted(set(logs + evens)))
+
+    def lr_at(self, step: int, peak: float) -> float:
+        """Learning rate for optimizer step `step` (0-based): linear warmup, then cosine to the floor."""
+        warmup = max(1, round(self.warmup_frac * self.steps))
+        if step < warmup:
+            return peak * (step + 1) / warmup
+        progress = (step - warmup) / max(1, self.steps - warmup)
+        floor = self.final_lr_frac * peak
+        return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def model_config(size: ModelSize, vocab_size: int, eos_id: int, pad_id: int) -> GPTNeoXConfig:
+    """The Pythia-style config of one size: rotary on all dims, parallel residual, untied, no dropout."""
+    return GPTNeoXConfig(
+        vocab_size=vocab_size, hidden_size=size.d_model, num_hidden_layers=size.n_layers,
+        num_attention_heads=size.n_heads, intermediate_size=4 * size.d_model, rotary_pct=1.0,
+        use_parallel_residual=True, tie_word_embeddings=False, hidden_dropout=0.0, attention_dropout=0.0,
+        max_position_embeddings=256, bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=pad_id,
+    )
+
+
+N20K = ModelSize("n20k", 32, 2, 2, 6e-3)
+N60K = ModelSize("n60k", 48, 2, 3, 6e-3)
+N150K = ModelSize("n150k", 64, 3, 4, 4e-3)
+N400K = ModelSize("n400k", 96, 4, 4, 3e-3)
+N1M = ModelSize("n1m", 128, 5, 4, 3e-3)
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset("tiny", (N20K, N60K), steps=200, n_log_checkpoints=1, n_even_checkpoints=2, save_dtype="float32"),
+    "default": Preset("default", (N20K, N60K, N150K, N400K, N1M), steps=2540),
+    "large": Preset(
+        "large",
+        (
+            ModelSize("n1m", 128, 5, 4, 3e-3),
+            ModelSize("n6m", 256, 8, 8, 2e-3),
+            ModelSize("n25m", 512, 8, 8, 1e-3),
+            ModelSize("n100m", 768, 14, 12, 6e-4),
+        ),
+        steps=20_000, batch_size=64, n_log_checkpoints=4, n_even_checkpoints=8, save_dtype="float32", device="auto",
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    """A preset by name, or a one-line error listing the known ones."""
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}; use one of: {', '.join(PRESETS)}")
+    return PRESETS[name]
