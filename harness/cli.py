@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+from harness.cli_run import add_commands
 from harness.offline import enforce_offline
 from skill_catalog.errors import UserError
 
@@ -133,16 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = zoo.add_parser("path", help="print the folder of a built family")
     p.add_argument("--preset", default="default")
     p.set_defaults(handler=cmd_zoo_path)
-    _add_run_commands(sub)
-    return parser
-
-
-def _add_run_commands(sub) -> None:
-    try:
-        from harness.cli_run import add_commands
-    except ImportError:  # the runner's commands are optional until that module exists
-        return
     add_commands(sub)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,1 @@
+"""The emergence harness: model protocol, checkpoints, tasks, runner and exports."""

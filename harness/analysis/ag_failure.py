@@ -1,0 +1,100 @@
+"""Arora-Goyal predictions (a) single-skill failure vs excess loss and (b) the k-tuple union rule.
+
+(a) Failure f = min(1, c delta^b) of single skills (chance-corrected: success p = g + (1-g)(1-f)),
+    fitted by binomial likelihood on the per-checkpoint k = 1 counts; b's interval comes from a
+    checkpoint bootstrap (A&G's linear law is b = 1, tested rather than assumed). Calibration on a
+    reference checkpoint r: f_m = f_r (delta_m / delta_r)^b, f_r its Jeffreys-smoothed failure.
+    The default reference is the checkpoint whose smoothed failure is closest to 1/2 (the most
+    informative binomial rate).
+(b) k-tuple rule: composite failure F_k <= min(1, k f_1) (union bound over the k skills), shown
+    beside the independence prediction 1 - (1 - f_1)^k and the observed F_k with its interval.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import optimize
+
+from harness.analysis.bootstrap import unit_resamples
+from harness.analysis.stats import binomial_nll, binomial_score, chance_correct, jeffreys, jeffreys_interval, percentile_ci
+
+FAILURE_COLUMNS: tuple[str, ...] = ("checkpoint_id", "loss", "excess_loss", "n", "failure", "failure_lo", "failure_hi",
+                                    "fitted", "calibrated", "is_reference")
+FAILURE_FIT_COLUMNS: tuple[str, ...] = ("c", "b", "b_lo", "b_hi", "b_is_1_plausible", "reference_checkpoint",
+                                        "c_reference", "n_checkpoints", "nll", "n_boot_valid", "reason")
+KTUPLE_COLUMNS: tuple[str, ...] = ("checkpoint_id", "mode", "k", "f1", "observed", "observed_lo", "observed_hi",
+                                   "union", "independent", "within_union", "closer_to", "reason")
+
+
+def _fit_power_failure(delta, s, n, g, start=None) -> tuple[np.ndarray, float]:
+    """(log c, b) maximizing the binomial likelihood of f = min(1, c delta^b)."""
+    log_d = np.log(delta)
+
+    def objective(theta):
+        f_raw = np.exp(np.clip(theta[0] + theta[1] * log_d, -700, 50))
+        f = np.minimum(1.0, f_raw)
+        p = g + (1.0 - g) * (1.0 - f)
+        dp = -(1.0 - g) * np.where(f_raw < 1.0, f_raw, 0.0)
+        score = binomial_score(s, n, p) * dp
+        return float(binomial_nll(s, n, p)), np.array([score.sum(), (score * log_d).sum()])
+
+    if start is None:
+        f_obs = np.clip(1.0 - chance_correct(jeffreys(s, n), g), 1e-4, 1.0)
+        slope, icpt = np.polyfit(log_d, np.log(f_obs), 1) if np.ptp(log_d) > 0 else (1.0, 0.0)
+        start = np.array([icpt, slope])
+    res = optimize.minimize(objective, start, jac=True, method="L-BFGS-B", bounds=[(-50.0, 50.0), (0.0, 20.0)])
+    return np.asarray(res.x), float(res.fun)
+
+
+def failure_law(singles: pd.DataFrame, *, n_boot: int, rng: np.random.Generator,
+                reference: str | None = None) -> tuple[pd.DataFrame, dict]:
+    """Fits (a) on the k = 1 rows of the competence table for one metric (see module docstring).
+
+    Returns:
+        (`ag_failure` table per checkpoint, one `ag_failure_fit` row as a dict).
+    """
+    rows = singles[(singles["n"] > 0) & np.isfinite(singles["excess_loss"]) & np.isfinite(singles["chance"])]
+    rows = rows.sort_values("loss").reset_index(drop=True)
+    s, n, g, delta = (rows[c].to_numpy(float) for c in ("successes", "n", "chance", "excess_loss"))
+    table = rows[["checkpoint_id", "loss", "excess_loss", "n"]].copy()
+    table["failure"] = 1.0 - chance_correct(jeffreys(s, n), g)
+    lo, hi = jeffreys_interval(s, n)
+    table["failure_lo"], table["failure_hi"] = 1.0 - chance_correct(hi, g), 1.0 - chance_correct(lo, g)
+    if rows["excess_loss"].nunique() < 3:
+        return table.reindex(columns=list(FAILURE_COLUMNS)), {
+            "n_checkpoints": len(rows), "reason": f"{len(rows)} checkpoints with k = 1 counts and excess loss; need 3"}
+    theta, nll = _fit_power_failure(delta, s, n, g)
+    boot = np.full(n_boot, np.nan)
+    for i, idx in enumerate(unit_resamples(len(rows), n_boot, rng)):
+        if len(np.unique(delta[idx])) >= 3:
+            boot[i] = _fit_power_failure(delta[idx], s[idx], n[idx], g[idx], start=theta)[0][1]
+    b_lo, b_hi = percentile_ci(boot)
+    ref = reference if reference in set(rows["checkpoint_id"]) else \
+        rows["checkpoint_id"].iloc[int(np.argmin(np.abs(table["failure"].to_numpy() - 0.5)))]
+    r = int(np.flatnonzero(rows["checkpoint_id"] == ref)[0])
+    c_ref = table["failure"].iloc[r] / delta[r] ** theta[1]
+    table["fitted"] = np.minimum(1.0, np.exp(theta[0]) * delta ** theta[1])
+    table["calibrated"] = np.minimum(1.0, c_ref * delta ** theta[1])
+    table["is_reference"] = table["checkpoint_id"] == ref
+    fit = {"c": float(np.exp(theta[0])), "b": float(theta[1]), "b_lo": b_lo, "b_hi": b_hi,
+           "b_is_1_plausible": bool(b_lo <= 1.0 <= b_hi) if np.isfinite(b_lo) else None,
+           "reference_checkpoint": ref, "c_reference": float(c_ref), "n_checkpoints": len(rows), "nll": nll,
+           "n_boot_valid": int(np.isfinite(boot).sum()), "reason": None}
+    return table[list(FAILURE_COLUMNS)], fit
+
+
+def ktuple_table(competence: pd.DataFrame, failure: pd.DataFrame, metric: str = "exact_match") -> pd.DataFrame:
+    """(b) per (checkpoint, mode, k > 1): observed composite failure vs min(1, k f1) and 1 - (1 - f1)^k."""
+    f1 = failure.set_index("checkpoint_id")["failure"]
+    rows = competence[(competence["k"] > 1) & (competence["metric"] == metric)].copy()
+    rows["f1"] = rows["checkpoint_id"].map(f1).astype(float)
+    rows["observed"] = 1.0 - rows["competence"]
+    rows["observed_lo"], rows["observed_hi"] = 1.0 - rows["competence_hi"], 1.0 - rows["competence_lo"]
+    rows["union"] = np.minimum(1.0, rows["k"] * rows["f1"])
+    rows["independent"] = 1.0 - (1.0 - rows["f1"]) ** rows["k"]
+    known = rows["f1"].notna() & rows["observed"].notna()
+    rows["within_union"] = np.where(known, rows["observed_lo"] <= rows["union"] + 1e-12, None)
+    closer = np.abs(rows["observed"] - rows["union"]) <= np.abs(rows["observed"] - rows["independent"])
+    rows["closer_to"] = np.where(known, np.where(closer, "union", "independent"), None)
+    rows["reason"] = np.where(known, None, "no single-skill failure or composite competence for this checkpoint")
+    return rows[list(KTUPLE_COLUMNS)].reset_index(drop=True)

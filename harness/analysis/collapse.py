@@ -1,0 +1,151 @@
+"""Collapse test: do competence curves for different k collapse on k * delta (Arora-Goyal) or multiply (independence)?
+
+Model: chance-corrected competence q(k, m) = exp(-lambda k^a delta_m^b), success p = g + (1 - g) q,
+fitted by binomial likelihood on per-(checkpoint, k) counts (k = 1 cells plus one composite mode).
+Arora-Goyal predict a = b (q depends on k * delta only); independent skills predict a = 1
+(q_k = q_1^k). Each restriction is a likelihood-ratio test against the free fit (1 df); the
+statistic is divided by the Pearson dispersion of the free fit when that exceeds 1 (items sharing
+a skill set are not independent trials). Intervals for a, b and a - b come from refitting to each
+item-cluster bootstrap replicate of the counts.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import optimize
+
+from harness.analysis.stats import binomial_nll, binomial_score, lr_pvalue, percentile_ci
+
+RESTRICTIONS: tuple[str | None, ...] = (None, "a=b", "a=1")
+"""Free fit, Arora-Goyal restriction, independence restriction."""
+COLLAPSE_COLUMNS: tuple[str, ...] = (
+    "mode", "metric", "n_cells", "log_lambda", "a", "a_lo", "a_hi", "b", "b_lo", "b_hi", "a_minus_b",
+    "a_minus_b_lo", "a_minus_b_hi", "nll_free", "nll_a_eq_b", "nll_a_eq_1", "dispersion", "lr_a_eq_b",
+    "p_a_eq_b", "lr_a_eq_1", "p_a_eq_1", "verdict", "reason",
+)
+
+
+class CollapseModel:
+    """q = exp(-lambda k^a delta^b) with an optional restriction ("a=b" or "a=1").
+
+    Attributes set by `fit`: log_lambda_, a_, b_, theta_, nll_, converged_.
+    """
+
+    def __init__(self, restriction: str | None = None, init: np.ndarray | None = None) -> None:
+        """Stores settings.
+
+        Args:
+            restriction: None (free), "a=b" or "a=1".
+            init: start for (log_lambda, a, b); None starts from a least-squares fit of
+                log(-log q) on log k and log delta.
+        """
+        self.restriction = restriction
+        self.init = init
+
+    def _full(self, theta: np.ndarray) -> np.ndarray:
+        if self.restriction == "a=b":
+            return np.array([theta[0], theta[1], theta[1]])
+        if self.restriction == "a=1":
+            return np.array([theta[0], 1.0, theta[1]])
+        return np.asarray(theta, float)
+
+    def _reduce(self, full: np.ndarray) -> np.ndarray:
+        if self.restriction == "a=b":
+            return np.array([full[0], 0.5 * (full[1] + full[2])])
+        if self.restriction == "a=1":
+            return np.array([full[0], full[2]])
+        return np.asarray(full, float)
+
+    def _design(self, log_k: np.ndarray, log_d: np.ndarray) -> np.ndarray:
+        ones = np.ones_like(log_k)
+        if self.restriction == "a=b":
+            return np.stack([ones, log_k + log_d])
+        if self.restriction == "a=1":
+            return np.stack([ones, log_d])
+        return np.stack([ones, log_k, log_d])
+
+    def _start(self, log_k, log_d, s, n, g) -> np.ndarray:
+        q = np.clip(((s + 0.5) / (n + 1.0) - g) / (1.0 - g), 0.02, 0.98)
+        X = np.stack([np.ones_like(log_k), log_k, log_d], axis=1)
+        coef = np.linalg.lstsq(X, np.log(-np.log(q)), rcond=None)[0] if len(q) >= 3 else np.array([0.0, 1.0, 1.0])
+        return coef
+
+    def fit(self, k: np.ndarray, delta: np.ndarray, successes: np.ndarray, n: np.ndarray,
+            chance: np.ndarray) -> CollapseModel:
+        """Maximum-likelihood fit on per-(checkpoint, k) counts; returns self."""
+        log_k, log_d = np.log(np.asarray(k, float)), np.log(np.asarray(delta, float))
+        s, n, g = (np.asarray(a, float) for a in (successes, n, chance))
+        design = self._design(log_k, log_d)
+        offset = log_k if self.restriction == "a=1" else 0.0
+
+        def objective(theta):
+            u = np.exp(np.clip(theta @ design + offset, -700, 700))
+            q = np.exp(-u)
+            p = g + (1.0 - g) * q
+            return float(binomial_nll(s, n, p)), design @ (binomial_score(s, n, p) * (1.0 - g) * -u * q)
+
+        full_start = self.init if self.init is not None else self._start(log_k, log_d, s, n, g)
+        start = self._reduce(np.clip(full_start, -50.0, 50.0))
+        bounds = [(-60.0, 60.0)] + [(-20.0, 20.0)] * (len(start) - 1)
+        res = optimize.minimize(objective, start, jac=True, method="L-BFGS-B", bounds=bounds)
+        self.theta_ = np.asarray(res.x)
+        self.log_lambda_, self.a_, self.b_ = map(float, self._full(res.x))
+        self.nll_, self.converged_ = float(res.fun), bool(res.success)
+        return self
+
+    def predict_competence(self, k: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        """q = exp(-lambda k^a delta^b)."""
+        return np.exp(-np.exp(self.log_lambda_) * np.asarray(k, float) ** self.a_ * np.asarray(delta, float) ** self.b_)
+
+
+def _dispersion(model: CollapseModel, k, delta, s, n, g) -> float:
+    p = g + (1.0 - g) * model.predict_competence(k, delta)
+    var = np.maximum(n * p * (1.0 - p), 1e-9)
+    dof = len(s) - 3
+    return float(np.sum((s - n * p) ** 2 / var) / dof) if dof > 0 else float("nan")
+
+
+def verdict(p_ab: float, p_a1: float, level: float = 0.05) -> str:
+    """Which restriction the data reject, in words."""
+    if not (np.isfinite(p_ab) and np.isfinite(p_a1)):
+        return "test could not run"
+    reject_ab, reject_a1 = p_ab < level, p_a1 < level
+    if reject_a1 and not reject_ab:
+        return "independence (a=1) rejected; consistent with Arora-Goyal collapse (a=b)"
+    if reject_ab and not reject_a1:
+        return "Arora-Goyal collapse (a=b) rejected; consistent with independent skills (a=1)"
+    if reject_ab and reject_a1:
+        return "both a=b and a=1 rejected"
+    return "neither a=b nor a=1 rejected: the data cannot tell them apart"
+
+
+def collapse_test(rows: pd.DataFrame, boot: dict[str, np.ndarray], *, level: float = 0.05) -> dict:
+    """Runs the free and restricted fits on cells of one (mode, metric) (`rows` from the competence table).
+
+    Args:
+        rows: competence rows with k, excess_loss, successes, n, chance; index aligned with `boot`.
+        boot: bootstrap replicates of the competence table (`cells.cell_boot`).
+    """
+    ok = rows[(rows["n"] > 0) & (rows["excess_loss"] > 0) & np.isfinite(rows["chance"]) & (rows["chance"] < 1)]
+    if ok["k"].nunique() < 2 or ok["excess_loss"].nunique() < 2 or len(ok) < 4:
+        return {"n_cells": len(ok), "reason": "need at least 2 values of k, 2 checkpoints and 4 cells with counts"}
+    k, delta, s, n, g = (ok[c].to_numpy(float) for c in ("k", "excess_loss", "successes", "n", "chance"))
+    fits = {r: CollapseModel(r).fit(k, delta, s, n, g) for r in RESTRICTIONS}
+    free = fits[None]
+    phi = _dispersion(free, k, delta, s, n, g)
+    lr_ab, p_ab = lr_pvalue(fits["a=b"].nll_, free.nll_, dispersion=phi if np.isfinite(phi) else 1.0)
+    lr_a1, p_a1 = lr_pvalue(fits["a=1"].nll_, free.nll_, dispersion=phi if np.isfinite(phi) else 1.0)
+    idx = ok.index.to_numpy()
+    reps = np.full((boot["n"].shape[1], 2), np.nan)
+    for b in range(len(reps)):
+        nb = boot["n"][idx, b]
+        if np.count_nonzero(nb) >= 4:
+            m = CollapseModel(init=free.theta_).fit(k, delta, boot["total"][idx, b], nb, g)
+            reps[b] = m.a_, m.b_
+    (a_lo, b_lo), (a_hi, b_hi) = percentile_ci(reps, axis=0)
+    d_lo, d_hi = percentile_ci(reps[:, 0] - reps[:, 1])
+    return {"n_cells": len(ok), "log_lambda": free.log_lambda_, "a": free.a_, "a_lo": a_lo, "a_hi": a_hi,
+            "b": free.b_, "b_lo": b_lo, "b_hi": b_hi, "a_minus_b": free.a_ - free.b_, "a_minus_b_lo": d_lo,
+            "a_minus_b_hi": d_hi, "nll_free": free.nll_, "nll_a_eq_b": fits["a=b"].nll_,
+            "nll_a_eq_1": fits["a=1"].nll_, "dispersion": phi, "lr_a_eq_b": lr_ab, "p_a_eq_b": p_ab,
+            "lr_a_eq_1": lr_a1, "p_a_eq_1": p_a1, "verdict": verdict(p_ab, p_a1, level), "reason": None}

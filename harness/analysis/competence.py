@@ -1,0 +1,112 @@
+"""Per-checkpoint competence of each (mode, k, metric) cell, the three curve fits and the forecast test.
+
+Competence is the chance-corrected mean (p - g)/(1 - g) over scored items, with a percentile
+interval from the shared item-cluster bootstrap. The forecast test fits each curve without the
+`n_holdout` lowest-loss checkpoints and compares its predicted success with the observed rate and
+that rate's Jeffreys 95% interval.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from harness.analysis.cells import cell_boot
+from harness.analysis.curves import FORMS, CompetenceCurve
+from harness.analysis.schema import RATE_METRICS
+from harness.analysis.stats import jeffreys_interval, percentile_ci
+
+COMPETENCE_COLUMNS: tuple[str, ...] = (
+    "checkpoint_id", "mode", "k", "metric", "n", "n_failed", "successes", "mean", "mean_lo", "mean_hi",
+    "chance", "competence", "competence_lo", "competence_hi", "loss", "excess_loss", "reason",
+)
+FIT_COLUMNS: tuple[str, ...] = ("mode", "k", "metric", "form", "n_checkpoints", "nll", "aic", "delta_aic",
+                                "converged", "reason")
+PARAM_COLUMNS: tuple[str, ...] = ("mode", "k", "metric", "form", "param", "value")
+FORECAST_COLUMNS: tuple[str, ...] = ("mode", "k", "metric", "form", "checkpoint_id", "loss", "excess_loss", "n",
+                                     "observed", "observed_lo", "observed_hi", "predicted", "inside", "reason")
+CURVE_COLUMNS: tuple[str, ...] = ("mode", "k", "metric", "form", "covariate", "x", "competence")
+CELL: list[str] = ["mode", "k", "metric"]
+
+
+def competence_table(sums: pd.DataFrame, weights: np.ndarray,
+                     excess: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Competence per (checkpoint, mode, k, metric), with cluster-bootstrap intervals.
+
+    Returns:
+        (the `competence` table, its bootstrap replicates from `cells.cell_boot`, rows aligned).
+    """
+    cells, boot = cell_boot(sums, ["checkpoint_id", *CELL], weights)
+    cells = cells.rename(columns={"total": "successes"})
+    cells["mean_lo"], cells["mean_hi"] = percentile_ci(boot["mean"], axis=1)
+    cells["competence_lo"], cells["competence_hi"] = percentile_ci(boot["competence"], axis=1)
+    by_id = excess.set_index("checkpoint_id")
+    cells["loss"] = cells["checkpoint_id"].map(by_id["loss"]).astype(float)
+    cells["excess_loss"] = cells["checkpoint_id"].map(by_id["excess_loss"]).astype(float)
+    return cells[list(COMPETENCE_COLUMNS)], boot
+
+
+def _usable(rows: pd.DataFrame, form: str) -> pd.DataFrame:
+    x = rows["loss"] if form == "threshold" else rows["excess_loss"]
+    ok = (rows["n"] > 0) & np.isfinite(rows["chance"]) & (rows["chance"] < 1) & np.isfinite(x) & (x > 0)
+    return rows[ok].sort_values("loss")
+
+
+def _fit(rows: pd.DataFrame, form: str) -> CompetenceCurve:
+    curve = CompetenceCurve(form)
+    x = rows[curve.covariate].to_numpy(float)
+    return curve.fit(x, rows["successes"].to_numpy(float), rows["n"].to_numpy(float), rows["chance"].to_numpy(float))
+
+
+def _forecast(rows: pd.DataFrame, form: str, n_holdout: int) -> list[dict]:
+    held, train = rows.head(n_holdout), rows.iloc[n_holdout:]
+    base = [{"checkpoint_id": r.checkpoint_id, "loss": r.loss, "excess_loss": r.excess_loss, "n": r.n}
+            for r in held.itertuples()]
+    if len(train) < 3 or n_holdout < 1:
+        return [dict(b, reason=f"{len(train)} checkpoints left to fit; need 3") for b in base]
+    curve = _fit(train, form)
+    pred = curve.predict(held[curve.covariate].to_numpy(float), held["chance"].to_numpy(float))
+    lo, hi = jeffreys_interval(held["successes"].to_numpy(float), held["n"].to_numpy(float))
+    observed = (held["successes"] / held["n"]).to_numpy(float)
+    return [dict(b, observed=o, observed_lo=a, observed_hi=c, predicted=p, inside=bool(a <= p <= c), reason=None)
+            for b, o, a, c, p in zip(base, observed, lo, hi, pred)]
+
+
+def _curve_points(rows: pd.DataFrame, curve: CompetenceCurve, n_points: int = 40) -> pd.DataFrame:
+    x = rows[curve.covariate].to_numpy(float)
+    grid = np.geomspace(x.min(), x.max(), n_points) if curve.covariate == "excess_loss" else \
+        np.linspace(x.min(), x.max(), n_points)
+    return pd.DataFrame({"covariate": curve.covariate, "x": grid, "competence": curve.predict_competence(grid)})
+
+
+def fit_competence_curves(competence: pd.DataFrame, n_holdout: int = 2) -> dict[str, pd.DataFrame]:
+    """Fits every form to every (mode, k, metric) cell of a rate metric and runs the forecast test.
+
+    Returns:
+        Tables `competence_fits`, `competence_params`, `competence_forecast` and `competence_curves`.
+    """
+    fits, params, forecasts, curves = [], [], [], []
+    rate = competence[competence["metric"].isin(RATE_METRICS)]
+    for (mode, k, metric), rows in rate.groupby(CELL, sort=True):
+        key = {"mode": mode, "k": k, "metric": metric}
+        for form in FORMS:
+            usable = _usable(rows, form)
+            if len(usable) < 3:
+                fits.append(dict(key, form=form, n_checkpoints=len(usable),
+                                 reason=f"{len(usable)} checkpoints with counts and x; need 3"))
+                continue
+            curve = _fit(usable, form)
+            fits.append(dict(key, form=form, n_checkpoints=len(usable), nll=curve.nll_, aic=curve.aic_,
+                             converged=curve.converged_, reason=None))
+            params += [dict(key, form=form, param=p, value=v) for p, v in curve.params_.items()]
+            forecasts += [dict(key, form=form, **r) for r in _forecast(usable, form, n_holdout)]
+            curves.append(_curve_points(usable, curve).assign(form=form, **key))
+    fit_table = pd.DataFrame(fits, columns=list(FIT_COLUMNS))
+    fit_table["delta_aic"] = fit_table["aic"] - fit_table.groupby(CELL)["aic"].transform("min")
+    return {
+        "competence_fits": fit_table,
+        "competence_params": pd.DataFrame(params, columns=list(PARAM_COLUMNS)),
+        "competence_forecast": pd.DataFrame(forecasts, columns=list(FORECAST_COLUMNS)),
+        "competence_curves": (pd.concat(curves, ignore_index=True)[list(CURVE_COLUMNS)] if curves
+                              else pd.DataFrame(columns=list(CURVE_COLUMNS))),
+    }
+

@@ -1,0 +1,111 @@
+"""Scaling-law fits over the checkpoint family and the excess loss delta_m = L_m - E of each checkpoint.
+
+E is the known entropy floor when every checkpoint reports one (delta is then exact), otherwise the
+fitted E of L(N) (or L(N, D)); its checkpoint-bootstrap replicates give delta's percentile interval
+(delta_lo = L - E_hi, delta_hi = L - E_lo). A checkpoint at or below E has no excess loss (NaN + reason).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from harness.analysis.scaling import PARAMS, ScalingLaw, bootstrap_scaling
+from harness.analysis.stats import percentile_ci
+
+SCALING_COLUMNS: tuple[str, ...] = (
+    "variant", "form", "n_checkpoints", *[f"{p}{s}" for p in PARAMS for s in ("", "_lo", "_hi")],
+    "known_floor", "E_minus_floor", "objective", "converged", "n_boot_valid", "reason",
+)
+"""Columns of the `scaling` table: one row per fit variant ("free_E" or "fixed_E")."""
+EXCESS_COLUMNS: tuple[str, ...] = (
+    "checkpoint_id", "loss", "E", "excess_loss", "excess_lo", "excess_hi", "source", "reason",
+)
+"""Columns of the `excess_loss` table: one row per checkpoint."""
+
+
+def known_floor(checkpoints: pd.DataFrame) -> float:
+    """The common entropy floor when every checkpoint reports the same finite one, else NaN."""
+    floors = pd.to_numeric(checkpoints["entropy_floor"], errors="coerce").to_numpy(float)
+    if len(floors) == 0 or not np.all(np.isfinite(floors)):
+        return float("nan")
+    return float(floors[0]) if np.allclose(floors, floors[0], rtol=1e-9, atol=1e-12) else float("nan")
+
+
+def scaling_data(checkpoints: pd.DataFrame, n_column: str, min_points_nd: int = 6):
+    """Selects the checkpoints and form for the scaling fit.
+
+    L(N, D) is used when every checkpoint has tokens_seen, D takes at least two values and there
+    are at least `min_points_nd` checkpoints; otherwise L(N) on the last checkpoint of each size
+    (largest tokens_seen, then step, then lowest loss), because intermediate checkpoints of one
+    size would otherwise pull the N-only law.
+
+    Returns:
+        (rows used, form "N" or "ND").
+    """
+    usable = checkpoints[np.isfinite(checkpoints["loss"]) & (checkpoints["loss"] > 0)]
+    usable = usable[pd.to_numeric(usable[n_column], errors="coerce") > 0]
+    tokens = pd.to_numeric(usable["tokens_seen"], errors="coerce")
+    if len(usable) >= min_points_nd and tokens.gt(0).all() and tokens.nunique() >= 2:
+        return usable, "ND"
+    order = usable.assign(_t=tokens.fillna(-np.inf), _s=pd.to_numeric(usable["step"], errors="coerce").fillna(-np.inf))
+    order = order.sort_values(["_t", "_s", "loss"], ascending=[False, False, True])
+    return order.drop_duplicates(subset=[n_column]).drop(columns=["_t", "_s"]), "N"
+
+
+def fit_scaling(checkpoints: pd.DataFrame, *, n_column: str, fixed_E: float | None, n_boot: int,
+                rng: np.random.Generator) -> tuple[dict, np.ndarray | None]:
+    """Fits one scaling-law variant with a checkpoint bootstrap.
+
+    Returns:
+        (row of the `scaling` table, (n_boot, 5) bootstrap parameters or None when the fit cannot run).
+    """
+    rows, form = scaling_data(checkpoints, n_column)
+    variant = "free_E" if fixed_E is None else "fixed_E"
+    row: dict = {"variant": variant, "form": form, "n_checkpoints": len(rows)}
+    n_free = len(ScalingLaw(fixed_E=fixed_E).param_names(form == "ND"))
+    if rows[n_column].nunique() < n_free + 1:
+        row["reason"] = f"{len(rows)} usable checkpoints; the {form} law with {n_free} free parameters needs {n_free + 1}"
+        return row, None
+    n_params = rows[n_column].to_numpy(float)
+    tokens = rows["tokens_seen"].to_numpy(float) if form == "ND" else None
+    law = ScalingLaw(fixed_E=fixed_E).fit(n_params, rows["loss"].to_numpy(float), tokens)
+    boot = bootstrap_scaling(law, n_params, rows["loss"].to_numpy(float), tokens, n_boot, rng)
+    lo, hi = percentile_ci(boot, axis=0)
+    for j, name in enumerate(PARAMS):
+        row[name], row[f"{name}_lo"], row[f"{name}_hi"] = getattr(law, f"{name}_"), lo[j], hi[j]
+    row.update(objective=law.objective_, converged=law.converged_,
+               n_boot_valid=int(np.isfinite(boot[:, 0]).sum()), reason=None)
+    return row, boot
+
+
+def excess_loss_table(checkpoints: pd.DataFrame, E: float, E_boot: np.ndarray | None, source: str) -> pd.DataFrame:
+    """Excess loss of each checkpoint (the `excess_loss` table).
+
+    Args:
+        checkpoints: prepared checkpoints (with ``loss``).
+        E: the common fitted E (ignored when source is "known floor": each row's entropy_floor is used).
+        E_boot: bootstrap replicates of the fitted E, or None.
+        source: "known floor", "fitted E" or "unavailable".
+    """
+    loss = checkpoints["loss"].to_numpy(float)
+    table = pd.DataFrame({"checkpoint_id": checkpoints["checkpoint_id"], "loss": loss})
+    if source == "known floor":
+        table["E"] = checkpoints["entropy_floor"].to_numpy(float)
+        delta = loss - table["E"].to_numpy(float)
+        lo, hi = delta, delta
+    elif source == "fitted E" and np.isfinite(E):
+        table["E"], delta = E, loss - E
+        lo, hi = delta, delta
+        if E_boot is not None:
+            boot = loss[:, None] - np.asarray(E_boot, float)[None, :]
+            lo, hi = percentile_ci(np.where(boot > 0, boot, np.nan), axis=1)
+    else:
+        table["E"], delta = np.nan, np.full(len(loss), np.nan)
+        lo, hi = delta, delta
+    positive = delta > 0
+    table["excess_loss"] = np.where(positive, delta, np.nan)
+    table["excess_lo"], table["excess_hi"] = np.where(positive, lo, np.nan), np.where(positive, hi, np.nan)
+    table["source"] = source
+    reason = np.where(np.isfinite(delta), "loss at or below E: no positive excess loss", "E unavailable")
+    table["reason"] = np.where(positive, None, reason)
+    return table[list(EXCESS_COLUMNS)]

@@ -1,0 +1,139 @@
+"""Product rule and compositionality gap of composite items, per (checkpoint, mode, k).
+
+Predicted composite competence = mean over the administered composite items of
+prod_{s in item} q_s, where q_s = chance-corrected Jeffreys-smoothed k = 1 success of skill s on
+that checkpoint. Observed = chance-corrected composite success on the same items. The ratio
+observed / predicted has a percentile interval from the item-cluster bootstrap of composite
+items combined with Beta(s + 1/2, n - s + 1/2) posterior draws of each single-skill rate (single
+skills cannot be cluster-resampled: every item needs each of its skills).
+
+Compositionality gap (after Press et al. 2022): among composite items all of whose skills are
+"right" on that checkpoint, the fraction answered wrong. A skill is right when its raw k = 1
+accuracy is >= `threshold` (default 0.9). Per-item constituent results are not in the records
+schema (no link from a composite item to k = 1 items on its own inputs), so the skill-level rule
+is the one used.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from harness.analysis.stats import chance_correct, jeffreys, percentile_ci
+
+PRODUCT_COLUMNS: tuple[str, ...] = (
+    "checkpoint_id", "mode", "k", "n_items", "n_unpredictable", "observed", "observed_lo", "observed_hi",
+    "predicted", "predicted_lo", "predicted_hi", "ratio", "ratio_lo", "ratio_hi", "gap", "gap_lo", "gap_hi",
+    "n_gap_items", "reason",
+)
+
+
+def single_skill_rates(sums: pd.DataFrame, clusters: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """k = 1 counts per (checkpoint, skill) with raw accuracy and smoothed chance-corrected competence q.
+
+    Skills with no scored k = 1 item on a checkpoint are absent (their composites are unpredictable).
+    """
+    rows = sums[(sums["k"] == 1) & (sums["metric"] == metric)]
+    rows = rows.assign(skill=rows["cluster"].map(clusters.set_index("cluster")["skill_key"]))
+    out = rows.groupby(["checkpoint_id", "skill"], sort=True)[["total", "n", "chance_total", "chance_n"]].sum()
+    out = out.reset_index()
+    out["chance"] = np.where(out["chance_n"] > 0, out["chance_total"] / out["chance_n"].where(out["chance_n"] > 0), np.nan)
+    out["accuracy"] = np.where(out["n"] > 0, out["total"] / out["n"].where(out["n"] > 0), np.nan)
+    out["q"] = np.where(out["n"] > 0, chance_correct(jeffreys(out["total"], out["n"]), out["chance"]), np.nan)
+    return out[out["n"] > 0].reset_index(drop=True)
+
+
+def _composite_rows(sums: pd.DataFrame, clusters: pd.DataFrame, metric: str) -> pd.DataFrame:
+    rows = sums[(sums["k"] > 1) & (sums["metric"] == metric) & (sums["n"] > 0)]
+    return rows.assign(skill_key=rows["cluster"].map(clusters.set_index("cluster")["skill_key"])).reset_index(drop=True)
+
+
+def _skill_index(comp: pd.DataFrame, singles: pd.DataFrame) -> np.ndarray:
+    """(n_rows, k_max) row index into `singles` of each composite row's skills; -1 pads, -2 is missing."""
+    lookup = {key: i for i, key in enumerate(zip(singles["checkpoint_id"], singles["skill"]))}
+    k_max = int(comp["k"].max()) if len(comp) else 0
+    index = np.full((len(comp), k_max), -1, dtype=np.int64)
+    for r, (ck, key) in enumerate(zip(comp["checkpoint_id"], comp["skill_key"])):
+        for j, skill in enumerate(key.split("+")):
+            index[r, j] = lookup.get((ck, skill), -2)
+    return index
+
+
+def _log_product(index: np.ndarray, log_q: np.ndarray) -> np.ndarray:
+    """Sum of log q over each row's skills; log_q is (n_singles, ...) and the result (n_rows, ...)."""
+    safe = np.where(index >= 0, index, 0)
+    terms = np.where((index >= 0)[(...,) + (None,) * (log_q.ndim - 1)], log_q[safe], 0.0)
+    return terms.sum(axis=1)
+
+
+def _boot_ratio(num_rows: np.ndarray, den_rows: np.ndarray, *, cell: np.ndarray, n_cells: int,
+                weights_rows: np.ndarray) -> np.ndarray:
+    """Per-cell bootstrap of sum(num) / sum(den); *_rows are (n_rows,) or (n_rows, B); weights (n_rows, B)."""
+    indicator = sparse.csr_matrix((np.ones(len(cell)), (cell, np.arange(len(cell)))), shape=(n_cells, len(cell)))
+    num = indicator @ (weights_rows * (num_rows if num_rows.ndim == 2 else num_rows[:, None]))
+    den = indicator @ (weights_rows * (den_rows if den_rows.ndim == 2 else den_rows[:, None]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def _predictions(sums, clusters, weights, rng, metric, threshold):
+    """Composite rows with their product prediction (point and bootstrap) and gap eligibility."""
+    singles = single_skill_rates(sums, clusters, metric)
+    comp = _composite_rows(sums, clusters, metric)
+    if singles.empty or comp.empty:
+        return None, None
+    index = _skill_index(comp, singles)
+    draws = rng.beta(singles["total"].to_numpy()[:, None] + 0.5,
+                     (singles["n"] - singles["total"]).to_numpy()[:, None] + 0.5, size=(len(singles), weights.shape[0]))
+    q_boot = chance_correct(draws, singles["chance"].to_numpy()[:, None])
+    with np.errstate(divide="ignore"):
+        pred = np.exp(_log_product(index, np.log(singles["q"].to_numpy(float))))
+        pred_boot = np.exp(_log_product(index, np.log(q_boot)))
+    right = np.where(index >= 0, (singles["accuracy"].to_numpy(float) >= threshold)[np.maximum(index, 0)], True)
+    predictable = ~(index == -2).any(axis=1)
+    comp = comp.assign(pred=pred, predictable=predictable, eligible=right.all(axis=1) & predictable,
+                       n_unpredictable=np.where(predictable, 0.0, comp["n"]))
+    return comp, pred_boot
+
+
+def product_rule_table(sums: pd.DataFrame, clusters: pd.DataFrame, weights: np.ndarray, rng: np.random.Generator,
+                       *, metric: str = "exact_match", threshold: float = 0.9) -> pd.DataFrame:
+    """Observed vs product-predicted composite competence and the compositionality gap (module docstring).
+
+    Items whose skills lack k = 1 results on that checkpoint are left out and counted in n_unpredictable.
+    """
+    comp, pred_boot = _predictions(sums, clusters, weights, rng, metric, threshold)
+    if comp is None:
+        return pd.DataFrame(columns=list(PRODUCT_COLUMNS))
+    keys = ["checkpoint_id", "mode", "k"]
+    cells = comp.groupby(keys, sort=True)[["n", "n_unpredictable"]].sum().reset_index()
+    cells = cells.rename(columns={"n": "n_items"})
+    keep, pred_boot = comp[comp["predictable"]], pred_boot[comp["predictable"].to_numpy()]
+    cell = keep.merge(cells[keys].reset_index(), on=keys, how="left")["index"].to_numpy(np.int64)
+    ratio = functools.partial(_boot_ratio, cell=cell, n_cells=len(cells))
+    w, one = weights[:, keep["cluster"].to_numpy()].T, np.ones((len(keep), 1))
+    n, total, elig = (keep[c].to_numpy(float) for c in ("n", "total", "eligible"))
+    g = ratio(keep["chance_total"].to_numpy(float), keep["chance_n"].to_numpy(float), weights_rows=one)[:, 0]
+    cells["observed"] = chance_correct(ratio(total, n, weights_rows=one)[:, 0], g)
+    cells["predicted"] = ratio(n * keep["pred"].to_numpy(), n, weights_rows=one)[:, 0]
+    cells["gap"] = ratio(elig * (n - total), elig * n, weights_rows=one)[:, 0]
+    cells["n_gap_items"] = np.bincount(cell, weights=elig * n, minlength=len(cells))
+    observed_b = chance_correct(ratio(total, n, weights_rows=w), g[:, None])
+    predicted_b = ratio(n[:, None] * pred_boot, n, weights_rows=w)
+    gap_b = ratio(elig * (n - total), elig * n, weights_rows=w)
+    return _finish(cells, observed_b, predicted_b, gap_b)
+
+
+def _finish(cells: pd.DataFrame, observed_b, predicted_b, gap_b) -> pd.DataFrame:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio_b = np.where(predicted_b > 1e-12, observed_b / predicted_b, np.nan)
+        cells["ratio"] = np.where(cells["predicted"] > 1e-12, cells["observed"] / cells["predicted"], np.nan)
+    for name, boot in (("observed", observed_b), ("predicted", predicted_b), ("ratio", ratio_b), ("gap", gap_b)):
+        cells[f"{name}_lo"], cells[f"{name}_hi"] = percentile_ci(boot, axis=1)
+    reasons = np.where(cells["predicted"] > 1e-12, None, "predicted competence is ~0: ratio undefined")
+    reasons = np.where(cells["n_gap_items"] > 0, reasons,
+                       np.where(reasons == None, "no composite item has all skills right: gap undefined", reasons))  # noqa: E711
+    cells["reason"] = reasons
+    return cells[list(PRODUCT_COLUMNS)]

@@ -1,0 +1,121 @@
+"""The analyzer's settings and output: `AnalysisConfig`, `AnalysisResult` and a JSON-safe summary helper."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """Settings of `analyze` beyond the seed and bootstrap size."""
+
+    metric: str = "exact_match"
+    """Primary metric of the product rule, Arora-Goyal checks, collapse test and largest k."""
+    n_column: str = "params_nonembedding"
+    """Checkpoint column used as N in the scaling law ("params" when this one is missing)."""
+    level: float = 0.5
+    """Chance-corrected competence that defines the largest composable k."""
+    gap_threshold: float = 0.9
+    """Single-skill accuracy at which a skill counts as right in the compositionality gap."""
+    tail_alpha: float = 0.1
+    """alpha of the Arora-Goyal tail bound (fraction of skills the bound may miss)."""
+    n_holdout: int = 2
+    """Lowest-loss checkpoints held out by the forecasting test."""
+    reference_checkpoint: str | None = None
+    """Checkpoint on which the failure law is calibrated; None picks the one with failure nearest 1/2."""
+    test_level: float = 0.05
+    """Significance level of the above-chance and likelihood-ratio tests."""
+
+
+TABLES: tuple[str, ...] = (
+    "scaling", "excess_loss", "competence", "competence_fits", "competence_params", "competence_forecast",
+    "competence_curves", "above_chance", "emergence", "mirage", "product_rule", "ag_failure", "ag_failure_fit",
+    "ag_ktuple", "ag_tail_bound", "collapse", "composable_k", "composable_scaling", "seen_heldout", "paired",
+)
+"""Names of the tidy tables in an `AnalysisResult`, in report order."""
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """Everything `analyze` derived: tidy tables (one DataFrame per kind of observation) and a summary."""
+
+    scaling: pd.DataFrame
+    """Scaling-law fits, one row per variant (free_E, fixed_E); see `excess.SCALING_COLUMNS`."""
+    excess_loss: pd.DataFrame
+    """Per checkpoint: loss, E, excess loss and its interval; see `excess.EXCESS_COLUMNS`."""
+    competence: pd.DataFrame
+    """Per (checkpoint, mode, k, metric): counts, mean, chance, competence with intervals."""
+    competence_fits: pd.DataFrame
+    """Per (mode, k, metric, form): NLL, AIC, delta AIC."""
+    competence_params: pd.DataFrame
+    """Per (mode, k, metric, form, param): fitted value."""
+    competence_forecast: pd.DataFrame
+    """Held-out lowest-loss checkpoints: predicted vs observed success with its Jeffreys interval."""
+    competence_curves: pd.DataFrame
+    """Fitted competence on a grid of x per (mode, k, metric, form), for plotting."""
+    above_chance: pd.DataFrame
+    """Per (checkpoint, mode, k, binary metric): exact binomial p-value and Holm-adjusted p-value."""
+    emergence: pd.DataFrame
+    """Per (mode, k, metric): above-chance count, onset, sharpness, breakpoint with interval."""
+    mirage: pd.DataFrame
+    """Per (mode, k): sharpness under exact match, partial credit, gold log-prob and a verdict."""
+    product_rule: pd.DataFrame
+    """Per (checkpoint, mode, k): observed vs product-predicted competence, ratio, compositionality gap."""
+    ag_failure: pd.DataFrame
+    """Per checkpoint: single-skill failure with fitted and calibrated f = c delta^b."""
+    ag_failure_fit: pd.DataFrame
+    """One row: c, b with interval, reference checkpoint."""
+    ag_ktuple: pd.DataFrame
+    """Per (checkpoint, mode, k): observed composite failure vs min(1, k f1) and 1 - (1 - f1)^k."""
+    ag_tail_bound: pd.DataFrame
+    """Per (checkpoint, mode, k): theta, beta*, bound and the fraction of skills inside it."""
+    collapse: pd.DataFrame
+    """Per composite mode: a, b with intervals, likelihood-ratio tests of a = b and a = 1, verdict."""
+    composable_k: pd.DataFrame
+    """Per (checkpoint, mode): largest composable k at the configured level."""
+    composable_scaling: pd.DataFrame
+    """Per mode: log-log slope of k* on excess loss with interval."""
+    seen_heldout: pd.DataFrame
+    """Per (checkpoint, mode, k, metric): seen minus held-out competence with interval."""
+    paired: pd.DataFrame
+    """Adjacent checkpoints (by loss) per (mode, k): McNemar test and paired bootstrap difference."""
+    summary: dict[str, Any] = field(default_factory=dict)
+    """JSON-serializable overview: counts, settings and each analysis' status, reason and key numbers."""
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The tidy tables by name, in `TABLES` order."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "summary"}
+
+
+def jsonable(value: Any, missing: dict[str, str] | None = None, key: str = "", reason: str | None = None) -> Any:
+    """Converts numpy/pandas values to JSON types; NaN becomes None and its key is noted in `missing`.
+
+    Args:
+        value: a scalar, list, tuple or dict (nested).
+        missing: collects "path -> reason" for every NaN replaced by None.
+        key: path of `value` inside the summary.
+        reason: reason recorded for NaN values below this point.
+    """
+    if isinstance(value, dict):
+        return {str(k): jsonable(v, missing, f"{key}.{k}" if key else str(k), reason) for k, v in value.items()}
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, (list, tuple, np.ndarray, pd.Series)):
+        return [jsonable(v, missing, f"{key}[{i}]", reason) for i, v in enumerate(list(value))]
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer, int)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        if math.isfinite(float(value)):
+            return float(value)
+        if missing is not None:
+            missing[key] = reason or ("infinite" if not math.isnan(float(value)) else "not estimable from these data")
+        return None
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    return str(value) if not isinstance(value, str) else value

@@ -1,0 +1,145 @@
+"""Small statistical primitives: smoothing, chance correction, binomial likelihood, intervals and tests.
+
+All functions are vectorized over numpy arrays and keep NaN as NaN (a missing count never becomes 0).
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy import special, stats
+
+_EPS = 1e-12
+
+
+def jeffreys(successes: np.ndarray | float, n: np.ndarray | float) -> np.ndarray:
+    """Jeffreys-smoothed success rate (s + 1/2) / (n + 1): the posterior mean under a Beta(1/2, 1/2) prior.
+
+    Args:
+        successes: success counts (fractional counts allowed).
+        n: trial counts; n = 0 gives 1/2 (the prior mean), NaN gives NaN.
+    """
+    s, n = np.asarray(successes, float), np.asarray(n, float)
+    return (s + 0.5) / (n + 1.0)
+
+
+def chance_correct(p: np.ndarray | float, chance: np.ndarray | float) -> np.ndarray:
+    """Chance-corrected competence p~ = (p - g) / (1 - g), clipped to [0, 1].
+
+    Args:
+        p: success rates.
+        chance: chance levels g; g NaN or g >= 1 gives NaN (no correction is defined).
+    """
+    p, g = np.asarray(p, float), np.asarray(chance, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(g < 1.0, (p - g) / (1.0 - g), np.nan)
+    return np.clip(q, 0.0, 1.0)
+
+
+def jeffreys_interval(successes: np.ndarray | float, n: np.ndarray | float,
+                      level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Equal-tailed Jeffreys interval for a binomial rate (Brown, Cai & DasGupta 2001).
+
+    The lower end is 0 when s = 0 and the upper end is 1 when s = n; n = 0 or NaN gives NaN.
+    """
+    s, n = np.asarray(successes, float), np.asarray(n, float)
+    tail = (1.0 - level) / 2.0
+    with np.errstate(invalid="ignore"):
+        ok = n > 0
+        a, b = np.where(ok, s + 0.5, 1.0), np.where(ok, n - s + 0.5, 1.0)
+        lo = np.where(s <= 0, 0.0, stats.beta.ppf(tail, a, b))
+        hi = np.where(s >= n, 1.0, stats.beta.ppf(1.0 - tail, a, b))
+    return np.where(ok, lo, np.nan), np.where(ok, hi, np.nan)
+
+
+def binomial_nll(successes: np.ndarray, n: np.ndarray, p: np.ndarray, axis: int | None = None) -> np.ndarray:
+    """Negative binomial log-likelihood -sum[log C(n, s) + s log p + (n - s) log(1 - p)].
+
+    Fractional s (partial credit) is allowed through the gamma function (a quasi-likelihood);
+    p is clipped to [1e-12, 1 - 1e-12] so a perfect fit stays finite.
+    """
+    s, n = np.asarray(successes, float), np.asarray(n, float)
+    p = np.clip(np.asarray(p, float), _EPS, 1.0 - _EPS)
+    log_c = special.gammaln(n + 1) - special.gammaln(s + 1) - special.gammaln(n - s + 1)
+    terms = log_c + s * np.log(p) + (n - s) * np.log1p(-p)
+    return -np.sum(terms, axis=axis)
+
+
+def binomial_score(successes: np.ndarray, n: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Derivative of `binomial_nll` with respect to p, elementwise: -(s/p - (n - s)/(1 - p))."""
+    s, n = np.asarray(successes, float), np.asarray(n, float)
+    p = np.clip(np.asarray(p, float), _EPS, 1.0 - _EPS)
+    return -(s / p - (n - s) / (1.0 - p))
+
+
+def above_chance_pvalue(successes: np.ndarray, n: np.ndarray, chance: np.ndarray) -> np.ndarray:
+    """Exact one-sided binomial p-value P(X >= s) for X ~ Binomial(n, g).
+
+    With g = 0 any success is impossible under the null, so s >= 1 gives 0 and s = 0 gives 1.
+    Non-integer counts or missing inputs give NaN.
+    """
+    s, n, g = (np.asarray(x, float) for x in (successes, n, chance))
+    integer = np.isclose(s, np.round(s)) & np.isclose(n, np.round(n)) & (n > 0)
+    with np.errstate(invalid="ignore"):
+        p = stats.binom.sf(np.round(s) - 1, np.round(n), np.clip(g, 0.0, 1.0))
+    return np.where(integer & np.isfinite(g), p, np.nan)
+
+
+def holm(pvalues: np.ndarray) -> np.ndarray:
+    """Holm step-down adjusted p-values; NaN entries stay NaN and do not count as tests."""
+    p = np.asarray(pvalues, float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    if ok.size == 0:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = order.size
+    adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out[order] = np.minimum(adjusted, 1.0)
+    return out
+
+
+def mcnemar_exact(only_a: int, only_b: int) -> float:
+    """Exact two-sided McNemar p-value: min(1, 2 P(X <= min(b, c))) for X ~ Binomial(b + c, 1/2).
+
+    Args:
+        only_a: discordant pairs where checkpoint A is right and B wrong.
+        only_b: discordant pairs where B is right and A wrong.
+    """
+    total = int(only_a) + int(only_b)
+    if total == 0:
+        return 1.0
+    return float(min(1.0, 2.0 * stats.binom.cdf(min(only_a, only_b), total, 0.5)))
+
+
+def percentile_ci(samples: np.ndarray, level: float = 0.95, axis: int = -1,
+                  min_valid: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap interval along `axis`, ignoring NaN replicates.
+
+    Returns NaN where fewer than `min_valid` of the replicates are finite.
+    """
+    x = np.asarray(samples, float)
+    tail = 100.0 * (1.0 - level) / 2.0
+    valid = np.mean(np.isfinite(x), axis=axis)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices are masked below
+        lo = np.nanpercentile(x, tail, axis=axis)
+        hi = np.nanpercentile(x, 100.0 - tail, axis=axis)
+    bad = valid < min_valid
+    lo, hi = np.where(bad, np.nan, lo), np.where(bad, np.nan, hi)
+    if lo.ndim == 0:
+        return float(lo), float(hi)
+    return lo, hi
+
+
+def lr_pvalue(nll_restricted: float, nll_full: float, df: int = 1, dispersion: float = 1.0) -> tuple[float, float]:
+    """Likelihood-ratio test of a nested restriction, with a quasi-likelihood dispersion correction.
+
+    Returns:
+        (statistic, p-value) where statistic = 2 (nll_restricted - nll_full) / max(1, dispersion) is
+        referred to chi-square with `df` degrees of freedom. Dispersion < 1 is not used to sharpen the test.
+    """
+    stat = max(0.0, 2.0 * (nll_restricted - nll_full)) / max(1.0, float(dispersion))
+    if not np.isfinite(stat):
+        return float("nan"), float("nan")
+    return float(stat), float(stats.chi2.sf(stat, df))

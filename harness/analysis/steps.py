@@ -1,0 +1,206 @@
+"""The analyses `analyze` runs, one function each: state in, (tables, summary highlights) out.
+
+Each step reads the shared state (prepared tables, cluster sums, bootstrap weights, config) and what
+earlier steps stored in it; a highlight named "reason" marks the step as skipped.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.analysis import ag_bound, ag_failure as agf, collapse as col, composable as comp, emergence as em
+from harness.analysis.bootstrap import rng_for
+from harness.analysis.competence import competence_table, fit_competence_curves
+from harness.analysis.excess import SCALING_COLUMNS, excess_loss_table, fit_scaling, known_floor
+from harness.analysis.generalization import seen_heldout_table
+from harness.analysis.paired import PAIRED_COLUMNS, paired_comparison
+from harness.analysis.product_rule import product_rule_table, single_skill_rates
+from harness.analysis.schema import SINGLE_MODE
+
+State = dict[str, Any]
+Output = tuple[dict[str, pd.DataFrame], dict[str, Any]]
+_KEYS = ("E", "E_lo", "E_hi", "A", "alpha", "alpha_lo", "alpha_hi", "B", "beta", "known_floor", "form",
+         "n_checkpoints", "n_boot_valid", "reason")
+_CI_REASON = "fewer than half of the bootstrap replicates could be fitted (too few distinct checkpoints)"
+
+
+def _needs(state: State, *keys: str) -> str | None:
+    missing = [k for k in keys if k not in state]
+    return f"needs {', '.join(missing)}, which did not run" if missing else None
+
+
+def _records(frame: pd.DataFrame, columns: tuple[str, ...]) -> list[dict]:
+    return frame.reindex(columns=list(columns)).to_dict("records")
+
+
+def scaling(state: State) -> Output:
+    """Free-E fit, and the fixed-E fit when the entropy floor is known."""
+    ck, cfg = state["checkpoints"], state["config"]
+    n_col = cfg.n_column if pd.to_numeric(ck.get(cfg.n_column), errors="coerce").gt(0).all() else "params"
+    floor = known_floor(ck)
+    rows, boots = [], {}
+    for fixed in [None] + ([floor] if np.isfinite(floor) else []):
+        row, boot = fit_scaling(ck, n_column=n_col, fixed_E=fixed, n_boot=state["n_boot"],
+                                rng=rng_for(state["seed"], f"scaling-{fixed is None}"))
+        row.update(known_floor=floor, E_minus_floor=row.get("E", np.nan) - floor)
+        rows.append(row)
+        boots[row["variant"]] = boot
+    table = pd.DataFrame(rows).reindex(columns=list(SCALING_COLUMNS))
+    free = table.iloc[0]
+    state["E_fit"] = float(free["E"]) if pd.notna(free["E"]) else np.nan
+    state["E_boot"] = None if boots["free_E"] is None else boots["free_E"][:, 0]
+    fits = {r["variant"]: {k: r.get(k) for k in _KEYS if r.get("form") == "ND" or k not in ("B", "beta")}
+            for r in table.to_dict("records")}
+    reason = None if table["reason"].isna().any() else str(table["reason"].iloc[0])
+    why = {f"{p}_{end}": _CI_REASON for p in ("E", "alpha") for end in ("lo", "hi")}
+    return {"scaling": table}, {"N_column": n_col, "fits": fits, "reason": reason, "missing_reasons": why}
+
+
+def excess(state: State) -> Output:
+    """Excess loss from the known floor, else from the fitted E."""
+    ck = state["checkpoints"]
+    floors = pd.to_numeric(ck["entropy_floor"], errors="coerce")
+    E = state.get("E_fit", np.nan)
+    source = "known floor" if floors.notna().all() else ("fitted E" if np.isfinite(E) else "unavailable")
+    table = excess_loss_table(ck, E, state.get("E_boot"), source)
+    state["excess"] = table
+    reason = None if table["excess_loss"].notna().any() else "no checkpoint has a positive excess loss"
+    return {"excess_loss": table}, {"source": source, "n_positive": int(table["excess_loss"].notna().sum()),
+                                    "reason": reason}
+
+
+def competence(state: State) -> Output:
+    """Competence table with cluster-bootstrap intervals."""
+    ex = state.get("excess")
+    if ex is None:
+        ex = excess_loss_table(state["checkpoints"], np.nan, None, "unavailable")
+    table, boot = competence_table(state["sums"], state["weights"], ex)
+    state["competence"], state["boot"] = table, boot
+    return {"competence": table}, {"n_cells": len(table), "n_cells_all_failed": int((table["n"] == 0).sum())}
+
+
+def competence_fits(state: State) -> Output:
+    """Three curve forms per cell, AIC and the forecasting test."""
+    if reason := _needs(state, "competence"):
+        return {}, {"reason": reason}
+    out = fit_competence_curves(state["competence"], n_holdout=state["config"].n_holdout)
+    fits = out["competence_fits"]
+    best = fits.loc[fits["delta_aic"] == 0, "form"].value_counts().to_dict()
+    fc = out["competence_forecast"]
+    coverage = float(fc["inside"].dropna().astype(bool).mean()) if fc["inside"].notna().any() else np.nan
+    reason = None if fits["reason"].isna().any() else "no cell has 3 checkpoints with counts"
+    return out, {"best_form_counts": best, "forecast_coverage": coverage, "reason": reason}
+
+
+def emergence(state: State) -> Output:
+    """Above-chance tests, sharpness, breakpoints and the mirage check."""
+    if reason := _needs(state, "competence"):
+        return {}, {"reason": reason}
+    table, cfg = state["competence"], state["config"]
+    above = em.above_chance_table(table, level=cfg.test_level)
+    emerg = em.emergence_table(table, state["boot"], above)
+    mirage = em.mirage_table(table)
+    main = emerg[emerg["metric"] == cfg.metric]
+    return ({"above_chance": above, "emergence": emerg, "mirage": mirage},
+            {"emergence": _records(main, ("mode", "k", "n_above_chance", "sharpness", "breakpoint_loss",
+                                          "breakpoint_lo", "breakpoint_hi")),
+             "mirage": _records(mirage, ("mode", "k", "verdict"))})
+
+
+def product_rule(state: State) -> Output:
+    """Product-rule ratio and compositionality gap."""
+    cfg = state["config"]
+    table = product_rule_table(state["sums"], state["clusters"], state["weights"], rng_for(state["seed"], "product"),
+                               metric=cfg.metric, threshold=cfg.gap_threshold)
+    if table.empty:
+        return {"product_rule": table}, {"reason": f"needs k = 1 and k > 1 items scored with {cfg.metric}"}
+    return {"product_rule": table}, {"median_ratio": table["ratio"].median(), "mean_gap": table["gap"].mean()}
+
+
+def ag_failure(state: State) -> Output:
+    """(a) failure vs excess loss and (b) the k-tuple rule."""
+    if reason := _needs(state, "competence"):
+        return {}, {"reason": reason}
+    table, cfg = state["competence"], state["config"]
+    singles = table[(table["k"] == 1) & (table["mode"] == SINGLE_MODE) & (table["metric"] == cfg.metric)]
+    fail, fit = agf.failure_law(singles, n_boot=state["n_boot"], rng=rng_for(state["seed"], "failure"),
+                                reference=cfg.reference_checkpoint)
+    ktuple = agf.ktuple_table(table, fail, cfg.metric)
+    within = ktuple["within_union"].dropna()
+    fit_row = pd.DataFrame([fit]).reindex(columns=list(agf.FAILURE_FIT_COLUMNS))
+    why = {"b_lo": _CI_REASON, "b_hi": _CI_REASON, "fraction_within_union": "no composite (k > 1) cell to compare"}
+    return ({"ag_failure": fail, "ag_failure_fit": fit_row, "ag_ktuple": ktuple},
+            {**fit, "fraction_within_union": float(within.astype(bool).mean()) if len(within) else np.nan,
+             "missing_reasons": why})
+
+
+def ag_tail_bound(state: State) -> Output:
+    """(c) the single-skill tail bound."""
+    if reason := _needs(state, "competence"):
+        return {}, {"reason": reason}
+    cfg = state["config"]
+    edges = ag_bound.edge_failure_rates(state["sums"], state["clusters"], cfg.metric)
+    singles = single_skill_rates(state["sums"], state["clusters"], cfg.metric)
+    table = ag_bound.tail_bound_table(state["competence"], edges, singles, metric=cfg.metric, alpha=cfg.tail_alpha)
+    holds = table["holds"].dropna()
+    reason = None if len(holds) else ("no (checkpoint, k) cell with a non-vacuous bound" if len(table)
+                                      else "no composite (k > 1) items")
+    return {"ag_tail_bound": table}, {"fraction_holds": float(holds.astype(bool).mean()) if len(holds) else np.nan,
+                                      "reason": reason}
+
+
+def collapse(state: State) -> Output:
+    """(d) the collapse test per composite mode."""
+    if reason := _needs(state, "competence"):
+        return {}, {"reason": reason}
+    table, cfg = state["competence"], state["config"]
+    main = table[table["metric"] == cfg.metric]
+    rows = []
+    for mode in sorted(set(main.loc[main["k"] > 1, "mode"])):
+        cells = main[(main["mode"] == mode) | ((main["mode"] == SINGLE_MODE) & (main["k"] == 1))]
+        rows.append({"mode": mode, "metric": cfg.metric, **col.collapse_test(cells, state["boot"], level=cfg.test_level)})
+    out = pd.DataFrame(rows).reindex(columns=list(col.COLLAPSE_COLUMNS))
+    state["collapse_slopes"] = {r["mode"]: -r["b"] / r["a"] for r in rows if np.isfinite(r.get("a", np.nan)) and r["a"] != 0}
+    reason = None if rows else "no composite (k > 1) items"
+    return {"collapse": out}, {"tests": _records(out, ("mode", "a", "a_lo", "a_hi", "b", "b_lo", "b_hi", "p_a_eq_b",
+                                                      "p_a_eq_1", "dispersion", "verdict", "reason")), "reason": reason}
+
+
+def composable(state: State) -> Output:
+    """Largest composable k per checkpoint and its scaling with excess loss."""
+    if reason := _needs(state, "competence"):
+        return {}, {"reason": reason}
+    cfg = state["config"]
+    table = comp.composable_table(state["competence"], metric=cfg.metric, level=cfg.level)
+    scale = comp.composable_scaling(table, n_boot=state["n_boot"], rng=rng_for(state["seed"], "composable"),
+                                    collapse_slopes=state.get("collapse_slopes"))
+    reason = None if len(table) else "no composite (k > 1) items"
+    return {"composable_k": table, "composable_scaling": scale}, {
+        "scaling": _records(scale, ("mode", "n_points", "slope", "slope_lo", "slope_hi", "slope_collapse", "reason")),
+        "reason": reason}
+
+
+def seen_heldout(state: State) -> Output:
+    """Seen minus held-out competence."""
+    table = seen_heldout_table(state["sums"], state["weights"])
+    main = table[table["metric"] == state["config"].metric]
+    excludes = ((main["gap_lo"] > 0) | (main["gap_hi"] < 0)).sum()
+    reason = None if table["gap"].notna().any() else "needs composite items of both splits"
+    return {"seen_heldout": table}, {"mean_gap": main["gap"].mean(), "n_cells": int(main["gap"].notna().sum()),
+                                     "n_cells_ci_excludes_0": int(excludes), "reason": reason}
+
+
+def paired(state: State) -> Output:
+    """McNemar and paired bootstrap between checkpoints adjacent in loss (lower loss = A)."""
+    ck = state["checkpoints"].dropna(subset=["loss"]).sort_values("loss")
+    ids = list(ck["checkpoint_id"])
+    frames = [paired_comparison(state["records"], a, b, metric=state["config"].metric, n_boot=state["n_boot"],
+                                seed=state["seed"]) for a, b in zip(ids[:-1], ids[1:])]
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(PAIRED_COLUMNS))
+    level = state["config"].test_level
+    reason = None if frames else "needs at least 2 checkpoints with a loss"
+    return {"paired": table}, {"n_comparisons": len(table),
+                               "n_significant": int((table["mcnemar_p"] < level).sum()) if len(table) else 0,
+                               "reason": reason}

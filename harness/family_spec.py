@@ -1,0 +1,101 @@
+"""Resolves what the user passed as `--family` into the checkpoints of one family.
+
+Accepted: a family manifest (YAML: ours from `emergence zoo build`, or a hand-written list of
+``{path, label, size}``), or plain folders, step-subfolder trees, globs and GGUF files. Sizes and
+steps are detected from the files, not typed by hand.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+
+from harness.checkpoints import Checkpoint, discover
+from skill_catalog.errors import UserError
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    """A checkpoint named by the user that could not be found or read."""
+
+    label: str
+    """The label or path the user gave."""
+    error: str
+    """One-line reason and fix."""
+
+
+@dataclass(frozen=True)
+class Member:
+    """One checkpoint of a family, with its place in the size x step grid."""
+
+    checkpoint: Checkpoint
+    """The checkpoint (identity, counts, paths)."""
+    size: str
+    """Size label: the manifest's, else the label without its step part."""
+
+
+def _manifest_members(path: Path, allow_pickle: bool, hash_cache: Path | None) -> list[Member | Unresolved]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        raise UserError(f"{path} is not valid YAML; fix the family manifest's syntax") from None
+    rows = data.get("checkpoints") if isinstance(data, dict) else None
+    if not isinstance(rows, list) or not rows:
+        raise UserError(f"{path} lists no checkpoints; a family manifest needs a 'checkpoints:' list of paths")
+    members = []
+    for row in rows:
+        if not isinstance(row, dict) or "path" not in row:
+            raise UserError(f"{path}: every checkpoint entry needs a 'path'; fix entry {row!r}")
+        folder = (path.parent / row["path"]).resolve()
+        try:
+            found = [c for c in discover(folder, allow_pickle, hash_cache) if c.path == folder]
+        except UserError as err:
+            members.append(Unresolved(str(row.get("label", row["path"])), str(err)))
+            continue
+        ckpt = replace(found[0], label=str(row.get("label", found[0].label)))
+        if ckpt.step is None and row.get("step") is not None:
+            ckpt = replace(ckpt, step=int(row["step"]), tokens_seen=row.get("tokens_seen"))
+        members.append(Member(ckpt, str(row.get("size", _size_of(ckpt.label)))))
+    return members
+
+
+def _size_of(label: str) -> str:
+    """The size part of a label: ``pythia-70m/step1000`` -> ``pythia-70m``."""
+    head = label.split("/")[0]
+    return re.sub(r"[@/-]?(step|checkpoint)[-_]?\d+$", "", head) or head
+
+
+def resolve_family(
+    specs: Sequence[str], allow_pickle: bool = False, hash_cache: Path | None = None
+) -> tuple[tuple[Member, ...], tuple[Unresolved, ...]]:
+    """Every checkpoint named by `specs` (manifests, folders, globs), in the order given, without repeats.
+
+    Returns:
+        The resolved members, and the checkpoints that could not be resolved (each with its reason),
+        so one bad folder does not stop the others.
+    """
+    if not specs:
+        raise UserError("no checkpoints given; pass --family with a manifest, folders or a glob")
+    members: list[Member | Unresolved] = []
+    for spec in specs:
+        try:
+            members += _resolve_one(spec, allow_pickle, hash_cache)
+        except UserError as err:
+            members.append(Unresolved(spec, str(err)))
+    unique: dict[tuple[Path, str], Member] = {}
+    for m in members:
+        if isinstance(m, Member):
+            unique.setdefault((m.checkpoint.path, m.checkpoint.label), m)
+    return tuple(unique.values()), tuple(m for m in members if isinstance(m, Unresolved))
+
+
+def _resolve_one(spec: str, allow_pickle: bool, hash_cache: Path | None) -> list[Member | Unresolved]:
+    path = Path(spec).expanduser()
+    if path.is_dir() and (path / "family.yaml").exists():
+        path = path / "family.yaml"
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return _manifest_members(path.resolve(), allow_pickle, hash_cache)
+    return [Member(c, _size_of(c.label)) for c in discover(spec, allow_pickle, hash_cache)]

@@ -1,0 +1,78 @@
+"""The one frozen run configuration: it becomes the CLI flags and the run manifest.
+
+A run can be reproduced from its manifest alone (`RunConfig.from_manifest`). Settings that must not
+change any number (batch size, device) are left out of the run's identity, so changing them resumes
+the same run instead of starting another.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from skill_catalog.errors import UserError
+
+DEFAULT_TASKS = ("symbolic_composite.yaml", "symbolic_heldout_text.yaml")
+"""Suites of the main job (under tasks/)."""
+NOT_IDENTITY = ("out", "batch_size", "device", "fail_fast", "check_drift", "cache_dir", "analyze")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs; every field is a CLI flag of `emergence run`."""
+
+    family: tuple[str, ...] = ()
+    """Family manifests, checkpoint folders, globs or GGUF files; empty = the built-in reference family."""
+    tasks: tuple[str, ...] = DEFAULT_TASKS
+    """Task files (paths or names under tasks/)."""
+    out: str = "results"
+    """Folder that receives the run directory (named by the run's hash)."""
+    batch_size: str = "auto"
+    """Rows per forward pass or ``auto`` (halves on out-of-memory); never changes a number."""
+    limit: int | None = None
+    """Score only the first N items of each composite task (smoke runs)."""
+    device: str = "auto"
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    dtype: str = "float32"
+    """Compute dtype; bf16/fp16 only on a GPU and only when asked."""
+    allow_pickle: bool = False
+    """Accept pickle weight files (they can execute code); recorded in the manifest."""
+    check_drift: bool = False
+    """Rescore a sample at batch size 1 and record the largest difference."""
+    fail_fast: bool = False
+    """Stop at the first failing checkpoint instead of recording it and going on."""
+    shard: str = "1/1"
+    """``i/n``: score only the i-th of n slices of the checkpoint grid (cluster array jobs)."""
+    cache_dir: str | None = None
+    """Folder of the shared result cache; default ``$EMERGENCE_CACHE_DIR`` or the user cache."""
+    analyze: bool = True
+    """After scoring, run the analysis and write the report."""
+
+    def shard_index(self) -> tuple[int, int]:
+        """The (i, n) of `shard`, 1-based i, validated."""
+        try:
+            i, n = (int(x) for x in self.shard.split("/"))
+        except ValueError:
+            raise UserError(f"--shard {self.shard!r} is not i/n; write e.g. --shard 2/4") from None
+        if not 1 <= i <= n:
+            raise UserError(f"--shard {self.shard!r} needs 1 <= i <= n; write e.g. --shard 2/4")
+        return i, n
+
+    def to_dict(self) -> dict:
+        """JSON-ready fields (for the manifest)."""
+        return asdict(self)
+
+    @classmethod
+    def from_manifest(cls, path: Path) -> RunConfig:
+        """The configuration recorded in a run's ``manifest.json``."""
+        data = json.loads(Path(path).read_text())["config"]
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names})
+
+
+def run_id(config: RunConfig, checkpoint_ids: list[str], task_hashes: list[str]) -> str:
+    """Short hash naming a run: what is measured (weights, tasks, limits), not how fast."""
+    identity = {k: v for k, v in config.to_dict().items() if k not in NOT_IDENTITY and k != "family"}
+    payload = {"config": identity, "checkpoints": sorted(checkpoint_ids), "tasks": task_hashes}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]

@@ -1,0 +1,213 @@
+"""The runner: a loop, not a framework — load a checkpoint, build requests, score, write its part.
+
+Each finished checkpoint's rows are renamed into ``parts/`` in one step, and every request result
+goes through the shared cache, so a run killed at any moment resumes where it stopped and ends
+with the same records. A failing checkpoint is recorded (NaN plus its reason) and the loop goes on.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from tqdm.auto import tqdm
+from transformers.utils import logging as hf_logging
+
+from harness.cache import ResultCache, default_cache_dir
+from harness.cached_model import CachedModel
+from harness.checkpoints import find_duplicate_weights, tokenizer_hash
+from harness.cross_entropy import measure_cross_entropy
+from harness.family_spec import Member, Unresolved, resolve_family
+from harness.hf_model import HFModel, ModelSettings
+from harness.offline import enforce_offline
+from harness.parallel import World, gather_rows, world
+from harness.run_config import RunConfig, run_id
+from harness.run_manifest import write_manifest
+from harness.scoring import score_items
+from harness.store import combine, part_path, write_json, write_table
+from harness.task_spec import CompositeTask, CrossEntropyTask, Task, load_task, task_hash
+from skill_catalog.compose import Item, compose_items
+from skill_catalog.errors import UserError
+
+CHUNK_ITEMS = 256
+"""Items scored per call; each call's results reach the cache, so a kill loses at most one chunk."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run will do, resolved from its configuration."""
+
+    config: RunConfig
+    """The configuration."""
+    members: tuple[Member, ...]
+    """Checkpoints of this shard."""
+    unresolved: tuple[Unresolved, ...]
+    """Checkpoints named but not found or unreadable."""
+    tasks: tuple[Task, ...]
+    """Loaded task suites."""
+    items: dict[str, tuple[Item, ...]]
+    """Items of each composite task, by task name."""
+    run_dir: Path
+    """Output folder of the run."""
+
+
+def _limited(items: list[Item], limit: int | None) -> tuple[Item, ...]:
+    """At most `limit` items of each (k, mode, split) cell, so a smoke run still spans every k."""
+    if limit is None:
+        return tuple(items)
+    kept, counts = [], {}
+    for item in items:
+        cell = (item.k, item.mode, item.split)
+        if counts.get(cell, 0) < limit:
+            counts[cell] = counts.get(cell, 0) + 1
+            kept.append(item)
+    return tuple(kept)
+
+
+def _default_family() -> tuple[str, ...]:
+    from harness.zoo.family import family_path
+
+    return (str(family_path("default")),)
+
+
+def plan_run(config: RunConfig) -> Plan:
+    """Resolves checkpoints and tasks, composes items and names the run directory."""
+    if config.limit is not None and config.limit < 1:
+        raise UserError(f"--limit {config.limit} must be >= 1")
+    config = config if config.family else replace(config, family=_default_family())
+    tasks = tuple(load_task(t) for t in config.tasks)
+    items = {t.name: _limited(list(compose_items(t.composition)), config.limit)
+             for t in tasks if isinstance(t, CompositeTask)}
+    members, unresolved = resolve_family(config.family, config.allow_pickle, _hash_cache(config))
+    i, n = config.shard_index()
+    members = members[i - 1::n]
+    ids = [m.checkpoint.checkpoint_id for m in members] + [u.label for u in unresolved]
+    rid = run_id(config, ids, [task_hash(t) for t in tasks])
+    return Plan(config, members, unresolved, tasks, items, Path(config.out) / rid)
+
+
+def _cache_root(config: RunConfig) -> Path:
+    return Path(config.cache_dir) if config.cache_dir else default_cache_dir()
+
+
+def _hash_cache(config: RunConfig) -> Path:
+    return _cache_root(config) / "weight-hashes.json"
+
+
+def _checkpoint_row(member: Member) -> dict:
+    c = member.checkpoint
+    return {"checkpoint_id": c.checkpoint_id, "label": c.label, "size": member.size, "path": str(c.path),
+            "architecture": c.architecture, "fmt": c.fmt, "dtype": c.dtype,
+            "params": c.params if c.params is not None else math.nan,
+            "params_nonembedding": c.params_nonembedding if c.params_nonembedding is not None else math.nan,
+            "step": c.step if c.step is not None else math.nan,
+            "tokens_seen": c.tokens_seen if c.tokens_seen is not None else math.nan, "error": None}
+
+
+def _score_member(plan: Plan, member: Member, cache: ResultCache, w: World) -> None:
+    """Scores one checkpoint on every task and writes its parts (records, then the checkpoint row)."""
+    started, config = time.perf_counter(), plan.config
+    settings = ModelSettings(device=config.device, dtype=config.dtype, batch_size=_batch(config.batch_size),
+                             allow_pickle=config.allow_pickle)
+    hf = HFModel.from_checkpoint(member.checkpoint, settings)
+    identity = (member.checkpoint.checkpoint_id, tokenizer_hash(member.checkpoint.tokenizer_path), config.dtype)
+    model = CachedModel(hf, cache, identity, {"max_length": hf.max_length_})
+    row, texts, rows = _checkpoint_row(member), [], []
+    for task in plan.tasks:
+        if isinstance(task, CrossEntropyTask):
+            if w.is_main:
+                texts.append({"checkpoint_id": row["checkpoint_id"], **measure_cross_entropy(model, task)})
+            continue
+        mine = plan.items[task.name][w.rank::w.size]
+        for start in range(0, len(mine), CHUNK_ITEMS):
+            chunk = score_items(model, mine[start:start + CHUNK_ITEMS], task.scoring, task.max_new_tokens)
+            rows += [{"checkpoint_id": row["checkpoint_id"], "checkpoint_label": row["label"], "task": task.name, **r}
+                     for r in chunk]
+    rows = gather_rows(rows, w)
+    if not w.is_main:
+        return
+    if config.check_drift and rows:
+        row["drift"] = _drift(hf, plan)
+    row.update(_primary_ce(texts), seconds=time.perf_counter() - started, cache_hits=model.hits_,
+               cache_misses=model.misses_)
+    write_table(part_path(plan.run_dir, "records", row["checkpoint_id"]), _ordered(rows))
+    write_json(part_path(plan.run_dir, "checkpoint", row["checkpoint_id"]), {"checkpoint": row, "cross_entropy": texts})
+    part_path(plan.run_dir, "failure", row["checkpoint_id"]).unlink(missing_ok=True)
+
+
+def _ordered(rows: list[dict]):
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    return frame.sort_values(["task", "item_id", "metric"], kind="stable").reset_index(drop=True) if len(frame) else frame
+
+
+def _primary_ce(texts: list[dict]) -> dict:
+    """The first cross-entropy text's sums become the checkpoint's cross-entropy columns."""
+    if not texts:
+        return {"ce_task": None, "ce_nats_sum": math.nan, "ce_tokens": 0, "ce_bytes": 0, "entropy_floor": math.nan}
+    t = texts[0]
+    return {"ce_task": t["task"], "ce_nats_sum": t["nats_sum"], "ce_tokens": t["n_tokens"], "ce_bytes": t["n_bytes"],
+            "entropy_floor": t["entropy_floor"], "ce_error": t["error"]}
+
+
+def _drift(hf: HFModel, plan: Plan) -> float:
+    from harness.model import LoglikelihoodRequest
+
+    items = [i for task_items in plan.items.values() for i in task_items]
+    requests = [LoglikelihoodRequest(i.prompt, i.answer + i.stop) for i in items]
+    return hf.drift(requests, sample_size=32) if requests else math.nan
+
+
+def _batch(value: str) -> int | str:
+    if value == "auto":
+        return "auto"
+    if not value.isdigit() or int(value) < 1:
+        raise UserError(f"--batch-size {value!r} must be a positive integer or 'auto'")
+    return int(value)
+
+
+def _record_failure(plan: Plan, label: str, checkpoint_id: str, error: str, member: Member | None) -> None:
+    row = _checkpoint_row(member) if member else {"checkpoint_id": checkpoint_id, "label": label}
+    row.update(_primary_ce([]), error=error)
+    write_json(part_path(plan.run_dir, "failure", checkpoint_id), {"checkpoint": row, "cross_entropy": []})
+
+
+def execute(plan: Plan) -> list[str]:
+    """Scores every checkpoint of the plan not already finished; returns the failure lines."""
+    cache, w = ResultCache(_cache_root(plan.config) / "results.sqlite"), world()
+    failures = []
+    for u in plan.unresolved:
+        failures.append(f"{u.label}: {u.error}")
+        if w.is_main:
+            _record_failure(plan, u.label, "unresolved-" + u.label.replace("/", "_"), u.error, None)
+    todo = [m for m in plan.members if not part_path(plan.run_dir, "checkpoint", m.checkpoint.checkpoint_id).exists()]
+    for member in tqdm(todo, desc="checkpoints", unit="ckpt", disable=not w.is_main):
+        try:
+            _score_member(plan, member, cache, w)
+        except UserError as err:
+            failures.append(f"{member.checkpoint.label}: {err}")
+            if w.is_main:
+                _record_failure(plan, member.checkpoint.label, member.checkpoint.checkpoint_id, str(err), member)
+            if plan.config.fail_fast:
+                raise
+    return failures
+
+
+def run(config: RunConfig) -> tuple[Path, list[str]]:
+    """Plans, scores and stores a run; returns its directory and the failure lines."""
+    enforce_offline()
+    hf_logging.disable_progress_bar()  # a bar per weight load would drown the run's own progress
+    started = time.time()
+    plan = plan_run(config)
+    w = world()
+    if w.is_main:
+        plan.run_dir.mkdir(parents=True, exist_ok=True)
+        for group in find_duplicate_weights([m.checkpoint for m in plan.members]):
+            print(f"warning: identical weights under different labels: {', '.join(group)}")
+    failures = execute(plan)
+    if w.is_main:
+        tables = combine(plan.run_dir)
+        write_manifest(plan, tables, started, failures)
+    return plan.run_dir, failures

@@ -1,0 +1,38 @@
+"""Shared fixtures: small synthetic families generated under stated hypotheses."""
+import pandas as pd
+import pytest
+
+from .synthetic import ag_competence, make_family
+
+
+def tiny_records(values_by_checkpoint: dict[str, list[float]], *, skills: str = "rev", k: int = 1,
+                 mode: str = "single", split: str = "single", metric: str = "exact_match",
+                 chance: float = 0.0) -> pd.DataFrame:
+    """Hand-written records: one row per (checkpoint, item) with the given values (NaN = failed)."""
+    rows = []
+    for ck, values in values_by_checkpoint.items():
+        for i, v in enumerate(values):
+            rows.append({"checkpoint_id": ck, "item_id": f"{skills}-{k}-{mode}-{i}", "skill_set": "symbolic",
+                         "skills": skills, "k": k, "mode": mode, "split": split, "n_shots": 0, "metric": metric,
+                         "value": v, "error": "parse failure" if v != v else None, "chance": chance,
+                         "n_tokens": 5 * k, "parts_correct": 0, "parts_total": k})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="session")
+def ag_family():
+    """A&G-generated family: 8 checkpoints, k = 1..4, two composite modes, 1% failed records."""
+    return make_family(ag_competence(lam=2.0), item_kw=dict(n_tuples=12, items_per_tuple=8),
+                       record_kw=dict(p_fail=0.01))
+
+
+def pipeline(records: pd.DataFrame, checkpoints: pd.DataFrame, n_boot: int = 50, seed: int = 0) -> dict:
+    """The shared state `analyze` builds before its steps, plus the excess-loss and competence steps."""
+    from harness.analysis import steps
+    from harness.analysis.analyze import _prepare
+    from harness.analysis.result import AnalysisConfig
+
+    state = _prepare(records, checkpoints, seed, n_boot, AnalysisConfig())
+    steps.excess(state)
+    steps.competence(state)
+    return state

@@ -1,0 +1,53 @@
+"""The collapse test tells Arora-Goyal data (a = b) from independent-skill data (a = 1, b != 1)."""
+import numpy as np
+import pytest
+
+from harness.analysis.bootstrap import blas_single_thread
+from harness.analysis.collapse import CollapseModel, collapse_test
+
+from .conftest import pipeline
+from .synthetic import ag_competence, independent_competence, make_family
+
+ITEMS = dict(n_tuples=20, items_per_tuple=10, modes=("conjunction",))
+
+
+def _test(competence_fn, seed):
+    records, ck = make_family(competence_fn, seed=seed, item_kw=ITEMS, record_kw=dict(metrics=("exact_match",)))
+    state = pipeline(records, ck, n_boot=60)
+    with blas_single_thread():
+        return collapse_test(state["competence"], state["boot"])
+
+
+def test_collapse_accepts_a_equals_b_and_rejects_independence_on_ag_data():
+    out = _test(ag_competence(lam=2.0, b=2.0), seed=11)
+    assert out["p_a_eq_1"] < 1e-4
+    assert out["p_a_eq_b"] > 0.001
+    assert out["a"] == pytest.approx(2.0, abs=0.2) and out["b"] == pytest.approx(2.0, abs=0.2)
+    assert out["a_lo"] <= 2.0 <= out["a_hi"] and out["a_minus_b_lo"] <= 0.0 <= out["a_minus_b_hi"]
+    assert out["verdict"].startswith("independence (a=1) rejected")
+
+
+def test_collapse_accepts_a_equals_1_and_rejects_ag_on_independent_data():
+    out = _test(independent_competence(lam=2.0, b=2.0), seed=12)
+    assert out["p_a_eq_b"] < 1e-4
+    assert out["p_a_eq_1"] > 0.001
+    assert out["a"] == pytest.approx(1.0, abs=0.15) and out["b"] == pytest.approx(2.0, abs=0.2)
+    assert out["a_lo"] <= 1.0 <= out["a_hi"]
+    assert out["verdict"].startswith("Arora-Goyal collapse (a=b) rejected")
+
+
+def test_collapse_model_recovers_exact_parameters_from_expected_counts():
+    k = np.repeat([1.0, 2.0, 3.0, 4.0], 6)
+    delta = np.tile(np.geomspace(0.1, 0.8, 6), 4)
+    q = np.exp(-1.5 * k ** 1.3 * delta ** 1.8)
+    n = np.full(len(k), 1e5)
+    model = CollapseModel().fit(k, delta, q * n, n, np.zeros(len(k)))
+    assert (np.exp(model.log_lambda_), model.a_, model.b_) == pytest.approx((1.5, 1.3, 1.8), rel=1e-3)
+    restricted = CollapseModel("a=1").fit(k, delta, q * n, n, np.zeros(len(k)))
+    assert restricted.a_ == 1.0 and restricted.nll_ > model.nll_
+
+
+def test_collapse_needs_two_k_values():
+    records, ck = make_family(item_kw=dict(ks=(1,)), record_kw=dict(metrics=("exact_match",)))
+    state = pipeline(records, ck, n_boot=5)
+    assert "need at least 2 values of k" in collapse_test(state["competence"], state["boot"])["reason"]

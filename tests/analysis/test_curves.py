@@ -1,0 +1,52 @@
+"""Each competence-curve form recovers its own parameters, and AIC prefers the generating form."""
+import numpy as np
+import pytest
+
+from harness.analysis.curves import CompetenceCurve, threshold_grid
+
+DELTA = np.geomspace(0.1, 1.3, 12)
+E = 0.86
+TRUE = {
+    "logistic": (lambda d: 1 / (1 + (d / 0.4) ** 5), {"log_delta50": np.log(0.4), "slope": 5.0}),
+    "gompertz": (lambda d: np.exp(-3.0 * d ** 1.5), {"log_lambda": np.log(3.0), "gamma": 1.5}),
+    "threshold": (lambda d: -np.expm1(-8.0 * np.maximum(0.0, 1.4 - (d + E))), {"eta_loss": 1.4, "log_rate": np.log(8.0)}),
+}
+
+
+def _counts(form, n=4000, chance=0.25, seed=0):
+    q = TRUE[form][0](DELTA)
+    p = chance + (1 - chance) * q
+    s = np.random.default_rng(seed).binomial(n, p).astype(float)
+    return s, np.full(len(DELTA), float(n)), np.full(len(DELTA), chance)
+
+
+@pytest.mark.parametrize("form", ["logistic", "gompertz", "threshold"])
+def test_form_recovers_its_parameters(form):
+    s, n, g = _counts(form)
+    curve = CompetenceCurve(form)
+    x = DELTA + E if curve.covariate == "loss" else DELTA
+    curve.fit(x, s, n, g)
+    for name, value in TRUE[form][1].items():
+        assert curve.params_[name] == pytest.approx(value, rel=0.1, abs=0.05), name
+
+
+@pytest.mark.parametrize("form", ["logistic", "gompertz", "threshold"])
+def test_aic_prefers_the_generating_form(form):
+    s, n, g = _counts(form, seed=1)
+    aic = {}
+    for other in ("logistic", "gompertz", "threshold"):
+        curve = CompetenceCurve(other)
+        aic[other] = curve.fit(DELTA + E if curve.covariate == "loss" else DELTA, s, n, g).aic_
+    assert min(aic, key=aic.get) == form
+
+
+def test_predict_adds_chance_floor():
+    s, n, g = _counts("gompertz")
+    curve = CompetenceCurve("gompertz").fit(DELTA, s, n, g)
+    np.testing.assert_allclose(curve.predict(DELTA, 0.25), 0.25 + 0.75 * curve.predict_competence(DELTA))
+
+
+def test_threshold_grid_fits_many_replicates_at_once():
+    s, n, g = _counts("threshold")
+    eta, _ = threshold_grid(DELTA + E, np.stack([s, s]), np.stack([n, n]), np.stack([g, g]))
+    assert eta.shape == (2,) and eta[0] == eta[1] == pytest.approx(1.4, abs=0.02)

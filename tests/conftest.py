@@ -1,0 +1,29 @@
+"""Shared fixtures: a tiny reference family trained once per session, and an isolated cache."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_family(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The `tiny` preset trained once (about 10 s on 2 cores); its family folder."""
+    from harness.zoo.family import build_family
+    from harness.zoo.presets import get_preset
+
+    out = tmp_path_factory.mktemp("tiny-family") / "tiny"
+    build_family(get_preset("tiny"), out, seed=0, progress=False)
+    return out
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own result cache and family home, never the user's."""
+    monkeypatch.setenv("EMERGENCE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("EMERGENCE_HOME", str(tmp_path / "home"))
+    return tmp_path / "cache"

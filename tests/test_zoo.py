@@ -1,0 +1,120 @@
+"""The reference family: training, offline reload, manifest, resume, and the shipped family's freshness."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import skill_catalog
+from harness.zoo.family import SHIPPED_DIR, build_family, load_manifest
+from harness.zoo.presets import get_preset
+from harness.zoo.tokenizer import build_tokenizer
+from skill_catalog.errors import UserError
+from skill_catalog.training_text import TRAIN_SEED, TextSpec, text_hash
+
+
+def test_tokenizer_round_trips_training_text() -> None:
+    from itertools import islice
+
+    from skill_catalog.training_text import iter_pieces, stream_text
+
+    tok = build_tokenizer()
+    text = stream_text(list(islice(iter_pieces(TextSpec(), 3), 300)))
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert tok.unk_token_id not in ids and tok.decode(ids) == text and len(tok) == 24
+
+
+def test_tiny_family_reloads_offline_and_manifest_is_complete(tiny_family: Path) -> None:
+    manifest = load_manifest(tiny_family)
+    preset = get_preset("tiny")
+    assert len(manifest["checkpoints"]) == len(preset.sizes) * len(preset.checkpoint_steps())
+    keys = {"label", "size", "path", "step", "tokens_seen", "params", "params_nonembedding", "seed",
+            "catalog_version", "text_hash", "text_entropy_nats_per_token"}
+    for row in manifest["checkpoints"]:
+        assert keys <= set(row)
+        folder = tiny_family / row["path"]
+        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
+        tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        assert sum(p.numel() for p in model.parameters()) == row["params"]
+        assert tok.eos_token == "\n" and json.loads((folder / "train_meta.json").read_text())["step"] == row["step"]
+    assert not list(tiny_family.rglob("*.partial")) and not list(tiny_family.rglob(".resume"))
+
+
+def test_loss_decreases_with_steps(tiny_family: Path) -> None:
+    from harness.zoo.data import heldout_text
+
+    tok = build_tokenizer()
+    text, _ = heldout_text(TextSpec(), 7, 60, tok)
+    ids = torch.tensor([tok(text, add_special_tokens=False)["input_ids"][:256]])
+    losses = []
+    for step in ("step00064", None):
+        folder = tiny_family / "n60k" / step if step else tiny_family / "n60k"
+        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
+        with torch.no_grad():
+            losses.append(float(model(input_ids=ids, labels=ids).loss))
+    assert losses[1] < losses[0] - 0.1, losses
+
+
+def test_output_folder_of_other_family_is_refused(tiny_family: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="different family"):
+        build_family(get_preset("tiny"), tiny_family, seed=1, progress=False)
+    (tmp_path / "stuff").mkdir()
+    (tmp_path / "stuff" / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="not empty"):
+        build_family(get_preset("tiny"), tmp_path / "stuff", progress=False)
+
+
+def test_unknown_preset_is_one_line_error() -> None:
+    done = subprocess.run([sys.executable, "-m", "harness", "zoo", "build", "--preset", "huge"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.strip() == "error: unknown preset 'huge'; use one of: tiny, default, large"
+
+
+@pytest.mark.slow
+def test_kill_and_resume_gives_identical_weights(tiny_family: Path, tmp_path: Path) -> None:
+    out = tmp_path / "resumed"
+    cmd = [sys.executable, "-m", "harness", "zoo", "build", "--preset", "tiny", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "n60k" / ".resume" / "state.json").exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "family.yaml").exists(), "the build finished before it could be killed"
+    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    for size in ("n20k", "n60k"):
+        a = load_file(str(tiny_family / size / "model.safetensors"))
+        b = load_file(str(out / size / "model.safetensors"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), size
+
+
+def test_shipped_default_family_matches_catalog() -> None:
+    """A catalog or generator change must come with a rebuilt family (`emergence zoo build --preset default`)."""
+    manifest = yaml.safe_load((SHIPPED_DIR / "default" / "family.yaml").read_text())
+    preset = get_preset("default")
+    assert manifest["catalog_version"] == skill_catalog.CATALOG_VERSION
+    expected = text_hash(TextSpec(), TRAIN_SEED, preset.steps * preset.tokens_per_step // 20)
+    assert manifest["text_hash"] == expected
+    assert manifest["training_text"]["spec"] == json.loads(json.dumps(TextSpec().__dict__))
+    sizes = {row["size"] for row in manifest["checkpoints"]}
+    assert len(sizes) >= 5
+    params = [row["params"] for row in manifest["checkpoints"] if row["final"]]
+    assert max(params) / min(params) >= 30
+    for row in manifest["checkpoints"]:
+        assert (SHIPPED_DIR / "default" / row["path"] / "model.safetensors").exists()
+
+
+def test_checkpoint_steps_are_log_then_even() -> None:
+    steps = get_preset("default").checkpoint_steps()
+    assert steps[0] == 64 and steps[-1] == 2540 and list(steps) == sorted(set(steps))
+    assert replace(get_preset("tiny"), steps=1000).checkpoint_steps()[-1] == 1000
