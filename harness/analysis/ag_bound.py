@@ -101,7 +101,8 @@ def tail_bound_table(competence: pd.DataFrame, edges: pd.DataFrame, singles: pd.
         beta = tail_bound_beta(int(r.k), theta, alpha) if np.isfinite(theta) else np.nan
         rates = edge_fail.get((r.checkpoint_id, r.mode, r.k), np.array([]))
         if not np.isfinite(bound):
-            reason = "no composite competence" if not np.isfinite(theta) else "no root in (1, 1/alpha): bound is vacuous"
+            reason = ("no composite competence" if not np.isfinite(theta)
+                      else "no root in (1, 1/alpha): bound is vacuous")
             out.append(dict(row, beta_star=beta, n_skills=len(rates), reason=reason))
             continue
         inside = float(np.mean(rates <= bound + 1e-12)) if len(rates) else np.nan

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-from harness.analysis.bootstrap import unit_resamples
-from harness.analysis.stats import binomial_nll, binomial_score, chance_correct, jeffreys, jeffreys_interval, percentile_ci
+from harness.analysis.bootstrap import blas_single_thread, unit_resamples
+from harness.analysis.stats import (binomial_nll, binomial_score, chance_correct, jeffreys, jeffreys_interval,
+                                    percentile_ci)
 
 FAILURE_COLUMNS: tuple[str, ...] = ("checkpoint_id", "loss", "excess_loss", "n", "failure", "failure_lo", "failure_hi",
                                     "fitted", "calibrated", "is_reference")
@@ -46,15 +47,39 @@ def _fit_power_failure(delta, s, n, g, start=None) -> tuple[np.ndarray, float]:
     return np.asarray(res.x), float(res.fun)
 
 
-def failure_law(singles: pd.DataFrame, *, n_boot: int, rng: np.random.Generator,
-                reference: str | None = None) -> tuple[pd.DataFrame, dict]:
+def _exponent_interval(delta, s, n, g, theta, counts, n_boot, rng) -> tuple[float, float, int]:
+    reps = np.full(n_boot, np.nan)
+    with blas_single_thread():
+        for i, idx in enumerate(unit_resamples(len(delta), n_boot, rng)):
+            if len(np.unique(delta[idx])) < 3:
+                continue
+            s_i, n_i = (s[idx], n[idx]) if counts is None else (counts[0][idx, i % counts[0].shape[1]],
+                                                                 counts[1][idx, i % counts[1].shape[1]])
+            reps[i] = _fit_power_failure(delta[idx], s_i, n_i, g[idx], start=theta)[0][1]
+    lo, hi = percentile_ci(reps)
+    return lo, hi, int(np.isfinite(reps).sum())
+
+
+def failure_law(singles: pd.DataFrame, *, n_boot: int, rng: np.random.Generator, reference: str | None = None,
+                boot: dict[str, np.ndarray] | None = None) -> tuple[pd.DataFrame, dict]:
     """Fits (a) on the k = 1 rows of the competence table for one metric (see module docstring).
+
+    Args:
+        singles: k = 1 rows of the competence table (one per checkpoint).
+        n_boot: bootstrap replicates for b's interval.
+        rng: generator of the checkpoint resampling.
+        reference: calibration checkpoint; None (or an unknown id) picks the one with failure nearest 1/2.
+        boot: the competence table's item-cluster replicates (rows aligned with its index). When given,
+            each replicate also uses that replicate's counts (a two-stage bootstrap: checkpoints, then
+            items within them), so b's interval reflects item noise as well as the spread between checkpoints.
 
     Returns:
         (`ag_failure` table per checkpoint, one `ag_failure_fit` row as a dict).
     """
     rows = singles[(singles["n"] > 0) & np.isfinite(singles["excess_loss"]) & np.isfinite(singles["chance"])]
-    rows = rows.sort_values("loss").reset_index(drop=True)
+    rows = rows.sort_values("loss")
+    counts = None if boot is None else (boot["total"][rows.index.to_numpy()], boot["n"][rows.index.to_numpy()])
+    rows = rows.reset_index(drop=True)
     s, n, g, delta = (rows[c].to_numpy(float) for c in ("successes", "n", "chance", "excess_loss"))
     table = rows[["checkpoint_id", "loss", "excess_loss", "n"]].copy()
     table["failure"] = 1.0 - chance_correct(jeffreys(s, n), g)
@@ -64,11 +89,7 @@ def failure_law(singles: pd.DataFrame, *, n_boot: int, rng: np.random.Generator,
         return table.reindex(columns=list(FAILURE_COLUMNS)), {
             "n_checkpoints": len(rows), "reason": f"{len(rows)} checkpoints with k = 1 counts and excess loss; need 3"}
     theta, nll = _fit_power_failure(delta, s, n, g)
-    boot = np.full(n_boot, np.nan)
-    for i, idx in enumerate(unit_resamples(len(rows), n_boot, rng)):
-        if len(np.unique(delta[idx])) >= 3:
-            boot[i] = _fit_power_failure(delta[idx], s[idx], n[idx], g[idx], start=theta)[0][1]
-    b_lo, b_hi = percentile_ci(boot)
+    b_lo, b_hi, n_valid = _exponent_interval(delta, s, n, g, theta, counts, n_boot, rng)
     ref = reference if reference in set(rows["checkpoint_id"]) else \
         rows["checkpoint_id"].iloc[int(np.argmin(np.abs(table["failure"].to_numpy() - 0.5)))]
     r = int(np.flatnonzero(rows["checkpoint_id"] == ref)[0])
@@ -79,7 +100,7 @@ def failure_law(singles: pd.DataFrame, *, n_boot: int, rng: np.random.Generator,
     fit = {"c": float(np.exp(theta[0])), "b": float(theta[1]), "b_lo": b_lo, "b_hi": b_hi,
            "b_is_1_plausible": bool(b_lo <= 1.0 <= b_hi) if np.isfinite(b_lo) else None,
            "reference_checkpoint": ref, "c_reference": float(c_ref), "n_checkpoints": len(rows), "nll": nll,
-           "n_boot_valid": int(np.isfinite(boot).sum()), "reason": None}
+           "n_boot_valid": n_valid, "reason": None}
     return table[list(FAILURE_COLUMNS)], fit
 
 

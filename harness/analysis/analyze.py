@@ -1,7 +1,8 @@
 """`analyze`: every analysis of a checkpoint family's records, run in order, each one allowed to fail alone.
 
 An analysis that cannot run (too few checkpoints, no composite items, all values NaN, ...) leaves
-its tables empty and records the reason in the summary; it never raises and never emits 0.
+its tables empty (with their columns) and records the reason in the summary; it never raises and
+never emits 0.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pandas as pd
 from harness.analysis import steps
 from harness.analysis.bootstrap import assign_clusters, blas_single_thread, cluster_design, rng_for
 from harness.analysis.cells import cluster_sums
-from harness.analysis.result import TABLES, AnalysisConfig, AnalysisResult, jsonable
+from harness.analysis.result import TABLE_COLUMNS, TABLES, AnalysisConfig, AnalysisResult, jsonable
 from harness.analysis.schema import prepare_checkpoints, prepare_records
 
 Step = Callable[[dict[str, Any]], tuple[dict[str, pd.DataFrame], dict[str, Any]]]
@@ -87,19 +88,23 @@ def analyze(records: pd.DataFrame, checkpoints: pd.DataFrame, *, seed: int = 0, 
         the summary when its analysis could not run) and a JSON-serializable summary.
 
     Raises:
-        ValueError: when a table lacks the runner's required columns.
+        ValueError: when a table lacks the runner's required columns or n_boot < 1.
     """
     config = config or AnalysisConfig()
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
     with blas_single_thread():
         state = _prepare(records, checkpoints, seed, n_boot, config)
         summary: dict[str, Any] = jsonable(_overview(state, len(records)))
         analyses: dict[str, Any] = {}
-        tables: dict[str, pd.DataFrame] = {name: pd.DataFrame() for name in TABLES}
+        tables: dict[str, pd.DataFrame] = {}
         if state["records"].empty:
             analyses["all"] = {"status": "skipped", "reason": "no records belong to a listed checkpoint"}
         else:
             for name, step in STEPS:
                 _run(name, step, state, tables, analyses)
     summary["analyses"] = analyses
-    return AnalysisResult(**{name: tables[name].reset_index(drop=True) for name in TABLES}, summary=summary)
+    frames = {name: tables.get(name, pd.DataFrame()).reindex(columns=list(TABLE_COLUMNS[name])).reset_index(drop=True)
+              for name in TABLES}
+    return AnalysisResult(**frames, summary=summary)
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from harness.analysis.stats import percentile_ci
 
 
 def blas_single_thread() -> contextlib.AbstractContextManager:
@@ -73,3 +76,31 @@ def cluster_design(clusters: pd.DataFrame, n_boot: int, rng: np.random.Generator
 def unit_resamples(n_units: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     """(n_boot, n_units) row indices for a plain bootstrap over units (e.g. checkpoints)."""
     return rng.integers(0, n_units, size=(n_boot, n_units))
+
+
+def bootstrap_ci(frame: pd.DataFrame, statistic: Callable[[pd.DataFrame], float], *, cluster: str | None = None,
+                 n_boot: int = 200, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+    """Generic percentile bootstrap of any statistic of a table, resampling rows or whole clusters.
+
+    The vectorized analyses use `cluster_design` weights instead; this is for one-off statistics
+    (e.g. in reports). Replicates where the statistic is NaN are ignored.
+
+    Args:
+        frame: the data, e.g. records of one cell.
+        statistic: maps a (resampled) frame to a number.
+        cluster: column whose values are resampled as units (e.g. "skill_key" or "checkpoint_id");
+            None resamples rows.
+        n_boot: replicates.
+        seed: seed of the resampling.
+        level: interval coverage.
+
+    Returns:
+        (estimate on `frame`, lower, upper).
+    """
+    rng = np.random.default_rng(seed)
+    groups = list(frame.groupby(cluster, sort=True).indices.values()) if cluster else \
+        [np.array([i]) for i in range(len(frame))]
+    draws = unit_resamples(len(groups), n_boot, rng)
+    reps = np.array([statistic(frame.iloc[np.concatenate([groups[g] for g in row])]) for row in draws], float)
+    lo, hi = percentile_ci(reps, level=level)
+    return float(statistic(frame)), float(lo), float(hi)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.cells import cell_boot
-from harness.analysis.curves import FORMS, CompetenceCurve
+from harness.analysis.curves import COVARIATE, FORMS, CompetenceCurve
 from harness.analysis.schema import RATE_METRICS
 from harness.analysis.stats import jeffreys_interval, percentile_ci
 
@@ -45,10 +45,18 @@ def competence_table(sums: pd.DataFrame, weights: np.ndarray,
     return cells[list(COMPETENCE_COLUMNS)], boot
 
 
-def _usable(rows: pd.DataFrame, form: str) -> pd.DataFrame:
-    x = rows["loss"] if form == "threshold" else rows["excess_loss"]
-    ok = (rows["n"] > 0) & np.isfinite(rows["chance"]) & (rows["chance"] < 1) & np.isfinite(x) & (x > 0)
-    return rows[ok].sort_values("loss")
+def _usable(rows: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
+    """Checkpoints every form is fitted on, so that AICs compare the same data.
+
+    Returns:
+        (rows with counts, chance and loss, and with a positive excess loss when at least 3 have one;
+        whether excess loss is available for the excess-loss forms).
+    """
+    ok = (rows["n"] > 0) & np.isfinite(rows["chance"]) & (rows["chance"] < 1) & np.isfinite(rows["loss"])
+    with_excess = ok & np.isfinite(rows["excess_loss"]) & (rows["excess_loss"] > 0)
+    if with_excess.sum() >= 3:
+        return rows[with_excess].sort_values("loss"), True
+    return rows[ok].sort_values("loss"), False
 
 
 def _fit(rows: pd.DataFrame, form: str) -> CompetenceCurve:
@@ -88,11 +96,12 @@ def fit_competence_curves(competence: pd.DataFrame, n_holdout: int = 2) -> dict[
     rate = competence[competence["metric"].isin(RATE_METRICS)]
     for (mode, k, metric), rows in rate.groupby(CELL, sort=True):
         key = {"mode": mode, "k": k, "metric": metric}
+        usable, has_excess = _usable(rows)
         for form in FORMS:
-            usable = _usable(rows, form)
-            if len(usable) < 3:
-                fits.append(dict(key, form=form, n_checkpoints=len(usable),
-                                 reason=f"{len(usable)} checkpoints with counts and x; need 3"))
+            if len(usable) < 3 or (COVARIATE[form] == "excess_loss" and not has_excess):
+                reason = (f"{len(usable)} checkpoints with counts and loss; need 3" if len(usable) < 3
+                          else "needs a positive excess loss on 3 checkpoints")
+                fits.append(dict(key, form=form, n_checkpoints=len(usable), reason=reason))
                 continue
             curve = _fit(usable, form)
             fits.append(dict(key, form=form, n_checkpoints=len(usable), nll=curve.nll_, aic=curve.aic_,

@@ -60,11 +60,11 @@ def _grid_loglik(etas, rates, loss, s, n, g) -> np.ndarray:
 
 
 def threshold_grid(loss: np.ndarray, successes: np.ndarray, n: np.ndarray, chance: np.ndarray,
-                   n_eta: int = 48, n_rate: int = 24) -> tuple[np.ndarray, np.ndarray]:
+                   n_eta: int = 32, n_rate: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """Grid maximum-likelihood fit of the threshold form for many count vectors at once.
 
     A coarse grid (eta in [min L - 5% range, max L + 50% range], c in [0.1, 1000] / range,
-    log-spaced) is followed by a grid 20 times finer around each replicate's best point.
+    log-spaced) is followed by a grid 7 (eta) and 3 (c) times finer around each replicate's best point.
 
     Args:
         loss: (m,) checkpoint losses.
@@ -80,12 +80,12 @@ def threshold_grid(loss: np.ndarray, successes: np.ndarray, n: np.ndarray, chanc
     ll = _grid_loglik(np.tile(etas, (len(s), 1)), np.tile(rates, (len(s), 1)), loss, s, n, g)
     best = np.argmax(ll.reshape(len(s), -1), axis=1)
     d_eta, d_rate = etas[1] - etas[0], rates[1] - rates[0]
-    fine_etas = etas[best // n_rate][:, None] + np.linspace(-d_eta, d_eta, 21)[None, :]
-    fine_rates = rates[best % n_rate][:, None] + np.linspace(-d_rate, d_rate, 9)[None, :]
+    fine_etas = etas[best // n_rate][:, None] + np.linspace(-d_eta, d_eta, 15)[None, :]
+    fine_rates = rates[best % n_rate][:, None] + np.linspace(-d_rate, d_rate, 7)[None, :]
     ll = _grid_loglik(fine_etas, fine_rates, loss, s, n, g).reshape(len(s), -1)
     best = np.argmax(ll, axis=1)
     rows = np.arange(len(s))
-    return fine_etas[rows, best // 9], fine_rates[rows, best % 9]
+    return fine_etas[rows, best // 7], fine_rates[rows, best % 7]
 
 
 class CompetenceCurve:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from harness.analysis.curves import threshold_grid
+from harness.analysis.curves import threshold_competence, threshold_grid
 from harness.analysis.schema import BINARY_METRICS, RATE_METRICS
 from harness.analysis.stats import above_chance_pvalue, holm, percentile_ci
 
@@ -65,7 +65,7 @@ def above_chance_table(competence: pd.DataFrame, level: float = 0.05) -> pd.Data
     rows = competence[competence["metric"].isin(BINARY_METRICS)].copy()
     rows["p_value"] = above_chance_pvalue(rows["successes"], rows["n"], rows["chance"])
     rows["p_holm"] = rows.groupby(CELL)["p_value"].transform(lambda p: holm(p.to_numpy()))
-    rows["above_chance"] = rows["p_holm"] < level
+    rows["above_chance"] = np.where(np.isfinite(rows["p_holm"]), rows["p_holm"] < level, None)
     rows["reason"] = np.where(np.isfinite(rows["p_value"]), None, "no scored items or no chance level")
     return rows[list(ABOVE_COLUMNS)].reset_index(drop=True)
 
@@ -76,39 +76,51 @@ def _axis(rows: pd.DataFrame) -> tuple[np.ndarray, str]:
     return rows["loss"].to_numpy(float), "loss"
 
 
-def _breakpoint(rows: pd.DataFrame, boot: dict[str, np.ndarray]) -> tuple[float, float, float]:
+def _breakpoint(rows: pd.DataFrame, boot: dict[str, np.ndarray]) -> tuple[float, float, float, str | None]:
+    """Threshold-form breakpoint and its interval; NaN where the fitted curve never leaves chance.
+
+    A fit whose competence at the lowest observed loss is below 0.05 has no breakpoint inside the
+    data (the rate c collapsed); such bootstrap replicates are NaN too.
+    """
     ok = (rows["n"] > 0) & np.isfinite(rows["chance"]) & np.isfinite(rows["loss"])
     idx = rows.index[ok].to_numpy()
     if len(idx) < 3:
-        return np.nan, np.nan, np.nan
+        return np.nan, np.nan, np.nan, "fewer than 3 checkpoints with counts and loss"
     loss = rows.loc[idx, "loss"].to_numpy(float)
     chance = rows.loc[idx, "chance"].to_numpy(float)
-    point, _ = threshold_grid(loss, rows.loc[idx, "successes"].to_numpy(float)[None],
-                              rows.loc[idx, "n"].to_numpy(float)[None], chance[None])
+    counts = rows.loc[idx, "successes"].to_numpy(float)[None], rows.loc[idx, "n"].to_numpy(float)[None]
+    point, rate = threshold_grid(loss, *counts, chance[None])
     g = np.broadcast_to(chance[:, None], boot["n"][idx].shape).T
-    eta, _ = threshold_grid(loss, boot["total"][idx].T, boot["n"][idx].T, g)
-    lo, hi = percentile_ci(eta)
-    return float(point[0]), float(lo), float(hi)
+    eta, rates = threshold_grid(loss, boot["total"][idx].T, boot["n"][idx].T, g)
+    rises = threshold_competence(eta, rates, loss.min()) >= 0.05
+    lo, hi = percentile_ci(np.where(rises, eta, np.nan))
+    if threshold_competence(point[0], rate[0], loss.min()) < 0.05:
+        return np.nan, lo, hi, "competence never leaves chance: no breakpoint"
+    return float(point[0]), float(lo), float(hi), None
 
 
 def emergence_table(competence: pd.DataFrame, boot: dict[str, np.ndarray], above: pd.DataFrame) -> pd.DataFrame:
     """One row per (mode, k, metric) of a rate metric; `boot` rows align with `competence` rows."""
     out = []
-    counts = above.groupby(CELL)["above_chance"].sum()
-    onset = above[above["above_chance"]].merge(competence[["checkpoint_id", *CELL, "loss"]], on=["checkpoint_id", *CELL])
+    counts = above.assign(hit=above["above_chance"].eq(True)).groupby(CELL)["hit"].sum()
+    onset = above[above["above_chance"].eq(True)].merge(competence[["checkpoint_id", *CELL, "loss"]],
+                                                         on=["checkpoint_id", *CELL])
     onset = onset.groupby(CELL)["loss"].max()
     for key, rows in competence[competence["metric"].isin(RATE_METRICS)].groupby(CELL, sort=True):
         x, axis = _axis(rows)
         sharp = window_sharpness(x, rows["competence"].to_numpy(float))
-        eta, lo, hi = _breakpoint(rows, boot)
+        eta, lo, hi, why = _breakpoint(rows, boot)
         in_range = bool(rows["loss"].min() <= eta <= rows["loss"].max()) if np.isfinite(eta) else None
-        reason = None if np.isfinite(sharp) else "fewer than 3 checkpoints or competence varies by < 0.1"
+        flat = None if np.isfinite(sharp) else "sharpness: fewer than 3 checkpoints or competence varies by < 0.1"
+        reason = "; ".join(r for r in (flat, why) if r) or None
         out.append(dict(zip(CELL, key), n_checkpoints=int((rows["n"] > 0).sum()),
                         n_above_chance=int(counts.get(key, 0)) if key[2] in BINARY_METRICS else None,
                         onset_loss=onset.get(key, np.nan), sharpness=sharp, sharpness_axis=axis,
                         breakpoint_loss=eta, breakpoint_lo=lo, breakpoint_hi=hi,
                         breakpoint_in_range=in_range, reason=reason))
-    return pd.DataFrame(out, columns=list(EMERGENCE_COLUMNS))
+    table = pd.DataFrame(out, columns=list(EMERGENCE_COLUMNS))
+    table["n_above_chance"] = table["n_above_chance"].astype("Int64")
+    return table
 
 
 def _verdict(sharp: dict[str, float]) -> str:
@@ -141,7 +153,8 @@ def mirage_table(competence: pd.DataFrame) -> pd.DataFrame:
             floor = 0.1 if metric == "exact_match" else 0.0
             value = window_sharpness(m["loss"].to_numpy(float), m["mean"].to_numpy(float), min_range=floor)
             # a continuous metric that does not move at all has no jump: sharpness 0, not missing
-            sharp[metric] = 0.0 if metric != "exact_match" and np.isnan(value) and m["mean"].notna().sum() >= 3 else value
+            flat = metric != "exact_match" and np.isnan(value) and m["mean"].notna().sum() >= 3
+            sharp[metric] = 0.0 if flat else value
         out.append({"mode": mode, "k": k, **{f"sharpness_{m}": sharp.get(m, np.nan) for m in metrics},
                     "verdict": _verdict(sharp)})
     return pd.DataFrame(out, columns=list(MIRAGE_COLUMNS))

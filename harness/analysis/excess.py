@@ -14,9 +14,9 @@ from harness.analysis.stats import percentile_ci
 
 SCALING_COLUMNS: tuple[str, ...] = (
     "variant", "form", "n_checkpoints", *[f"{p}{s}" for p in PARAMS for s in ("", "_lo", "_hi")],
-    "known_floor", "E_minus_floor", "objective", "converged", "n_boot_valid", "reason",
+    "known_floor", "E_minus_floor", "objective", "converged", "at_bound", "n_boot_valid", "reason",
 )
-"""Columns of the `scaling` table: one row per fit variant ("free_E" or "fixed_E")."""
+"""Columns of the `scaling` table: one row per (form "N" or "ND", variant "free_E" or "fixed_E")."""
 EXCESS_COLUMNS: tuple[str, ...] = (
     "checkpoint_id", "loss", "E", "excess_loss", "excess_lo", "excess_hi", "source", "reason",
 )
@@ -31,40 +31,46 @@ def known_floor(checkpoints: pd.DataFrame) -> float:
     return float(floors[0]) if np.allclose(floors, floors[0], rtol=1e-9, atol=1e-12) else float("nan")
 
 
-def scaling_data(checkpoints: pd.DataFrame, n_column: str, min_points_nd: int = 6):
-    """Selects the checkpoints and form for the scaling fit.
+def nd_possible(checkpoints: pd.DataFrame, n_column: str, min_points: int = 6) -> bool:
+    """True when L(N, D) can be fitted: tokens_seen everywhere, N and D each with 2+ values, 6+ (N, D) points."""
+    tokens = pd.to_numeric(checkpoints["tokens_seen"], errors="coerce")
+    points = len(checkpoints[[n_column, "tokens_seen"]].drop_duplicates())
+    return bool(tokens.gt(0).all() and tokens.nunique() >= 2 and checkpoints[n_column].nunique() >= 2
+                and points >= min_points)
 
-    L(N, D) is used when every checkpoint has tokens_seen, D takes at least two values and there
-    are at least `min_points_nd` checkpoints; otherwise L(N) on the last checkpoint of each size
+
+def scaling_data(checkpoints: pd.DataFrame, n_column: str, form: str) -> pd.DataFrame:
+    """Checkpoints used by the scaling fit of `form`.
+
+    "ND" uses every checkpoint with a positive loss and N; "N" uses the last checkpoint of each size
     (largest tokens_seen, then step, then lowest loss), because intermediate checkpoints of one
     size would otherwise pull the N-only law.
-
-    Returns:
-        (rows used, form "N" or "ND").
     """
     usable = checkpoints[np.isfinite(checkpoints["loss"]) & (checkpoints["loss"] > 0)]
     usable = usable[pd.to_numeric(usable[n_column], errors="coerce") > 0]
-    tokens = pd.to_numeric(usable["tokens_seen"], errors="coerce")
-    if len(usable) >= min_points_nd and tokens.gt(0).all() and tokens.nunique() >= 2:
-        return usable, "ND"
-    order = usable.assign(_t=tokens.fillna(-np.inf), _s=pd.to_numeric(usable["step"], errors="coerce").fillna(-np.inf))
+    if form == "ND":
+        return usable
+    tokens = pd.to_numeric(usable["tokens_seen"], errors="coerce").fillna(-np.inf)
+    order = usable.assign(_t=tokens, _s=pd.to_numeric(usable["step"], errors="coerce").fillna(-np.inf))
     order = order.sort_values(["_t", "_s", "loss"], ascending=[False, False, True])
-    return order.drop_duplicates(subset=[n_column]).drop(columns=["_t", "_s"]), "N"
+    return order.drop_duplicates(subset=[n_column]).drop(columns=["_t", "_s"])
 
 
 def fit_scaling(checkpoints: pd.DataFrame, *, n_column: str, fixed_E: float | None, n_boot: int,
-                rng: np.random.Generator) -> tuple[dict, np.ndarray | None]:
-    """Fits one scaling-law variant with a checkpoint bootstrap.
+                rng: np.random.Generator, form: str = "N") -> tuple[dict, np.ndarray | None]:
+    """Fits one scaling-law variant ("N" or "ND" form, free or fixed E) with a checkpoint bootstrap.
 
     Returns:
         (row of the `scaling` table, (n_boot, 5) bootstrap parameters or None when the fit cannot run).
     """
-    rows, form = scaling_data(checkpoints, n_column)
+    rows = scaling_data(checkpoints, n_column, form)
     variant = "free_E" if fixed_E is None else "fixed_E"
     row: dict = {"variant": variant, "form": form, "n_checkpoints": len(rows)}
     n_free = len(ScalingLaw(fixed_E=fixed_E).param_names(form == "ND"))
-    if rows[n_column].nunique() < n_free + 1:
-        row["reason"] = f"{len(rows)} usable checkpoints; the {form} law with {n_free} free parameters needs {n_free + 1}"
+    distinct = len(rows[[n_column, "tokens_seen"]].drop_duplicates()) if form == "ND" else rows[n_column].nunique()
+    if distinct < n_free + 1:
+        row["reason"] = (f"{distinct} distinct usable checkpoints; the {form} law with {n_free} free parameters "
+                         f"needs {n_free + 1}")
         return row, None
     n_params = rows[n_column].to_numpy(float)
     tokens = rows["tokens_seen"].to_numpy(float) if form == "ND" else None
@@ -73,7 +79,7 @@ def fit_scaling(checkpoints: pd.DataFrame, *, n_column: str, fixed_E: float | No
     lo, hi = percentile_ci(boot, axis=0)
     for j, name in enumerate(PARAMS):
         row[name], row[f"{name}_lo"], row[f"{name}_hi"] = getattr(law, f"{name}_"), lo[j], hi[j]
-    row.update(objective=law.objective_, converged=law.converged_,
+    row.update(objective=law.objective_, converged=law.converged_, at_bound=", ".join(law.at_bound_) or None,
                n_boot_valid=int(np.isfinite(boot[:, 0]).sum()), reason=None)
     return row, boot
 

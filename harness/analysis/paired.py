@@ -24,7 +24,8 @@ PAIRED_COLUMNS: tuple[str, ...] = (
 def _pairs(records: pd.DataFrame, a: str, b: str, metric: str) -> pd.DataFrame:
     """One row per item scored on both checkpoints: item_id, mode, k, skill_key, a, b."""
     rows = records[records["metric"] == metric]
-    left = rows[rows["checkpoint_id"] == a][["item_id", "mode", "k", "skill_key", "value"]].rename(columns={"value": "a"})
+    left = rows[rows["checkpoint_id"] == a][["item_id", "mode", "k", "skill_key", "value"]]
+    left = left.rename(columns={"value": "a"})
     right = rows[rows["checkpoint_id"] == b][["item_id", "value"]].rename(columns={"value": "b"})
     return left.merge(right, on="item_id", how="inner").dropna(subset=["a", "b"]).reset_index(drop=True)
 

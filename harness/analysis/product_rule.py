@@ -39,7 +39,8 @@ def single_skill_rates(sums: pd.DataFrame, clusters: pd.DataFrame, metric: str) 
     rows = rows.assign(skill=rows["cluster"].map(clusters.set_index("cluster")["skill_key"]))
     out = rows.groupby(["checkpoint_id", "skill"], sort=True)[["total", "n", "chance_total", "chance_n"]].sum()
     out = out.reset_index()
-    out["chance"] = np.where(out["chance_n"] > 0, out["chance_total"] / out["chance_n"].where(out["chance_n"] > 0), np.nan)
+    scored_chance = out["chance_n"].where(out["chance_n"] > 0)
+    out["chance"] = np.where(out["chance_n"] > 0, out["chance_total"] / scored_chance, np.nan)
     out["accuracy"] = np.where(out["n"] > 0, out["total"] / out["n"].where(out["n"] > 0), np.nan)
     out["q"] = np.where(out["n"] > 0, chance_correct(jeffreys(out["total"], out["n"]), out["chance"]), np.nan)
     return out[out["n"] > 0].reset_index(drop=True)
@@ -102,7 +103,8 @@ def product_rule_table(sums: pd.DataFrame, clusters: pd.DataFrame, weights: np.n
                        *, metric: str = "exact_match", threshold: float = 0.9) -> pd.DataFrame:
     """Observed vs product-predicted composite competence and the compositionality gap (module docstring).
 
-    Items whose skills lack k = 1 results on that checkpoint are left out and counted in n_unpredictable.
+    n_items counts the scored composite items; observed, predicted and gap use the predictable ones
+    (those whose every skill has scored k = 1 items on that checkpoint), n_items - n_unpredictable.
     """
     comp, pred_boot = _predictions(sums, clusters, weights, rng, metric, threshold)
     if comp is None:
@@ -132,8 +134,10 @@ def _finish(cells: pd.DataFrame, observed_b, predicted_b, gap_b) -> pd.DataFrame
         cells["ratio"] = np.where(cells["predicted"] > 1e-12, cells["observed"] / cells["predicted"], np.nan)
     for name, boot in (("observed", observed_b), ("predicted", predicted_b), ("ratio", ratio_b), ("gap", gap_b)):
         cells[f"{name}_lo"], cells[f"{name}_hi"] = percentile_ci(boot, axis=1)
-    reasons = np.where(cells["predicted"] > 1e-12, None, "predicted competence is ~0: ratio undefined")
-    reasons = np.where(cells["n_gap_items"] > 0, reasons,
-                       np.where(reasons == None, "no composite item has all skills right: gap undefined", reasons))  # noqa: E711
+    reasons = []
+    for predicted, n_gap in zip(cells["predicted"], cells["n_gap_items"]):
+        why = [] if predicted > 1e-12 else ["no predictable item or predicted competence ~0: ratio undefined"]
+        why += [] if n_gap > 0 else ["no composite item has all skills right: gap undefined"]
+        reasons.append("; ".join(why) or None)
     cells["reason"] = reasons
     return cells[list(PRODUCT_COLUMNS)]

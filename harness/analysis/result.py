@@ -8,6 +8,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.analysis import (ag_bound, ag_failure, collapse, competence, composable, emergence, excess,
+                              generalization, paired, product_rule)
+
 
 @dataclass(frozen=True)
 class AnalysisConfig:
@@ -31,11 +34,20 @@ class AnalysisConfig:
     """Significance level of the above-chance and likelihood-ratio tests."""
 
 
-TABLES: tuple[str, ...] = (
-    "scaling", "excess_loss", "competence", "competence_fits", "competence_params", "competence_forecast",
-    "competence_curves", "above_chance", "emergence", "mirage", "product_rule", "ag_failure", "ag_failure_fit",
-    "ag_ktuple", "ag_tail_bound", "collapse", "composable_k", "composable_scaling", "seen_heldout", "paired",
-)
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "scaling": excess.SCALING_COLUMNS, "excess_loss": excess.EXCESS_COLUMNS,
+    "competence": competence.COMPETENCE_COLUMNS, "competence_fits": competence.FIT_COLUMNS,
+    "competence_params": competence.PARAM_COLUMNS, "competence_forecast": competence.FORECAST_COLUMNS,
+    "competence_curves": competence.CURVE_COLUMNS, "above_chance": emergence.ABOVE_COLUMNS,
+    "emergence": emergence.EMERGENCE_COLUMNS, "mirage": emergence.MIRAGE_COLUMNS,
+    "product_rule": product_rule.PRODUCT_COLUMNS, "ag_failure": ag_failure.FAILURE_COLUMNS,
+    "ag_failure_fit": ag_failure.FAILURE_FIT_COLUMNS, "ag_ktuple": ag_failure.KTUPLE_COLUMNS,
+    "ag_tail_bound": ag_bound.BOUND_COLUMNS, "collapse": collapse.COLLAPSE_COLUMNS,
+    "composable_k": composable.COMPOSABLE_COLUMNS, "composable_scaling": composable.SCALING_COLUMNS,
+    "seen_heldout": generalization.GAP_COLUMNS, "paired": paired.PAIRED_COLUMNS,
+}
+"""Columns of every tidy table in an `AnalysisResult` (present even when the table is empty)."""
+TABLES: tuple[str, ...] = tuple(TABLE_COLUMNS)
 """Names of the tidy tables in an `AnalysisResult`, in report order."""
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import optimize, special
 
-from harness.analysis.bootstrap import unit_resamples
+from harness.analysis.bootstrap import blas_single_thread, unit_resamples
 
 _ALPHA_GRID = (0.1, 0.3, 0.6, 1.0, 2.0)
 _BETA_GRID = (0.1, 0.3, 0.6, 1.0)
@@ -29,7 +29,8 @@ class ScalingLaw:
     """Hoffmann-style scaling law of per-token loss in parameters N (and tokens D).
 
     Attributes set by `fit`: E_, A_, alpha_, B_, beta_ (NaN without D), theta_ (fitted vector),
-    param_names_, objective_ (summed Huber loss), converged_, n_points_, uses_tokens_.
+    param_names_, objective_ (summed Huber loss), converged_, n_points_, uses_tokens_, at_bound_
+    (names of parameters that ended on a search bound: a sign the data do not identify them).
     """
 
     def __init__(self, *, fixed_E: float | None = None, huber_delta: float = 1e-3, n_starts: int = 3,
@@ -141,8 +142,11 @@ class ScalingLaw:
                                     options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 2000})
             if best is None or res.fun < best.fun:
                 best = res
+        lower, upper = np.array(bounds).T
+        at_bound = np.isclose(best.x, lower, atol=1e-6) | np.isclose(best.x, upper, atol=1e-6)
         best.x = self._recentre(best.x, centre_n, centre_d, 1.0)
         self._store(best, log_d is not None, len(loss))
+        self.at_bound_ = tuple(name for name, hit in zip(self.param_names_, at_bound) if hit)
         return self
 
     def _grid_values(self, grid, log_n, log_d, log_l) -> np.ndarray:
@@ -187,10 +191,11 @@ def bootstrap_scaling(law: ScalingLaw, n_params: np.ndarray, loss: np.ndarray, t
     n_params, loss = np.asarray(n_params, float), np.asarray(loss, float)
     out = np.full((n_boot, len(PARAMS)), np.nan)
     need = len(law.theta_) + 1
-    for b, index in enumerate(unit_resamples(len(loss), n_boot, rng)):
-        if len(np.unique(index)) < need:
-            continue
-        refit = ScalingLaw(fixed_E=law.fixed_E, huber_delta=law.huber_delta, n_starts=1, init=law.theta_)
-        refit.fit(n_params[index], loss[index], None if tokens is None else np.asarray(tokens, float)[index])
-        out[b] = [refit.E_, refit.A_, refit.alpha_, refit.B_, refit.beta_]
+    with blas_single_thread():
+        for b, index in enumerate(unit_resamples(len(loss), n_boot, rng)):
+            if len(np.unique(index)) < need:
+                continue
+            refit = ScalingLaw(fixed_E=law.fixed_E, huber_delta=law.huber_delta, n_starts=1, init=law.theta_)
+            refit.fit(n_params[index], loss[index], None if tokens is None else np.asarray(tokens, float)[index])
+            out[b] = [refit.E_, refit.A_, refit.alpha_, refit.B_, refit.beta_]
     return out

@@ -13,7 +13,7 @@ import pandas as pd
 from harness.analysis import ag_bound, ag_failure as agf, collapse as col, composable as comp, emergence as em
 from harness.analysis.bootstrap import rng_for
 from harness.analysis.competence import competence_table, fit_competence_curves
-from harness.analysis.excess import SCALING_COLUMNS, excess_loss_table, fit_scaling, known_floor
+from harness.analysis.excess import SCALING_COLUMNS, excess_loss_table, fit_scaling, known_floor, nd_possible
 from harness.analysis.generalization import seen_heldout_table
 from harness.analysis.paired import PAIRED_COLUMNS, paired_comparison
 from harness.analysis.product_rule import product_rule_table, single_skill_rates
@@ -21,8 +21,8 @@ from harness.analysis.schema import SINGLE_MODE
 
 State = dict[str, Any]
 Output = tuple[dict[str, pd.DataFrame], dict[str, Any]]
-_KEYS = ("E", "E_lo", "E_hi", "A", "alpha", "alpha_lo", "alpha_hi", "B", "beta", "known_floor", "form",
-         "n_checkpoints", "n_boot_valid", "reason")
+_KEYS = ("E", "E_lo", "E_hi", "A", "alpha", "alpha_lo", "alpha_hi", "B", "beta", "known_floor", "n_checkpoints",
+         "at_bound", "n_boot_valid", "reason")
 _CI_REASON = "fewer than half of the bootstrap replicates could be fitted (too few distinct checkpoints)"
 
 
@@ -31,31 +31,54 @@ def _needs(state: State, *keys: str) -> str | None:
     return f"needs {', '.join(missing)}, which did not run" if missing else None
 
 
+def _empty_reason(table: pd.DataFrame, column: str, when_empty: str) -> str | None:
+    """None when some row of `table` has a finite `column`; otherwise the rows' most common reason."""
+    if len(table) and pd.to_numeric(table[column], errors="coerce").notna().any():
+        return None
+    reasons = table["reason"].dropna() if "reason" in table.columns else pd.Series(dtype=object)
+    return str(reasons.mode().iloc[0]) if len(reasons) else when_empty
+
+
 def _records(frame: pd.DataFrame, columns: tuple[str, ...]) -> list[dict]:
     return frame.reindex(columns=list(columns)).to_dict("records")
 
 
+def _choose_E(table: pd.DataFrame, boots: dict, min_loss: float) -> tuple[float, np.ndarray | None, str | None]:
+    """E for the excess loss: the free-E fit of L(N, D) if usable, else of L(N).
+
+    Usable means fitted, E not on its search bound and E below the lowest observed loss.
+    """
+    for form in ("ND", "N"):
+        row = table[(table["form"] == form) & (table["variant"] == "free_E")]
+        if row.empty or pd.notna(row["reason"].iloc[0]):
+            continue
+        E, bound = float(row["E"].iloc[0]), str(row["at_bound"].iloc[0] or "")
+        if np.isfinite(E) and "log_E" not in bound and E < min_loss:
+            return E, boots[(form, "free_E")][:, 0], f"free_E fit of the {form} law"
+    return np.nan, None, None
+
+
 def scaling(state: State) -> Output:
-    """Free-E fit, and the fixed-E fit when the entropy floor is known."""
+    """L(N) on final checkpoints (and L(N, D) when tokens vary), each with free E and, if known, fixed E."""
     ck, cfg = state["checkpoints"], state["config"]
     n_col = cfg.n_column if pd.to_numeric(ck.get(cfg.n_column), errors="coerce").gt(0).all() else "params"
     floor = known_floor(ck)
     rows, boots = [], {}
-    for fixed in [None] + ([floor] if np.isfinite(floor) else []):
-        row, boot = fit_scaling(ck, n_column=n_col, fixed_E=fixed, n_boot=state["n_boot"],
-                                rng=rng_for(state["seed"], f"scaling-{fixed is None}"))
-        row.update(known_floor=floor, E_minus_floor=row.get("E", np.nan) - floor)
-        rows.append(row)
-        boots[row["variant"]] = boot
+    for form in ["N"] + (["ND"] if nd_possible(ck, n_col) else []):
+        for fixed in [None] + ([floor] if np.isfinite(floor) else []):
+            row, boot = fit_scaling(ck, n_column=n_col, fixed_E=fixed, n_boot=state["n_boot"], form=form,
+                                    rng=rng_for(state["seed"], f"scaling-{form}-{fixed is None}"))
+            row.update(known_floor=floor, E_minus_floor=row.get("E", np.nan) - floor)
+            rows.append(row)
+            boots[(form, row["variant"])] = boot
     table = pd.DataFrame(rows).reindex(columns=list(SCALING_COLUMNS))
-    free = table.iloc[0]
-    state["E_fit"] = float(free["E"]) if pd.notna(free["E"]) else np.nan
-    state["E_boot"] = None if boots["free_E"] is None else boots["free_E"][:, 0]
-    fits = {r["variant"]: {k: r.get(k) for k in _KEYS if r.get("form") == "ND" or k not in ("B", "beta")}
-            for r in table.to_dict("records")}
-    reason = None if table["reason"].isna().any() else str(table["reason"].iloc[0])
+    state["E_fit"], state["E_boot"], source = _choose_E(table, boots, float(ck["loss"].min()))
+    fits = [{k: r.get(k) for k in ("form", "variant", *_KEYS) if r.get("form") == "ND" or k not in ("B", "beta")}
+            for r in table.to_dict("records")]
+    reason = _empty_reason(table, "E", "no checkpoint with a positive loss")
     why = {f"{p}_{end}": _CI_REASON for p in ("E", "alpha") for end in ("lo", "hi")}
-    return {"scaling": table}, {"N_column": n_col, "fits": fits, "reason": reason, "missing_reasons": why}
+    return {"scaling": table}, {"N_column": n_col, "E_for_excess": source, "fits": fits, "reason": reason,
+                                "missing_reasons": why}
 
 
 def excess(state: State) -> Output:
@@ -67,8 +90,8 @@ def excess(state: State) -> Output:
     table = excess_loss_table(ck, E, state.get("E_boot"), source)
     state["excess"] = table
     reason = None if table["excess_loss"].notna().any() else "no checkpoint has a positive excess loss"
-    return {"excess_loss": table}, {"source": source, "n_positive": int(table["excess_loss"].notna().sum()),
-                                    "reason": reason}
+    return {"excess_loss": table}, {"source": source, "E": E if source == "fitted E" else None,
+                                    "n_positive": int(table["excess_loss"].notna().sum()), "reason": reason}
 
 
 def competence(state: State) -> Output:
@@ -90,7 +113,7 @@ def competence_fits(state: State) -> Output:
     best = fits.loc[fits["delta_aic"] == 0, "form"].value_counts().to_dict()
     fc = out["competence_forecast"]
     coverage = float(fc["inside"].dropna().astype(bool).mean()) if fc["inside"].notna().any() else np.nan
-    reason = None if fits["reason"].isna().any() else "no cell has 3 checkpoints with counts"
+    reason = _empty_reason(fits, "nll", "no rate metric scored")
     return out, {"best_form_counts": best, "forecast_coverage": coverage, "reason": reason}
 
 
@@ -103,10 +126,12 @@ def emergence(state: State) -> Output:
     emerg = em.emergence_table(table, state["boot"], above)
     mirage = em.mirage_table(table)
     main = emerg[emerg["metric"] == cfg.metric]
+    no_tests = _empty_reason(above, "p_value", "no binary metric scored")
+    reason = no_tests if no_tests and _empty_reason(emerg, "breakpoint_loss", "no rate metric scored") else None
     return ({"above_chance": above, "emergence": emerg, "mirage": mirage},
             {"emergence": _records(main, ("mode", "k", "n_above_chance", "sharpness", "breakpoint_loss",
-                                          "breakpoint_lo", "breakpoint_hi")),
-             "mirage": _records(mirage, ("mode", "k", "verdict"))})
+                                          "breakpoint_lo", "breakpoint_hi", "breakpoint_in_range")),
+             "mirage": _records(mirage, ("mode", "k", "verdict")), "reason": reason})
 
 
 def product_rule(state: State) -> Output:
@@ -114,9 +139,9 @@ def product_rule(state: State) -> Output:
     cfg = state["config"]
     table = product_rule_table(state["sums"], state["clusters"], state["weights"], rng_for(state["seed"], "product"),
                                metric=cfg.metric, threshold=cfg.gap_threshold)
-    if table.empty:
-        return {"product_rule": table}, {"reason": f"needs k = 1 and k > 1 items scored with {cfg.metric}"}
-    return {"product_rule": table}, {"median_ratio": table["ratio"].median(), "mean_gap": table["gap"].mean()}
+    reason = _empty_reason(table, "observed", f"needs k = 1 and k > 1 items scored with {cfg.metric}")
+    return {"product_rule": table}, {"median_ratio": table["ratio"].median() if len(table) else np.nan,
+                                     "mean_gap": table["gap"].mean() if len(table) else np.nan, "reason": reason}
 
 
 def ag_failure(state: State) -> Output:
@@ -126,7 +151,7 @@ def ag_failure(state: State) -> Output:
     table, cfg = state["competence"], state["config"]
     singles = table[(table["k"] == 1) & (table["mode"] == SINGLE_MODE) & (table["metric"] == cfg.metric)]
     fail, fit = agf.failure_law(singles, n_boot=state["n_boot"], rng=rng_for(state["seed"], "failure"),
-                                reference=cfg.reference_checkpoint)
+                                reference=cfg.reference_checkpoint, boot=state["boot"])
     ktuple = agf.ktuple_table(table, fail, cfg.metric)
     within = ktuple["within_union"].dropna()
     fit_row = pd.DataFrame([fit]).reindex(columns=list(agf.FAILURE_FIT_COLUMNS))
@@ -145,8 +170,7 @@ def ag_tail_bound(state: State) -> Output:
     singles = single_skill_rates(state["sums"], state["clusters"], cfg.metric)
     table = ag_bound.tail_bound_table(state["competence"], edges, singles, metric=cfg.metric, alpha=cfg.tail_alpha)
     holds = table["holds"].dropna()
-    reason = None if len(holds) else ("no (checkpoint, k) cell with a non-vacuous bound" if len(table)
-                                      else "no composite (k > 1) items")
+    reason = _empty_reason(table, "frac_inside", "no composite (k > 1) items")
     return {"ag_tail_bound": table}, {"fraction_holds": float(holds.astype(bool).mean()) if len(holds) else np.nan,
                                       "reason": reason}
 
@@ -160,10 +184,12 @@ def collapse(state: State) -> Output:
     rows = []
     for mode in sorted(set(main.loc[main["k"] > 1, "mode"])):
         cells = main[(main["mode"] == mode) | ((main["mode"] == SINGLE_MODE) & (main["k"] == 1))]
-        rows.append({"mode": mode, "metric": cfg.metric, **col.collapse_test(cells, state["boot"], level=cfg.test_level)})
+        test = col.collapse_test(cells, state["boot"], level=cfg.test_level)
+        rows.append({"mode": mode, "metric": cfg.metric, **test})
     out = pd.DataFrame(rows).reindex(columns=list(col.COLLAPSE_COLUMNS))
-    state["collapse_slopes"] = {r["mode"]: -r["b"] / r["a"] for r in rows if np.isfinite(r.get("a", np.nan)) and r["a"] != 0}
-    reason = None if rows else "no composite (k > 1) items"
+    state["collapse_slopes"] = {r["mode"]: -r["b"] / r["a"] for r in rows
+                                if np.isfinite(r.get("a", np.nan)) and r["a"] != 0}
+    reason = _empty_reason(out, "a", "no composite (k > 1) items")
     return {"collapse": out}, {"tests": _records(out, ("mode", "a", "a_lo", "a_hi", "b", "b_lo", "b_hi", "p_a_eq_b",
                                                       "p_a_eq_1", "dispersion", "verdict", "reason")), "reason": reason}
 
@@ -176,7 +202,8 @@ def composable(state: State) -> Output:
     table = comp.composable_table(state["competence"], metric=cfg.metric, level=cfg.level)
     scale = comp.composable_scaling(table, n_boot=state["n_boot"], rng=rng_for(state["seed"], "composable"),
                                     collapse_slopes=state.get("collapse_slopes"))
-    reason = None if len(table) else "no composite (k > 1) items"
+    no_fit = _empty_reason(table, "k_star_fit", "no composite (k > 1) cell with scored items")
+    reason = no_fit if no_fit and _empty_reason(table, "k_star", no_fit) else None
     return {"composable_k": table, "composable_scaling": scale}, {
         "scaling": _records(scale, ("mode", "n_points", "slope", "slope_lo", "slope_hi", "slope_collapse", "reason")),
         "reason": reason}
@@ -187,7 +214,7 @@ def seen_heldout(state: State) -> Output:
     table = seen_heldout_table(state["sums"], state["weights"])
     main = table[table["metric"] == state["config"].metric]
     excludes = ((main["gap_lo"] > 0) | (main["gap_hi"] < 0)).sum()
-    reason = None if table["gap"].notna().any() else "needs composite items of both splits"
+    reason = _empty_reason(table, "gap", "needs composite items of both splits")
     return {"seen_heldout": table}, {"mean_gap": main["gap"].mean(), "n_cells": int(main["gap"].notna().sum()),
                                      "n_cells_ci_excludes_0": int(excludes), "reason": reason}
 
@@ -200,7 +227,7 @@ def paired(state: State) -> Output:
                                 seed=state["seed"]) for a, b in zip(ids[:-1], ids[1:])]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(PAIRED_COLUMNS))
     level = state["config"].test_level
-    reason = None if frames else "needs at least 2 checkpoints with a loss"
+    reason = _empty_reason(table, "diff", "needs at least 2 checkpoints with a loss")
     return {"paired": table}, {"n_comparisons": len(table),
                                "n_significant": int((table["mcnemar_p"] < level).sum()) if len(table) else 0,
                                "reason": reason}

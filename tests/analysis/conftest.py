@@ -2,7 +2,16 @@
 import pandas as pd
 import pytest
 
+from harness.analysis.bootstrap import blas_single_thread
+
 from .synthetic import ag_competence, make_family
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _single_threaded_blas():
+    """Tiny fits with threaded BLAS crawl on a shared 2-core machine; every test runs single-threaded."""
+    with blas_single_thread():
+        yield
 
 
 def tiny_records(values_by_checkpoint: dict[str, list[float]], *, skills: str = "rev", k: int = 1,

@@ -5,7 +5,9 @@ import pytest
 
 from harness.analysis.ag_bound import binary_entropy, binary_kl, tail_bound, tail_bound_beta
 from harness.analysis.ag_failure import failure_law, ktuple_table
-from harness.analysis.bootstrap import blas_single_thread
+
+from .conftest import pipeline
+from .synthetic import make_family
 
 
 def test_tail_bound_matches_anchor_at_k16_theta005_alpha01():
@@ -40,8 +42,7 @@ def _singles(delta, failure, n=2000, chance=0.0, seed=0):
 def test_failure_law_recovers_exponent_with_interval():
     delta = np.geomspace(0.05, 0.6, 8)
     rows = _singles(delta, 0.9 * delta ** 1.5, chance=0.25)
-    with blas_single_thread():
-        table, fit = failure_law(rows, n_boot=100, rng=np.random.default_rng(0))
+    table, fit = failure_law(rows, n_boot=100, rng=np.random.default_rng(0))
     assert fit["b"] == pytest.approx(1.5, abs=0.1)
     assert fit["c"] == pytest.approx(0.9, rel=0.15)
     assert fit["b_lo"] <= 1.5 <= fit["b_hi"] and fit["b_is_1_plausible"] is False
@@ -49,10 +50,19 @@ def test_failure_law_recovers_exponent_with_interval():
         table["failure"][table["is_reference"]].iloc[0])
 
 
+def test_failure_law_from_synthetic_records_recovers_exponent():
+    failure = lambda k, delta, load: 1.0 - np.minimum(1.0, 0.9 * delta ** 1.5)  # noqa: E731
+    records, ck = make_family(failure, seed=1, item_kw=dict(ks=(1,), items_per_skill=200),
+                              checkpoint_kw=dict(sizes=np.geomspace(1e5, 1e7, 8)),
+                              record_kw=dict(metrics=("mc_accuracy",)))
+    state = pipeline(records, ck, n_boot=100)
+    _, fit = failure_law(state["competence"], n_boot=100, rng=np.random.default_rng(0), boot=state["boot"])
+    assert fit["b"] == pytest.approx(1.5, abs=0.15) and fit["b_lo"] <= 1.5 <= fit["b_hi"]
+
+
 def test_failure_law_on_linear_data_finds_b_near_one():
     delta = np.geomspace(0.05, 0.6, 8)
-    with blas_single_thread():
-        _, fit = failure_law(_singles(delta, 1.2 * delta, seed=1), n_boot=100, rng=np.random.default_rng(1))
+    _, fit = failure_law(_singles(delta, 1.2 * delta, seed=1), n_boot=100, rng=np.random.default_rng(1))
     assert fit["b_is_1_plausible"] is True
 
 

@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 
-from harness.analysis.bootstrap import blas_single_thread
 from harness.analysis.collapse import CollapseModel, collapse_test
 
 from .conftest import pipeline
@@ -14,8 +13,7 @@ ITEMS = dict(n_tuples=20, items_per_tuple=10, modes=("conjunction",))
 def _test(competence_fn, seed):
     records, ck = make_family(competence_fn, seed=seed, item_kw=ITEMS, record_kw=dict(metrics=("exact_match",)))
     state = pipeline(records, ck, n_boot=60)
-    with blas_single_thread():
-        return collapse_test(state["competence"], state["boot"])
+    return collapse_test(state["competence"], state["boot"])
 
 
 def test_collapse_accepts_a_equals_b_and_rejects_independence_on_ag_data():

@@ -30,12 +30,12 @@ def _slope(competence_fn, sizes):
 def test_k_star_scales_as_inverse_excess_loss_under_ag():
     row = _slope(ag_competence(lam=2.0, b=2.0), np.geomspace(2e5, 8e6, 8))
     assert row["n_points"] >= 5
-    assert row["slope"] == pytest.approx(-1.0, abs=0.2)
-    assert row["slope_lo"] <= -1.0 <= row["slope_hi"]
+    assert row["slope"] == pytest.approx(-1.0, abs=0.15)
+    assert row["slope_lo"] > -1.5
 
 
 def test_k_star_scales_as_delta_to_minus_b_under_independence():
     row = _slope(independent_competence(lam=1.0, b=2.0), np.geomspace(7e4, 5e5, 8))
     assert row["n_points"] >= 5
-    assert row["slope"] == pytest.approx(-2.0, abs=0.35)
-    assert row["slope_hi"] < -1.0
+    assert row["slope"] == pytest.approx(-2.0, abs=0.3)
+    assert row["slope_hi"] < -1.5

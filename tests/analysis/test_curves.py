@@ -2,14 +2,19 @@
 import numpy as np
 import pytest
 
+from harness.analysis.competence import fit_competence_curves
 from harness.analysis.curves import CompetenceCurve, threshold_grid
+
+from .conftest import pipeline
+from .synthetic import make_family
 
 DELTA = np.geomspace(0.1, 1.3, 12)
 E = 0.86
 TRUE = {
     "logistic": (lambda d: 1 / (1 + (d / 0.4) ** 5), {"log_delta50": np.log(0.4), "slope": 5.0}),
     "gompertz": (lambda d: np.exp(-3.0 * d ** 1.5), {"log_lambda": np.log(3.0), "gamma": 1.5}),
-    "threshold": (lambda d: -np.expm1(-8.0 * np.maximum(0.0, 1.4 - (d + E))), {"eta_loss": 1.4, "log_rate": np.log(8.0)}),
+    "threshold": (lambda d: -np.expm1(-8.0 * np.maximum(0.0, 1.4 - (d + E))),
+                  {"eta_loss": 1.4, "log_rate": np.log(8.0)}),
 }
 
 
@@ -50,3 +55,15 @@ def test_threshold_grid_fits_many_replicates_at_once():
     s, n, g = _counts("threshold")
     eta, _ = threshold_grid(DELTA + E, np.stack([s, s]), np.stack([n, n]), np.stack([g, g]))
     assert eta.shape == (2,) and eta[0] == eta[1] == pytest.approx(1.4, abs=0.02)
+
+
+@pytest.mark.parametrize("form", ["logistic", "gompertz", "threshold"])
+def test_fit_on_synthetic_records_recovers_generating_parameters(form):
+    q_of_delta = TRUE[form][0]
+    records, ck = make_family(lambda k, delta, load: q_of_delta(delta), item_kw=dict(ks=(1,), items_per_skill=250),
+                              checkpoint_kw=dict(sizes=np.geomspace(2e4, 1e7, 12)),
+                              record_kw=dict(metrics=("mc_accuracy",)))
+    params = fit_competence_curves(pipeline(records, ck, n_boot=2)["competence"])["competence_params"]
+    got = params[params["form"] == form].set_index("param")["value"]
+    for name, value in TRUE[form][1].items():
+        assert got[name] == pytest.approx(value, rel=0.15, abs=0.05), name

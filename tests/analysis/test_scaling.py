@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 
-from harness.analysis.bootstrap import blas_single_thread
 from harness.analysis.excess import excess_loss_table, fit_scaling
 from harness.analysis.scaling import ScalingLaw, bootstrap_scaling
 from harness.analysis.schema import prepare_checkpoints
@@ -27,8 +26,7 @@ def test_noisy_fit_recovers_parameters_and_bootstrap_interval_covers_them():
     law = ScalingLaw().fit(N, loss)
     assert law.E_ == pytest.approx(E, abs=0.03)
     assert law.alpha_ == pytest.approx(ALPHA, abs=0.03)
-    with blas_single_thread():
-        boot = bootstrap_scaling(law, N, loss, None, 100, np.random.default_rng(0))
+    boot = bootstrap_scaling(law, N, loss, None, 100, np.random.default_rng(0))
     lo, hi = np.nanpercentile(boot[:, 0], [2.5, 97.5])
     assert lo <= E <= hi
     assert lo < hi
@@ -52,8 +50,7 @@ def test_two_variable_law_recovers_B_and_beta():
 
 def test_scaling_reports_fitted_E_against_known_floor_and_excess_is_exact():
     ck = prepare_checkpoints(make_checkpoints(loss_noise=0.002, seed=1))
-    with blas_single_thread():
-        row, boot = fit_scaling(ck, n_column="params", fixed_E=None, n_boot=50, rng=np.random.default_rng(0))
+    row, boot = fit_scaling(ck, n_column="params", fixed_E=None, n_boot=50, rng=np.random.default_rng(0))
     assert row["E"] == pytest.approx(0.86, abs=0.05) and boot.shape == (50, 5)
     table = excess_loss_table(ck, row["E"], boot[:, 0], "known floor")
     np.testing.assert_allclose(table["excess_loss"], ck["loss"] - 0.86)

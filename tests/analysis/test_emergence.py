@@ -1,0 +1,58 @@
+"""Emergence detection: sharpness, above-chance tests, breakpoint recovery and the mirage check."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.analysis.emergence import above_chance_table, emergence_table, mirage_table, window_sharpness
+
+from .conftest import pipeline
+from .synthetic import make_family
+
+
+def test_sharpness_is_window_for_a_line_and_one_for_a_step():
+    x = np.linspace(0.0, 1.0, 11)
+    assert window_sharpness(x, 1.0 - x) == pytest.approx(0.2)
+    assert window_sharpness(x, (x < 0.5).astype(float)) == pytest.approx(1.0)
+    assert window_sharpness(x, x) == 0.0  # gets worse as loss falls: no emergence
+    assert np.isnan(window_sharpness(x, np.full(11, 0.3)))
+
+
+def test_above_chance_is_exact_and_holm_corrected_within_a_cell():
+    competence = pd.DataFrame({"checkpoint_id": ["a", "b", "c"], "mode": "single", "k": 1, "metric": "mc_accuracy",
+                               "successes": [30.0, 45.0, 60.0], "n": 100.0, "chance": 0.25})
+    table = above_chance_table(competence)
+    assert table["p_holm"].iloc[2] == pytest.approx(3 * table["p_value"].iloc[2])
+    assert table["above_chance"].tolist() == [False, True, True]
+
+
+def _family(**record_kw):
+    return make_family(seed=5, item_kw=dict(ks=(1, 4), n_tuples=20, items_per_tuple=10, modes=("conjunction",)),
+                       checkpoint_kw=dict(sizes=np.geomspace(2e4, 1e7, 12)), record_kw=record_kw)
+
+
+def test_breakpoint_recovers_threshold_loss_with_interval():
+    eta, E = 1.4, 0.86
+    threshold = lambda k, delta, load: -np.expm1(-8.0 * np.maximum(0.0, (eta - E) - delta))  # noqa: E731
+    records, ck = make_family(threshold, item_kw=dict(ks=(1,), items_per_skill=60),
+                              checkpoint_kw=dict(sizes=np.geomspace(2e4, 1e7, 12)),
+                              record_kw=dict(metrics=("exact_match",)))
+    state = pipeline(records, ck, n_boot=60)
+    above = above_chance_table(state["competence"])
+    row = emergence_table(state["competence"], state["boot"], above).iloc[0]
+    assert row["breakpoint_loss"] == pytest.approx(eta, abs=0.03)
+    assert row["breakpoint_lo"] <= eta + 0.01 and eta - 0.01 <= row["breakpoint_hi"]
+    assert row["breakpoint_in_range"]
+
+
+def test_mirage_when_per_token_probability_is_smooth():
+    records, ck = _family(per_token=lambda k, delta: np.exp(-0.3 * delta))
+    verdict = mirage_table(pipeline(records, ck, n_boot=5)["competence"]).set_index("k").loc[4]
+    assert verdict["sharpness_exact_match"] >= 0.5 > verdict["sharpness_gold_logprob"]
+    assert verdict["verdict"].startswith("mirage")
+
+
+def test_jump_survives_when_per_token_probability_jumps():
+    records, ck = _family(per_token=lambda k, delta: np.where(delta > 0.5, 0.3, 0.995))
+    verdict = mirage_table(pipeline(records, ck, n_boot=5)["competence"]).set_index("k").loc[4]
+    assert verdict["sharpness_gold_logprob"] >= 0.5
+    assert verdict["verdict"].startswith("jump survives")

@@ -1,0 +1,59 @@
+"""Seen vs held-out gap with a clustered interval, and the paired comparison of two checkpoints."""
+import numpy as np
+import pytest
+
+from harness.analysis.generalization import seen_heldout_table
+from harness.analysis.paired import paired_comparison
+
+from .conftest import pipeline, tiny_records
+from .synthetic import ag_competence, make_family
+
+ITEMS = dict(ks=(1, 2), n_tuples=24, items_per_tuple=12, modes=("conjunction",))
+
+
+def _gap_table(records, ck):
+    state = pipeline(records, ck, n_boot=100)
+    table = seen_heldout_table(state["sums"], state["weights"])
+    return table[(table["metric"] == "exact_match")]
+
+
+def test_no_gap_when_splits_share_one_competence():
+    records, ck = make_family(ag_competence(lam=1.0), seed=2, item_kw=ITEMS, record_kw=dict(metrics=("exact_match",)))
+    table = _gap_table(records, ck).dropna(subset=["gap_lo"])
+    covered = (table["gap_lo"] <= 0) & (0 <= table["gap_hi"])
+    assert len(table) >= 6 and covered.mean() >= 0.8
+
+
+def test_gap_detected_when_held_out_items_are_harder():
+    records, ck = make_family(ag_competence(lam=1.0), seed=2, item_kw=ITEMS, record_kw=dict(metrics=("exact_match",)))
+    rng = np.random.default_rng(0)
+    hit = (records["split"] == "heldout") & (records["value"] == 1.0) & (rng.random(len(records)) < 0.5)
+    records.loc[hit, "value"] = 0.0
+    table = _gap_table(records, ck)
+    strong = table[table["seen"] > 0.4]
+    assert len(strong) >= 3 and (strong["gap_lo"] > 0).all()
+
+
+def _pair_records():
+    # A right / B wrong on 7 items, B right / A wrong on 2, both right on 3, both wrong on 4, one failed
+    a = [1.0] * 7 + [0.0] * 2 + [1.0] * 3 + [0.0] * 4 + [np.nan]
+    b = [0.0] * 7 + [1.0] * 2 + [1.0] * 3 + [0.0] * 4 + [1.0]
+    records = tiny_records({"A": a, "B": b}, skills="rev+sft", k=2, mode="chain", split="seen")
+    skills = ["rev+sft", "rev+mir", "sft+mir", "mir+rot"]
+    records["skills"] = [skills[i % 4] for i in range(len(records))]
+    return records
+
+
+def test_paired_comparison_matches_hand_mcnemar_and_mean_difference():
+    row = paired_comparison(_pair_records(), "A", "B", n_boot=200).iloc[0]
+    assert row["n_pairs"] == 16  # the failed item forms no pair
+    assert (row["only_a"], row["only_b"], row["both_right"], row["both_wrong"]) == (7, 2, 3, 4)
+    assert row["mcnemar_p"] == pytest.approx(92 / 512)
+    assert row["diff"] == pytest.approx((7 - 2) / 16)
+    assert row["diff_lo"] <= row["diff"] <= row["diff_hi"]
+
+
+def test_paired_comparison_without_shared_items_gives_reason():
+    records = _pair_records()
+    row = paired_comparison(records, "A", "missing").iloc[0]
+    assert row["n_pairs"] == 0 and "no item" in row["reason"]
