@@ -1,4 +1,4 @@
-"""Subcommands over runs: `run` (the main job without arguments), `merge`, `analyze`, `report`, `compare`.
+"""Subcommands that produce runs: `run` (the main job without arguments) and `merge`.
 
 The flags of `emergence run` are generated from `RunConfig`'s fields, so the configuration, the
 CLI and the manifest can never disagree.

@@ -16,7 +16,7 @@ from transformers.utils import logging as hf_logging
 
 from harness.cache import ResultCache, default_cache_dir
 from harness.cached_model import CachedModel
-from harness.checkpoints import find_duplicate_weights, tokenizer_hash
+from harness.checkpoints import find_duplicate_weights
 from harness.cross_entropy import measure_cross_entropy
 from harness.family_spec import Member, Unresolved, resolve_family
 from harness.hf_model import HFModel, ModelSettings
@@ -27,6 +27,7 @@ from harness.run_manifest import write_manifest
 from harness.scoring import score_items
 from harness.store import combine, part_path, write_json, write_table
 from harness.task_spec import CompositeTask, CrossEntropyTask, Task, load_task, task_hash
+from harness.weights import tokenizer_hash
 from skill_catalog.compose import Item, compose_items
 from skill_catalog.errors import UserError
 

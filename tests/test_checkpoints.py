@@ -14,9 +14,10 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, BertConfig, BertForMaskedLM, BertLMHeadModel, GPTNeoXConfig
 from transformers import GPT2Config, LlamaConfig, PreTrainedTokenizerFast
 
-import harness.checkpoints as checkpoints
-from harness.checkpoints import count_params_safetensors, discover, find_duplicate_weights, parse_step
+import harness.weights as weights_module
+from harness.checkpoints import discover, find_duplicate_weights, parse_step
 from harness.hf_model import HFModel
+from harness.weights import count_params_safetensors
 from skill_catalog.errors import UserError
 
 VOCAB = 64
@@ -133,8 +134,8 @@ def test_duplicate_weights_flagged(tmp_path, neox_dir):
 def test_weight_hash_changes_with_weights_and_cache_notices(tmp_path, neox_dir, monkeypatch):
     shutil.copytree(neox_dir, tmp_path / "m")
     reads = []
-    real = checkpoints._sha256_file
-    monkeypatch.setattr(checkpoints, "_sha256_file", lambda path: reads.append(path) or real(path))
+    real = weights_module._sha256_file
+    monkeypatch.setattr(weights_module, "_sha256_file", lambda path: reads.append(path) or real(path))
     first = discover(tmp_path / "m")[0].checkpoint_id
     assert discover(tmp_path / "m")[0].checkpoint_id == first and len(reads) == 1  # second time from the cache
     weights = tmp_path / "m" / "model.safetensors"

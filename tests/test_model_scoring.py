@@ -11,8 +11,9 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, GPT2Config, GPTNeoXConfig, LlamaConfig, PreTrainedTokenizerFast
 
+from harness.batching import merge_rows, prefix_groups
 from harness.checkpoints import discover
-from harness.hf_model import HFModel, ModelSettings, merge_rows, prefix_groups
+from harness.hf_model import HFModel, ModelSettings
 from harness.model import (GenerationRequest, LanguageModel, LoglikelihoodRequest, encode_pair, rolling_windows,
                            truncate_at_stop)
 from skill_catalog.errors import UserError
@@ -222,7 +223,7 @@ def test_prefix_reuse_equals_no_reuse(models_dir, arch):
 def test_unsafe_prefix_cache_falls_back_to_no_reuse(neox, monkeypatch):
     import harness.hf_model as hf
 
-    monkeypatch.setattr(hf, "_unsafe_cache_reason", lambda cache: "pretend sliding window")
+    monkeypatch.setattr(hf, "unsafe_cache_reason", lambda cache: "pretend sliding window")
     model = HFModel(neox.model, neox.tokenizer, ModelSettings(prefix_min_tokens=4))
     results = model.loglikelihood(choice_requests())
     assert not model.prefix_reuse_ and "sliding" in model.reuse_disabled_reason_

@@ -95,7 +95,16 @@ def build_family(preset: Preset, out: Path, seed: int = 0, progress: bool = True
     Returns:
         The path of the written ``family.yaml``.
     """
+    threads = torch.get_num_threads()
     torch.set_flush_denormal(True)  # denormals once slowed a CPU pilot build 7x (recipe, section 7)
+    torch.set_num_threads(preset.threads)
+    try:
+        return _build(preset, out, seed, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _build(preset: Preset, out: Path, seed: int, progress: bool) -> Path:
     spec, tokenizer = TextSpec(), build_tokenizer()
     identity = _identity(preset, seed, spec)
     _claim(out, identity)

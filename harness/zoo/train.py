@@ -125,7 +125,8 @@ def train_size(
     """
     device = _device(preset)
     torch.manual_seed(seed)
-    model = GPTNeoXForCausalLM(model_config(size, len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id))
+    config = model_config(size, len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id, preset.seq_len)
+    model = GPTNeoXForCausalLM(config)
     model.to(device).train()
     optimizer = _optimizer(model, preset, size)
     resume = size_dir / ".resume"

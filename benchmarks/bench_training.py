@@ -1,0 +1,104 @@
+"""Training throughput of the reference family: tokens/s and wall time per size of a preset.
+
+Builds the whole family with `build_family` into a temporary folder; per-size times are the
+trainer's own (`train_size` returns them: the step loop plus checkpoint saves), the total also
+counts the token stream, held-out entropy and manifest. See benchmarks/README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+
+import _common as C
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="tiny", help="tiny (default), default (about 20 min on 2 cores) or large")
+    p.add_argument("--steps", type=int, default=None, help="override the preset's optimizer steps")
+    p.add_argument("--seed", type=int, default=0, help="weight-initialisation seed")
+    p.add_argument("--threads", type=int, default=None, help="training threads (default: the preset's own)")
+    p.add_argument("--keep", default=None, help="build into this folder and keep it (default: a temporary folder)")
+    p.add_argument("--quick", action="store_true", help="the tiny preset cut to 50 steps")
+    args = p.parse_args()
+    if args.quick:
+        args.preset, args.steps = "tiny", min(args.steps or 50, 50)
+    return args
+
+
+def build_timed(preset, keep: str | None, seed: int) -> tuple[list, float, dict]:
+    """Runs `build_family`; returns each size's `SizeResult`, the total seconds and (non-embedding, total) params."""
+    import harness.zoo.family as family
+
+    results = []
+    original = family.train_size
+
+    def timed_train_size(*a, **kw):
+        out = original(*a, **kw)
+        results.append(out)
+        return out
+
+    family.train_size = timed_train_size  # per-size SizeResult (seconds, losses); build_family is otherwise untouched
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
+            out = Path(keep).resolve() if keep else Path(tmp) / preset.name
+            started = time.perf_counter()
+            family.build_family(preset, out, seed=seed, progress=False)
+            total = time.perf_counter() - started
+            params = {s.name: (C.nonembedding_params(out / s.name), _total_params(out / s.name)) for s in preset.sizes}
+    finally:
+        family.train_size = original
+    return results, total, params
+
+
+def main() -> None:
+    args = parse_args()
+    threads = C.set_threads(args.threads)
+    from harness.zoo.presets import get_preset
+
+    preset = get_preset(args.preset)
+    if args.steps:
+        preset = dataclasses.replace(preset, steps=args.steps)
+    if args.threads and hasattr(preset, "threads"):
+        preset = dataclasses.replace(preset, threads=args.threads)
+    threads = getattr(preset, "threads", threads)  # build_family trains with the preset's own thread count
+    results, total, params = build_timed(preset, args.keep, args.seed)
+    rows = []
+    tokens = preset.steps * preset.tokens_per_step
+    for r in results:
+        n_ne, n_all = params[r.size.name]
+        tail = r.losses[-10:]
+        rows.append({"size": r.size.name, "d_model": r.size.d_model, "layers": r.size.n_layers, "params": n_all,
+                     "params_nonembedding": n_ne, "steps": preset.steps, "tokens": tokens, "seconds": r.seconds,
+                     "tokens_per_s": tokens / r.seconds, "steps_per_s": preset.steps / r.seconds,
+                     "train_tflops": 6 * n_ne * tokens / r.seconds / 1e12,
+                     "final_loss": sum(tail) / len(tail) if tail else float("nan")})
+    rows.append({"size": "total (build_family)", "tokens": tokens * len(preset.sizes), "seconds": total,
+                 "tokens_per_s": tokens * len(preset.sizes) / total})
+    C.print_table(f"build_family --preset {preset.name}: {preset.steps} steps x {preset.batch_size}x{preset.seq_len} "
+                  f"tokens, {threads} threads", rows,
+                  ["size", "params", "params_nonembedding", "steps", "tokens", "seconds", "tokens_per_s",
+                   "train_tflops", "final_loss"])
+    notes = ["seconds per size: the trainer's step loop including checkpoint and resume saves (model init excluded); "
+             "total: the whole build_family call (token stream, every size, held-out entropy, manifest)",
+             "train_tflops = 6 * non-embedding params * tokens/s (forward + backward, attention omitted)"]
+    for n in notes:
+        print("note:", n)
+    config = {**vars(args), "threads": threads, "preset_resolved": dataclasses.asdict(preset)}
+    name = f"training_{preset.name}" + ("_quick" if args.quick else "")
+    print("wrote", C.write_result(name, rows, config, notes))
+
+
+def _total_params(folder: Path) -> int:
+    try:
+        from harness.weights import count_params_safetensors
+    except ImportError:
+        from harness.checkpoints import count_params_safetensors
+    return count_params_safetensors(sorted(folder.glob("*.safetensors"))).total
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Loading a transformers checkpoint offline, and the checks around it.
+
+Local files only, no remote code, no pickles unless allowed; encoder-decoder, masked and
+bidirectional models are refused, as are half precision on CPU and out-of-memory moves.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from harness.offline import enforce_offline
+
+enforce_offline()  # before transformers reads the hub settings at import
+import transformers  # noqa: E402
+
+from harness.checkpoints import Checkpoint, discover
+from skill_catalog.errors import UserError
+
+if TYPE_CHECKING:  # ModelSettings belongs with the model it configures; only annotations need it here
+    from harness.hf_model import ModelSettings
+
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+_DTYPE_KW = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
+_OOM = tuple({getattr(torch, "OutOfMemoryError", RuntimeError), torch.cuda.OutOfMemoryError})
+
+
+def is_oom(exc: BaseException) -> bool:
+    """Whether an exception means the device (or the host) ran out of memory."""
+    text = str(exc).lower()
+    if isinstance(exc, _OOM):
+        return True
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` is cuda when available, else cpu."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def model_max_length(model: Any, tokenizer: Any) -> int:
+    """The longest input the model takes: from its config, else its tokenizer, else 2048."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    for attr in ("n_positions", "max_position_embeddings", "n_ctx", "seq_length", "max_seq_len"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    limit = getattr(tokenizer, "model_max_length", None)
+    return limit if isinstance(limit, int) and limit < 10**6 else 2048
+
+
+def single_checkpoint(checkpoint: Checkpoint | str | Path, allow_pickle: bool) -> Checkpoint:
+    """The one checkpoint a path names.
+
+    Raises:
+        UserError: The path names no checkpoint or several.
+    """
+    if isinstance(checkpoint, Checkpoint):
+        return checkpoint
+    found = discover(checkpoint, allow_pickle=allow_pickle)
+    if len(found) != 1:
+        raise UserError(f"{checkpoint}: holds {len(found)} checkpoints; fix: pass one of them")
+    return found[0]
+
+
+def _check_causal_config(checkpoint: Checkpoint) -> None:
+    """Refuse encoder-decoder and masked-LM configs before loading any weights."""
+    if checkpoint.fmt == "gguf":
+        return
+    config = json.loads((checkpoint.path / "config.json").read_text())
+    architectures = config.get("architectures") or []
+    masked = architectures and all(a.endswith(("ForMaskedLM", "ForPreTraining")) for a in architectures)
+    if config.get("is_encoder_decoder") or masked:
+        raise UserError(f"{checkpoint.path}: {', '.join(architectures) or 'an encoder-decoder'} is not a causal "
+                        "language model; fix: pass a decoder-only checkpoint (...ForCausalLM)")
+
+
+def _check_causal(model: Any, path: Path) -> None:
+    """Refuse a model whose first-position prediction depends on later tokens (bidirectional attention)."""
+    ids = torch.tensor([[0, 1], [0, 2]], device=next(model.parameters()).device)
+    with torch.inference_mode():
+        logits = model(input_ids=ids).logits.float()
+    if not torch.allclose(logits[0, 0], logits[1, 0], atol=1e-4, rtol=0):
+        raise UserError(f"{path}: not a causal language model (position 0 sees later tokens); "
+                        "fix: pass a decoder-only checkpoint (...ForCausalLM)")
+
+
+def _torch_dtype(checkpoint: Checkpoint, name: str, device: torch.device) -> torch.dtype:
+    """The torch dtype named by the settings; half precision is refused on CPU."""
+    if name not in _DTYPES:
+        raise UserError(f"{checkpoint.path}: unknown dtype {name!r}; fix: use one of {', '.join(_DTYPES)}")
+    dtype = _DTYPES[name]
+    if dtype != torch.float32 and device.type == "cpu":
+        raise UserError(f"{checkpoint.path}: dtype {name} is only used on a GPU; fix: use float32 on CPU")
+    return dtype
+
+
+def _sources(checkpoint: Checkpoint) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``from_pretrained`` arguments of the model and of the tokenizer: local files only, no remote code."""
+    safe = {"local_files_only": True, "trust_remote_code": False}
+    if checkpoint.fmt == "gguf":
+        source = {"pretrained_model_name_or_path": checkpoint.path.parent, "gguf_file": checkpoint.path.name}
+        source.update(safe)
+        return source, source
+    source = {"pretrained_model_name_or_path": checkpoint.path, "use_safetensors": checkpoint.fmt == "safetensors"}
+    source.update(safe)
+    return source, {"pretrained_model_name_or_path": checkpoint.tokenizer_path, **safe}
+
+
+def _load_tokenizer(checkpoint: Checkpoint, source: dict[str, Any]) -> Any:
+    try:
+        return transformers.AutoTokenizer.from_pretrained(**source)
+    except Exception as exc:  # tokenizer loaders raise many types on bad files
+        raise UserError(f"{checkpoint.tokenizer_path}: cannot load the tokenizer of {checkpoint.path} "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                        "fix: save it with tokenizer.save_pretrained()") from exc
+
+
+def _load_model(checkpoint: Checkpoint, source: dict[str, Any], dtype: torch.dtype, device: torch.device) -> Any:
+    """The causal LM in eval mode on `device`."""
+    try:
+        model = transformers.AutoModelForCausalLM.from_pretrained(**source, **{_DTYPE_KW: dtype})
+    except Exception as exc:  # from_pretrained raises ValueError, OSError, KeyError, ... on bad input
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise UserError(f"{checkpoint.path}: cannot load as a causal language model "
+                        f"({type(exc).__name__}: {first}); fix: pass a decoder-only transformers checkpoint") from exc
+    try:
+        model.to(device).eval()
+    except Exception as exc:
+        if not is_oom(exc):
+            raise
+        raise UserError(f"{checkpoint.path}: out of memory moving the model to {device}; "
+                        "fix: use dtype bfloat16 or a device with more memory") from exc
+    return model
+
+
+def load_model_and_tokenizer(checkpoint: Checkpoint, settings: ModelSettings) -> tuple[Any, Any]:
+    """Load a checkpoint's model (eval mode, on its device) and tokenizer, offline and without remote code.
+
+    Raises:
+        UserError: Refused pickle, half precision on CPU, unloadable tokenizer or weights, non-causal model.
+    """
+    enforce_offline()
+    if checkpoint.fmt == "pickle" and not settings.allow_pickle:
+        raise UserError(f"{checkpoint.path}: pickle weights can run code when loaded; "
+                        "fix: convert them to safetensors, or pass allow_pickle=True if you trust their source")
+    device = resolve_device(settings.device)
+    dtype = _torch_dtype(checkpoint, settings.dtype, device)
+    _check_causal_config(checkpoint)
+    model_source, tokenizer_source = _sources(checkpoint)
+    tokenizer = _load_tokenizer(checkpoint, tokenizer_source)
+    model = _load_model(checkpoint, model_source, dtype, device)
+    _check_causal(model, checkpoint.path)
+    return model, tokenizer

@@ -1,0 +1,234 @@
+"""Report sections of the fitted laws: scaling, excess loss, competence, single skills, product rule, Arora-Goyal, collapse.
+
+Each function takes the `ReportData` and the rendered figures (name -> PNG bytes) and returns one
+`<section>` with a stable id, its figure and a compact table; the full tidy table sits in a
+collapsed block under it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.report.data import SINGLE_MODE, ReportData
+from harness.report.elements import Cell, details, esc, figure, frame_table, ival, section, status_line, table
+from harness.report.fmt import is_missing, num, pct
+
+Figures = dict[str, bytes]
+
+
+def missing_reasons(data: ReportData, analysis: str, prefix: str = "") -> dict[str, str]:
+    """Reasons the summary gives for its missing values, keyed by the part of the path after `prefix.`."""
+    out = {}
+    for key, reason in (data.analysis(analysis).get("missing") or {}).items():
+        if not prefix:
+            out[key] = reason
+        elif key.startswith(prefix + "."):
+            out[key[len(prefix) + 1:]] = reason
+    return out
+
+
+def reason_of(value: Any) -> str | None:
+    """A reason cell as text, None when missing."""
+    return None if is_missing(value) else str(value)
+
+
+def full(data: ReportData, name: str) -> str:
+    """The collapsed full tidy table `name`."""
+    frame = data.table(name)
+    return details(f"Full table: analysis/{name}.parquet ({len(frame)} rows)", frame_table(frame, data.labels()))
+
+
+def cell_key(mode: Any, k: Any) -> str:
+    """Column heading of a (mode, k) cell."""
+    return f"{mode} k={int(k)}"
+
+
+def cells_of(frame: pd.DataFrame) -> list[tuple[str, int]]:
+    """Sorted (mode, k) pairs of a table, single first."""
+    pairs = {(str(m), int(k)) for m, k in zip(frame["mode"], frame["k"]) if not is_missing(k)}
+    return sorted(pairs, key=lambda p: (p[0] != SINGLE_MODE, p[0], p[1]))
+
+
+def best_checkpoint(data: ReportData, ids: Any) -> str | None:
+    """The lowest-loss checkpoint among `ids` (None when none of them has a loss)."""
+    present = {str(i) for i in ids}
+    ck = data.checkpoints
+    ok = ck[ck["checkpoint_id"].isin(present) & ck["loss"].notna()]
+    return str(ok["checkpoint_id"].iloc[-1]) if len(ok) else None
+
+
+def scaling_section(data: ReportData, figs: Figures) -> str:
+    """Scaling-law fits."""
+    entry = data.analysis("scaling")
+    rows, reasons = [], []
+    for i, fit in enumerate(entry.get("fits") or []):
+        why = missing_reasons(data, "scaling", f"fits[{i}]")
+        nd = fit.get("form") == "ND"
+        rows.append([fit.get("form"), fit.get("variant"), fit.get("n_checkpoints"),
+                     ival(fit, "E", why.get("E"), why.get("E_lo")), Cell(fit.get("A"), why.get("A")),
+                     ival(fit, "alpha", why.get("alpha"), why.get("alpha_lo")),
+                     Cell(fit.get("B"), why.get("B")) if nd else "n/a", Cell(fit.get("beta"), why.get("beta")) if nd
+                     else "n/a", fit.get("known_floor"), fit.get("at_bound") or ("none" if fit.get("E") else None)])
+        reasons.append(fit.get("reason"))
+    intro = ("Per-token loss L of held-out text (nats/token) against parameters N "
+             f"(<code>{esc(entry.get('N_column', 'params'))}</code>): L(N) = E + A·N<sup>−α</sup>, and "
+             "L(N, D) = E + A·N<sup>−α</sup> + B·D<sup>−β</sup> when token counts vary (Hoffmann et al. 2022), "
+             "each with E free and, when the entropy floor is known, fixed to it. Intervals: checkpoint bootstrap.")
+    tab = table(["form", "variant", "checkpoints", "E [95% CI]", "A", "α [95% CI]", "B", "β", "known floor",
+                 "on search bound"], rows, keys=["form", "variant", "n", "E", "A", "alpha", "B", "beta", "floor",
+                                                 "at_bound"], row_reasons=reasons)
+    return section("scaling", "Scaling law", intro, status_line(entry),
+                   figure("scaling", figs.get("scaling"), "Loss vs parameters with the fitted scaling laws"),
+                   tab, full(data, "scaling"))
+
+
+def excess_section(data: ReportData, figs: Figures) -> str:
+    """Excess loss per checkpoint."""
+    entry = data.analysis("excess_loss")
+    rows, reasons = [], []
+    for r in data.checkpoints.to_dict("records"):
+        why, err = reason_of(r.get("excess_reason")), reason_of(r.get("error"))
+        rows.append([r["label"], Cell(r.get("loss"), err or "no held-out tokens scored"), r.get("E"),
+                     ival(dict(r, excess=r.get("excess_loss")), "excess", why)])
+        reasons.append(why or err)
+    intro = (f"δ = L − E, with E from the <b>{esc(entry.get('source', 'unknown'))}</b>. A checkpoint at or "
+             "below E has no excess loss (shown as —). Interval: from E's bootstrap interval.")
+    tab = table(["checkpoint", "loss (nats/token)", "E", "δ [95% CI]"], rows,
+                keys=["checkpoint", "loss", "E", "excess"], row_reasons=reasons)
+    return section("excess_loss", "Excess loss", intro, status_line(entry),
+                   figure("excess_loss", figs.get("excess_loss"), "Excess loss per checkpoint"), tab,
+                   full(data, "excess_loss"))
+
+
+def competence_section(data: ReportData, figs: Figures) -> str:
+    """Competence per checkpoint and cell, plus the curve fits."""
+    comp = data.table("competence")
+    comp = comp[comp["metric"] == data.metric]
+    cells = cells_of(comp)
+    lookup = {(str(r["checkpoint_id"]), str(r["mode"]), int(r["k"])): r for r in comp.to_dict("records")}
+    rows = []
+    for ck in data.checkpoints.to_dict("records"):
+        values = []
+        for m, k in cells:
+            r = lookup.get((ck["checkpoint_id"], m, k))
+            why = "not administered" if r is None else reason_of(r.get("reason")) or "not estimable (no scored item)"
+            values.append(Cell(None if r is None else r.get("competence"), why))
+        rows.append([ck["label"], Cell(ck.get("loss"), reason_of(ck.get("error"))),
+                     Cell(ck.get("excess_loss"), reason_of(ck.get("excess_reason"))), *values])
+    headers = ["checkpoint", "loss", "δ", *[cell_key(m, k) for m, k in cells]]
+    intro = (f"Chance-corrected competence (p − g)/(1 − g) of <code>{esc(data.metric)}</code> per checkpoint "
+             "(rows from highest to lowest loss) and (mode, k). Figure: points with item-cluster bootstrap "
+             "intervals, the best-AIC fitted curve (solid), the product-rule prediction (dotted) and the "
+             "Arora–Goyal k-tuple bound 1 − min(1, k·f₁) (dashed).")
+    return section("competence", "Competence vs loss", intro, status_line(data.analysis("competence_fits")),
+                   figure("competence", figs.get("competence"), "Competence vs excess loss per k"),
+                   table(headers, rows, keys=["checkpoint", "loss", "excess", *headers[3:]]), _fits_table(data),
+                   full(data, "competence"), full(data, "competence_fits"), full(data, "competence_forecast"))
+
+
+def _fits_table(data: ReportData) -> str:
+    fits, fc = data.table("competence_fits"), data.table("competence_forecast")
+    fits = fits[fits["metric"] == data.metric]
+    rows, reasons = [], []
+    for (mode, k), group in fits.groupby(["mode", "k"], sort=True):
+        daic = pd.to_numeric(group["delta_aic"], errors="coerce")
+        best = group.loc[daic == 0, "form"]
+        form = str(best.iloc[0]) if len(best) else None
+        others = ", ".join(f"{f} +{num(d)}" for f, d in zip(group["form"], daic) if f != form and np.isfinite(d))
+        hits = fc[(fc["mode"] == mode) & (fc["k"] == k) & (fc["metric"] == data.metric) & (fc["form"] == form)]
+        inside = hits["inside"].dropna()
+        rows.append([str(mode), int(k), form, others or None, group["n_checkpoints"].max(),
+                     f"{int(inside.astype(bool).sum())}/{len(inside)}" if len(inside) else None])
+        fit_reasons = group["reason"].dropna()
+        reasons.append(None if form else str(fit_reasons.iloc[0]) if len(fit_reasons) else "not fitted")
+    coverage = data.analysis("competence_fits").get("forecast_coverage")
+    caption = (f'<p class="caption">Curve forms compared by AIC; forecast: the best form fitted without the lowest-loss '
+               f"checkpoints predicts them inside the Jeffreys 95% interval (overall coverage {esc(num(coverage))}).</p>")
+    return caption + table(["mode", "k", "best form", "ΔAIC of the others", "checkpoints", "forecast inside"], rows,
+                           keys=["mode", "k", "best", "others", "n", "forecast"], row_reasons=reasons)
+
+
+def skills_section(data: ReportData, figs: Figures) -> str:
+    """Per-skill heat map."""
+    intro = (f"Mean k = 1 <code>{esc(data.metric)}</code> per skill and checkpoint; a grey cell means every item of "
+             "that skill failed to score (NaN), which is different from accuracy 0.")
+    return section("skills", "Single skills", intro,
+                   figure("skills", figs.get("skills"), "Single-skill accuracy by checkpoint"))
+
+
+def product_section(data: ReportData, figs: Figures) -> str:
+    """Product rule per (mode, k)."""
+    entry, table_ = data.analysis("product_rule"), data.table("product_rule")
+    rows, reasons = [], []
+    for (mode, k), group in table_.groupby(["mode", "k"], sort=True):
+        best = best_checkpoint(data, group["checkpoint_id"])
+        r = group[group["checkpoint_id"].astype(str) == best].iloc[0].to_dict() if best else {}
+        ratios = pd.to_numeric(group["ratio"], errors="coerce")
+        rows.append([str(mode), int(k), int(ratios.notna().sum()), Cell(ratios.median(), "no finite ratio"),
+                     data.label(best), ival(r, "observed"), ival(r, "predicted"), ival(r, "ratio", r.get("reason")),
+                     ival(r, "gap", r.get("reason"))])
+        reasons.append(r.get("reason"))
+    intro = ("Predicted composite competence = mean over items of ∏ of the single-skill competences of the item's "
+             "skills on the same checkpoint; ratio = observed / predicted (1 = skills combine independently, &lt; 1 "
+             "= composition costs extra). Gap: fraction of composite items answered wrong although every skill is "
+             f"right alone. Median ratio over all cells: <b>{esc(num(entry.get('median_ratio')))}</b>.")
+    tab = table(["mode", "k", "checkpoints with a ratio", "median ratio", "lowest-loss checkpoint", "observed",
+                 "predicted", "ratio", "gap"], rows,
+                keys=["mode", "k", "n", "median_ratio", "checkpoint", "observed", "predicted", "ratio", "gap"],
+                row_reasons=reasons)
+    return section("product_rule", "Product rule", intro, status_line(entry),
+                   figure("product_rule", figs.get("product_rule"), "Observed vs predicted competence"), tab,
+                   full(data, "product_rule"))
+
+
+def ag_section(data: ReportData, figs: Figures) -> str:
+    """Arora-Goyal failure law, k-tuple rule and tail bound."""
+    fit, why = data.analysis("ag_failure"), missing_reasons(data, "ag_failure")
+    law = table(["c", "b [95% CI]", "b = 1 plausible", "reference checkpoint", "c at reference", "checkpoints"],
+                [[Cell(fit.get("c"), why.get("c")), ival(fit, "b", why.get("b"), why.get("b_lo")),
+                  fit.get("b_is_1_plausible"), data.label(fit.get("reference_checkpoint")) if fit.get(
+                      "reference_checkpoint") else None, fit.get("c_reference"), fit.get("n_checkpoints")]],
+                keys=["c", "b", "b_is_1", "reference", "c_reference", "n"], row_reasons=[fit.get("reason")])
+    bound = data.table("ag_tail_bound")
+    best = best_checkpoint(data, bound["checkpoint_id"])
+    bound = bound[bound["checkpoint_id"].astype(str) == best].sort_values(["mode", "k"])
+    rows = [[data.label(r["checkpoint_id"]), r["mode"], r["k"], r["theta"], Cell(r["beta_star"], "bound vacuous"),
+             r["bound"], r["n_skills"], r["frac_inside"], r["holds"], r["frac_inside_single"]]
+            for r in bound.to_dict("records")]
+    tail = table(["checkpoint", "mode", "k", "θ (composite failure)", "β*", "bound β*·θ", "skills", "fraction inside",
+                  "holds (≥ 1 − α)", "fraction inside (k = 1 items)"], rows,
+                 keys=["checkpoint", "mode", "k", "theta", "beta_star", "bound", "n_skills", "frac_inside", "holds",
+                       "frac_inside_single"], row_reasons=list(bound["reason"]))
+    intro = ("(a) Single-skill failure f = min(1, c·δ<sup>b</sup>) (A&amp;G's linear law is b = 1); (b) k-tuple "
+             "rule: composite failure ≤ min(1, k·f₁) — it holds in "
+             f"<b>{esc(pct(fit.get('fraction_within_union')))}</b> of the composite cells; (c) tail bound: at least "
+             "1 − α of the skills fail at most β*·θ of their composite items — it holds in "
+             f"<b>{esc(pct(data.analysis('ag_tail_bound').get('fraction_holds')))}</b> of the cells (all checkpoints).")
+    return section("arora_goyal", "Arora–Goyal predictions", intro, status_line(fit),
+                   figure("arora_goyal", figs.get("arora_goyal"), "Failure law and k-tuple rule"), law,
+                   f"<h3>Tail bound on the lowest-loss checkpoint ({esc(data.label(best) if best else '—')})</h3>",
+                   tail, full(data, "ag_tail_bound"), full(data, "ag_failure"), full(data, "ag_ktuple"))
+
+
+def collapse_section(data: ReportData, figs: Figures) -> str:
+    """Collapse test per composite mode."""
+    entry, tab_ = data.analysis("collapse"), data.table("collapse")
+    rows, reasons = [], []
+    for i, r in enumerate(tab_.to_dict("records")):
+        why = missing_reasons(data, "collapse", f"tests[{i}]")
+        rows.append([r["mode"], r["n_cells"], ival(r, "a", why.get("a"), why.get("a_lo")),
+                     ival(r, "b", why.get("b"), why.get("b_lo")), ival(r, "a_minus_b", why.get("a")),
+                     Cell(r["p_a_eq_b"], why.get("p_a_eq_b")), Cell(r["p_a_eq_1"], why.get("p_a_eq_1")),
+                     r["dispersion"], r["verdict"]])
+        reasons.append(r.get("reason"))
+    intro = ("Fit of q = exp(−λ·k<sup>a</sup>·δ<sup>b</sup>) to chance-corrected competence. Arora–Goyal predict "
+             "a = b (curves for different k collapse on k·δ); independent skills predict a = 1 (q<sub>k</sub> = "
+             "q<sub>1</sub><sup>k</sup>). Each restriction is a likelihood-ratio test against the free fit.")
+    tab = table(["mode", "cells", "a [95% CI]", "b [95% CI]", "a − b [95% CI]", "p (a = b)", "p (a = 1)",
+                 "dispersion", "verdict"], rows,
+                keys=["mode", "n_cells", "a", "b", "a_minus_b", "p_a_eq_b", "p_a_eq_1", "dispersion", "verdict"],
+                row_reasons=reasons)
+    return section("collapse", "Collapse test", intro, status_line(entry),
+                   figure("collapse", figs.get("collapse"), "Competence against k·δ"), tab, full(data, "collapse"))
