@@ -205,20 +205,11 @@ def test_a_run_where_every_checkpoint_failed_still_gets_a_report(tmp_path: Path)
 
 
 @pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch):
-    """`harness.cli.main` with the analysis commands registered (once the lead registers them, a no-op)."""
-    import harness.cli as cli_module
-    from harness.cli_analysis import add_commands as add_analysis
+def cli():
+    """`harness.cli.main`, which registers the analyze/report/compare commands."""
+    from harness.cli import main
 
-    original = cli_module.add_commands
-
-    def both(sub) -> None:
-        original(sub)
-        if "analyze" not in sub.choices:
-            add_analysis(sub)
-
-    monkeypatch.setattr(cli_module, "add_commands", both)
-    return cli_module.main
+    return main
 
 
 def test_cli_analyze_prints_a_summary_per_checkpoint(cli, run_dir: Path, capsys):

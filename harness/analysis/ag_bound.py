@@ -9,6 +9,9 @@ H the binary entropy and KL the binary Kullback-Leibler divergence, both in nats
 Empirically, per (checkpoint, mode, k): theta = chance-corrected failure of the k-skill items;
 a skill's failure rate is measured on the edges of the skill graph, i.e. over the composite items
 that contain it (a skill twice in an item counts twice), and also on its own k = 1 items.
+A bound of 1 (theta = 1, or beta* theta clipped to 1) is vacuous: every failure rate is <= 1, so
+such a cell cannot test the bound; its frac_inside and holds are NaN with a reason, which keeps it
+out of the fraction of cells where the bound holds.
 """
 from __future__ import annotations
 
@@ -104,6 +107,10 @@ def tail_bound_table(competence: pd.DataFrame, edges: pd.DataFrame, singles: pd.
             reason = ("no composite competence" if not np.isfinite(theta)
                       else "no root in (1, 1/alpha): bound is vacuous")
             out.append(dict(row, beta_star=beta, n_skills=len(rates), reason=reason))
+            continue
+        if bound >= 1.0:
+            reason = "vacuous: failure rate 1" if theta >= 1.0 else "vacuous: bound beta* theta clipped to 1"
+            out.append(dict(row, beta_star=beta, bound=bound, n_skills=len(rates), reason=reason))
             continue
         inside = float(np.mean(rates <= bound + 1e-12)) if len(rates) else np.nan
         own = single_fail.get(r.checkpoint_id, np.array([]))

@@ -5,7 +5,10 @@
     checkpoint bootstrap (A&G's linear law is b = 1, tested rather than assumed). Calibration on a
     reference checkpoint r: f_m = f_r (delta_m / delta_r)^b, f_r its Jeffreys-smoothed failure.
     The default reference is the checkpoint whose smoothed failure is closest to 1/2 (the most
-    informative binomial rate).
+    informative binomial rate). A fit that does not identify c and b is reported as NaN with a
+    reason: single-skill competence at 0 (or 1) at every checkpoint (nothing to fit), a parameter
+    on its search bound (b = 0: failure does not fall with excess loss), a fitted failure pinned
+    at 1 at every checkpoint, or a zero-width bootstrap interval of b.
 (b) k-tuple rule: composite failure F_k <= min(1, k f_1) (union bound over the k skills), shown
     beside the independence prediction 1 - (1 - f_1)^k and the observed F_k with its interval.
 """
@@ -16,8 +19,8 @@ import pandas as pd
 from scipy import optimize
 
 from harness.analysis.bootstrap import blas_single_thread, unit_resamples
-from harness.analysis.stats import (binomial_nll, binomial_score, chance_correct, jeffreys, jeffreys_interval,
-                                    percentile_ci)
+from harness.analysis.stats import (binomial_nll, binomial_score, chance_correct, floor_or_ceiling, jeffreys,
+                                    jeffreys_interval, percentile_ci, zero_width)
 
 FAILURE_COLUMNS: tuple[str, ...] = ("checkpoint_id", "loss", "excess_loss", "n", "failure", "failure_lo", "failure_hi",
                                     "fitted", "calibrated", "is_reference")
@@ -27,8 +30,17 @@ KTUPLE_COLUMNS: tuple[str, ...] = ("checkpoint_id", "mode", "k", "f1", "observed
                                    "union", "independent", "within_union", "closer_to", "reason")
 
 
+_BOUNDS = ((-50.0, 50.0), (0.0, 20.0))
+"""Search bounds of (log c, b)."""
+
+
 def _fit_power_failure(delta, s, n, g, start=None) -> tuple[np.ndarray, float]:
-    """(log c, b) maximizing the binomial likelihood of f = min(1, c delta^b)."""
+    """(log c, b) maximizing the binomial likelihood of f = min(1, c delta^b).
+
+    Where c delta^b >= 1 at every point the likelihood is flat (f is clipped at 1) and L-BFGS-B stops
+    where it starts, so without a given start the best of three starts is kept: the log-log
+    least-squares line, a constant failure (b = 0) and b = 1 through the mean failure.
+    """
     log_d = np.log(delta)
 
     def objective(theta):
@@ -42,9 +54,30 @@ def _fit_power_failure(delta, s, n, g, start=None) -> tuple[np.ndarray, float]:
     if start is None:
         f_obs = np.clip(1.0 - chance_correct(jeffreys(s, n), g), 1e-4, 1.0)
         slope, icpt = np.polyfit(log_d, np.log(f_obs), 1) if np.ptp(log_d) > 0 else (1.0, 0.0)
-        start = np.array([icpt, slope])
-    res = optimize.minimize(objective, start, jac=True, method="L-BFGS-B", bounds=[(-50.0, 50.0), (0.0, 20.0)])
-    return np.asarray(res.x), float(res.fun)
+        mean_log_f = float(np.log(np.clip(np.mean(f_obs), 1e-4, 0.999)))
+        starts = [np.array([icpt, slope]), np.array([mean_log_f, 0.0]),
+                  np.array([mean_log_f - float(np.mean(log_d)), 1.0])]
+    else:
+        starts = [np.asarray(start, float)]
+    lower, upper = np.array(_BOUNDS).T
+    results = [optimize.minimize(objective, np.clip(x0, lower, upper), jac=True, method="L-BFGS-B", bounds=_BOUNDS)
+               for x0 in starts]
+    best = min(results, key=lambda r: r.fun)
+    return np.asarray(best.x), float(best.fun)
+
+
+def _unidentified(theta: np.ndarray, delta: np.ndarray, b_lo: float, b_hi: float, n_valid: int) -> str | None:
+    """Why a fitted (log c, b) is not an estimate (see the module docstring), or None."""
+    (lo_c, hi_c), (lo_b, hi_b) = _BOUNDS
+    if theta[1] <= lo_b + 1e-6:
+        return "b at its bound 0: single-skill failure does not fall with excess loss here (no transition to fit)"
+    if theta[1] >= hi_b - 1e-6 or not lo_c + 1e-6 < theta[0] < hi_c - 1e-6:
+        return "c or b on its search bound: the failure law is not identified by these data"
+    if np.all(np.exp(theta[0]) * delta ** theta[1] >= 1.0):
+        return "fitted failure is 1 at every checkpoint: c and b are not identified"
+    if zero_width(b_lo, b_hi, theta[1], n_valid):
+        return "the bootstrap interval of b has zero width: every refit stayed at its start, b is not identified"
+    return None
 
 
 def _exponent_interval(delta, s, n, g, theta, counts, n_boot, rng) -> tuple[float, float, int]:
@@ -88,8 +121,13 @@ def failure_law(singles: pd.DataFrame, *, n_boot: int, rng: np.random.Generator,
     if rows["excess_loss"].nunique() < 3:
         return table.reindex(columns=list(FAILURE_COLUMNS)), {
             "n_checkpoints": len(rows), "reason": f"{len(rows)} checkpoints with k = 1 counts and excess loss; need 3"}
+    if flat := floor_or_ceiling(s, n, g, "no failure law to fit"):
+        return table.reindex(columns=list(FAILURE_COLUMNS)), {"n_checkpoints": len(rows), "reason": flat}
     theta, nll = _fit_power_failure(delta, s, n, g)
     b_lo, b_hi, n_valid = _exponent_interval(delta, s, n, g, theta, counts, n_boot, rng)
+    if why := _unidentified(theta, delta, b_lo, b_hi, n_valid):
+        return table.reindex(columns=list(FAILURE_COLUMNS)), {"n_checkpoints": len(rows), "nll": nll,
+                                                              "n_boot_valid": n_valid, "reason": why}
     ref = reference if reference in set(rows["checkpoint_id"]) else \
         rows["checkpoint_id"].iloc[int(np.argmin(np.abs(table["failure"].to_numpy() - 0.5)))]
     r = int(np.flatnonzero(rows["checkpoint_id"] == ref)[0])

@@ -68,8 +68,20 @@ def _run(name: str, step: Step, state: dict[str, Any], tables: dict[str, pd.Data
     missing: dict[str, str] = {}
     analyses[name] = jsonable(entry, missing, reason=reason)
     if missing:
-        # a step may name the reason for a specific key (matched on the last part of its path)
-        analyses[name]["missing"] = {k: r if reason else why.get(k.rsplit(".", 1)[-1], r) for k, r in missing.items()}
+        analyses[name]["missing"] = {k: r if reason else _why_missing(analyses[name], k, why, r)
+                                     for k, r in missing.items()}
+
+
+def _why_missing(entry: dict[str, Any], path: str, why: dict[str, str], default: str) -> str:
+    """Reason for one missing summary value, e.g. at "fits[2].E": the step's reason for that exact path,
+    else the reason of the record holding it (a table row), else the step's reason for its last key, else
+    `default`."""
+    parent, _, key = path.rpartition(".")
+    record: Any = entry
+    for part in parent.replace("[", ".").replace("]", "").split(".") if parent else []:
+        record = record[int(part)] if isinstance(record, list) else record.get(part, {})
+    own = record.get("reason") if isinstance(record, dict) and record is not entry else None
+    return why.get(path) or own or why.get(key, default)
 
 
 def analyze(records: pd.DataFrame, checkpoints: pd.DataFrame, *, seed: int = 0, n_boot: int = 200,

@@ -7,6 +7,10 @@ Arora-Goyal predict a = b (q depends on k * delta only); independent skills pred
 statistic is divided by the deviance dispersion of the free fit when that exceeds 1 (items sharing
 a skill set are not independent trials). Intervals for a, b and a - b come from refitting to each
 item-cluster bootstrap replicate of the counts.
+
+The test is skipped (NaN + reason) when there is nothing to collapse: competence at 0 (or chance)
+or at 1 in every cell, or in every composite cell; and a free fit with a parameter on its search
+bound or a zero-width bootstrap interval of a or b is reported as NaN + reason, not as estimates.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import pandas as pd
 from scipy import optimize, special
 
 from harness.analysis.bootstrap import blas_single_thread
-from harness.analysis.stats import binomial_nll, binomial_score, lr_pvalue, percentile_ci
+from harness.analysis.stats import binomial_nll, binomial_score, floor_or_ceiling, lr_pvalue, percentile_ci, zero_width
 
 RESTRICTIONS: tuple[str | None, ...] = (None, "a=b", "a=1")
 """Free fit, Arora-Goyal restriction, independence restriction."""
@@ -24,6 +28,10 @@ COLLAPSE_COLUMNS: tuple[str, ...] = (
     "a_minus_b_lo", "a_minus_b_hi", "nll_free", "nll_a_eq_b", "nll_a_eq_1", "dispersion", "lr_a_eq_b",
     "p_a_eq_b", "lr_a_eq_1", "p_a_eq_1", "verdict", "reason",
 )
+
+
+_LAMBDA_BOUND, _EXPONENT_BOUND = (-60.0, 60.0), (-20.0, 20.0)
+"""Search bounds of log lambda and of the exponents a and b."""
 
 
 class CollapseModel:
@@ -87,7 +95,7 @@ class CollapseModel:
 
         full_start = self.init if self.init is not None else self._start(log_k, log_d, s, n, g)
         start = self._reduce(np.clip(full_start, -50.0, 50.0))
-        bounds = [(-60.0, 60.0)] + [(-20.0, 20.0)] * (len(start) - 1)
+        bounds = [_LAMBDA_BOUND] + [_EXPONENT_BOUND] * (len(start) - 1)
         res = optimize.minimize(objective, start, jac=True, method="L-BFGS-B", bounds=bounds)
         self.theta_ = np.asarray(res.x)
         self.log_lambda_, self.a_, self.b_ = map(float, self._full(res.x))
@@ -121,6 +129,22 @@ def verdict(p_ab: float, p_a1: float, level: float = 0.05) -> str:
     return "neither a=b nor a=1 rejected: the data cannot tell them apart"
 
 
+def _unidentified(free: CollapseModel, a_ci: tuple[float, float], b_ci: tuple[float, float],
+                  n_valid: int) -> str | None:
+    """Why the free fit is not an estimate: a parameter on its search bound or a zero-width interval."""
+    on_bound = [name for name, value, (lo, hi) in (("log lambda", free.log_lambda_, _LAMBDA_BOUND),
+                                                     ("a", free.a_, _EXPONENT_BOUND), ("b", free.b_, _EXPONENT_BOUND))
+                if value <= lo + 1e-6 or value >= hi - 1e-6]
+    if on_bound:
+        return f"{', '.join(on_bound)} on its search bound: the collapse model is not identified by these data"
+    narrow = [name for name, value, ci in (("a", free.a_, a_ci), ("b", free.b_, b_ci))
+              if zero_width(*ci, value, n_valid)]
+    if narrow:
+        return (f"the bootstrap interval of {' and '.join(narrow)} has zero width: every refit stayed at its start, "
+                "the collapse model is not identified")
+    return None
+
+
 def collapse_test(rows: pd.DataFrame, boot: dict[str, np.ndarray], *, level: float = 0.05) -> dict:
     """Runs the free and restricted fits on cells of one (mode, metric) (`rows` from the competence table).
 
@@ -132,6 +156,12 @@ def collapse_test(rows: pd.DataFrame, boot: dict[str, np.ndarray], *, level: flo
     if ok["k"].nunique() < 2 or ok["excess_loss"].nunique() < 2 or len(ok) < 4:
         return {"n_cells": len(ok), "reason": "need at least 2 values of k, 2 checkpoints and 4 cells with counts"}
     k, delta, s, n, g = (ok[c].to_numpy(float) for c in ("k", "excess_loss", "successes", "n", "chance"))
+    composite = k > 1
+    flat = floor_or_ceiling(s, n, g, "nothing to collapse")
+    if flat is None and (part := floor_or_ceiling(s[composite], n[composite], g[composite], "nothing to collapse")):
+        flat = f"composite (k > 1) {part}"
+    if flat:
+        return {"n_cells": len(ok), "reason": flat}
     fits = {r: CollapseModel(r).fit(k, delta, s, n, g) for r in RESTRICTIONS}
     free = fits[None]
     phi = _dispersion(free, k, delta, s, n, g)
@@ -146,6 +176,8 @@ def collapse_test(rows: pd.DataFrame, boot: dict[str, np.ndarray], *, level: flo
                 m = CollapseModel(init=free.theta_).fit(k, delta, boot["total"][idx, b], nb, g)
                 reps[b] = m.a_, m.b_
     (a_lo, b_lo), (a_hi, b_hi) = percentile_ci(reps, axis=0)
+    if why := _unidentified(free, (a_lo, a_hi), (b_lo, b_hi), int(np.isfinite(reps[:, 0]).sum())):
+        return {"n_cells": len(ok), "reason": why}
     d_lo, d_hi = percentile_ci(reps[:, 0] - reps[:, 1])
     return {"n_cells": len(ok), "log_lambda": free.log_lambda_, "a": free.a_, "a_lo": a_lo, "a_hi": a_hi,
             "b": free.b_, "b_lo": b_lo, "b_hi": b_hi, "a_minus_b": free.a_ - free.b_, "a_minus_b_lo": d_lo,

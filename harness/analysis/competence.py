@@ -3,7 +3,8 @@
 Competence is the chance-corrected mean (p - g)/(1 - g) over scored items, with a percentile
 interval from the shared item-cluster bootstrap. The forecast test fits each curve without the
 `n_holdout` lowest-loss checkpoints and compares its predicted success with the observed rate and
-that rate's Jeffreys 95% interval.
+that rate's Jeffreys 95% interval. A cell whose competence is 0 (or at chance) at every checkpoint,
+or 1 at every checkpoint, has no curve to fit: its forms are skipped with a reason.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pandas as pd
 from harness.analysis.cells import cell_boot
 from harness.analysis.curves import COVARIATE, FORMS, CompetenceCurve
 from harness.analysis.schema import RATE_METRICS
-from harness.analysis.stats import jeffreys_interval, percentile_ci
+from harness.analysis.stats import floor_or_ceiling, jeffreys_interval, percentile_ci
 
 COMPETENCE_COLUMNS: tuple[str, ...] = (
     "checkpoint_id", "mode", "k", "metric", "n", "n_failed", "successes", "mean", "mean_lo", "mean_hi",
@@ -97,10 +98,15 @@ def fit_competence_curves(competence: pd.DataFrame, n_holdout: int = 2) -> dict[
     for (mode, k, metric), rows in rate.groupby(CELL, sort=True):
         key = {"mode": mode, "k": k, "metric": metric}
         usable, has_excess = _usable(rows)
+        flat = floor_or_ceiling(*(usable[c].to_numpy(float) for c in ("successes", "n", "chance")))
         for form in FORMS:
-            if len(usable) < 3 or (COVARIATE[form] == "excess_loss" and not has_excess):
-                reason = (f"{len(usable)} checkpoints with counts and loss; need 3" if len(usable) < 3
-                          else "needs a positive excess loss on 3 checkpoints")
+            if len(usable) < 3:
+                reason = f"{len(usable)} checkpoints with counts and loss; need 3"
+            elif COVARIATE[form] == "excess_loss" and not has_excess:
+                reason = "needs a positive excess loss on 3 checkpoints"
+            else:
+                reason = flat
+            if reason:
                 fits.append(dict(key, form=form, n_checkpoints=len(usable), reason=reason))
                 continue
             curve = _fit(usable, form)

@@ -59,6 +59,12 @@ def _grid_loglik(etas, rates, loss, s, n, g) -> np.ndarray:
     return np.nansum(_loglik(s[:, None, None, :], n[:, None, None, :], p), axis=-1)
 
 
+def eta_range(loss: np.ndarray) -> tuple[float, float]:
+    """The coarse search range of the threshold form's eta: [min L - 5% range, max L + 50% range]."""
+    span = max(float(np.ptp(loss)), 1e-6)
+    return float(np.min(loss) - 0.05 * span), float(np.max(loss) + 0.5 * span)
+
+
 def threshold_grid(loss: np.ndarray, successes: np.ndarray, n: np.ndarray, chance: np.ndarray,
                    n_eta: int = 32, n_rate: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """Grid maximum-likelihood fit of the threshold form for many count vectors at once.
@@ -75,7 +81,7 @@ def threshold_grid(loss: np.ndarray, successes: np.ndarray, n: np.ndarray, chanc
     """
     s, n, g = (np.atleast_2d(np.asarray(a, float)) for a in (successes, n, chance))
     span = max(float(np.ptp(loss)), 1e-6)
-    etas = np.linspace(loss.min() - 0.05 * span, loss.max() + 0.5 * span, n_eta)
+    etas = np.linspace(*eta_range(loss), n_eta)
     rates = np.linspace(np.log(0.1 / span), np.log(1000.0 / span), n_rate)
     ll = _grid_loglik(np.tile(etas, (len(s), 1)), np.tile(rates, (len(s), 1)), loss, s, n, g)
     best = np.argmax(ll.reshape(len(s), -1), axis=1)

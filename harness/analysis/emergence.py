@@ -7,7 +7,10 @@
   step; x = log excess loss (raw loss when no excess loss is available). Curves that change by
   less than 0.1 (competence) have no sharpness (NaN + reason).
 * Breakpoint: the loss eta of the threshold curve (see `curves`), with a percentile interval from
-  refitting it (on its grid) to each item-cluster bootstrap replicate of the counts.
+  refitting it (on its grid) to each item-cluster bootstrap replicate of the counts. There is none
+  (NaN + reason) when competence is 0 (or at chance) or 1 at every checkpoint, when the fitted curve
+  never leaves chance, or when eta lands on the top of its search range (competence does not fall
+  to chance as the loss rises, e.g. it grows with loss: the data do not locate a breakpoint).
 * Mirage check (Schaeffer et al. 2023): the same cell's exact match, partial credit and mean gold
   log-prob, each against raw loss (a linear axis, because on a log-excess axis a log-prob that is
   linear in loss is exponential and would look sharp). The reference continuous metric is the
@@ -20,9 +23,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from harness.analysis.curves import threshold_competence, threshold_grid
+from harness.analysis.curves import eta_range, threshold_competence, threshold_grid
 from harness.analysis.schema import BINARY_METRICS, RATE_METRICS
-from harness.analysis.stats import above_chance_pvalue, holm, percentile_ci
+from harness.analysis.stats import above_chance_pvalue, floor_or_ceiling, holm, percentile_ci
 
 ABOVE_COLUMNS: tuple[str, ...] = ("checkpoint_id", "mode", "k", "metric", "successes", "n", "chance", "p_value",
                                   "p_holm", "above_chance", "reason")
@@ -89,7 +92,13 @@ def _breakpoint(rows: pd.DataFrame, boot: dict[str, np.ndarray]) -> tuple[float,
     loss = rows.loc[idx, "loss"].to_numpy(float)
     chance = rows.loc[idx, "chance"].to_numpy(float)
     counts = rows.loc[idx, "successes"].to_numpy(float)[None], rows.loc[idx, "n"].to_numpy(float)[None]
+    if flat := floor_or_ceiling(counts[0][0], counts[1][0], chance, "no breakpoint"):
+        return np.nan, np.nan, np.nan, flat
     point, rate = threshold_grid(loss, *counts, chance[None])
+    if point[0] >= eta_range(loss)[1] - 1e-9:
+        return np.nan, np.nan, np.nan, ("breakpoint on the top of its search range, above every observed loss: "
+                                        "competence does not fall to chance as the loss rises, so the data do "
+                                        "not locate it")
     g = np.broadcast_to(chance[:, None], boot["n"][idx].shape).T
     eta, rates = threshold_grid(loss, boot["total"][idx].T, boot["n"][idx].T, g)
     rises = threshold_competence(eta, rates, loss.min()) >= 0.05

@@ -3,6 +3,8 @@
 E is the known entropy floor when every checkpoint reports one (delta is then exact), otherwise the
 fitted E of L(N) (or L(N, D)); its checkpoint-bootstrap replicates give delta's percentile interval
 (delta_lo = L - E_hi, delta_hi = L - E_lo). A checkpoint at or below E has no excess loss (NaN + reason).
+A free-E fit with a parameter on its search bound (e.g. alpha = 0: the loss does not fall with N, so
+E and A trade off) does not identify E: its E is NaN with a reason and is never used for delta.
 """
 from __future__ import annotations
 
@@ -21,6 +23,14 @@ EXCESS_COLUMNS: tuple[str, ...] = (
     "checkpoint_id", "loss", "E", "excess_loss", "excess_lo", "excess_hi", "source", "reason",
 )
 """Columns of the `excess_loss` table: one row per checkpoint."""
+
+
+def excess_source(checkpoints: pd.DataFrame, E_fit: float) -> str:
+    """Where delta's E comes from: "known floor" when every checkpoint reports one, else "fitted E" when
+    `E_fit` is finite, else "unavailable"."""
+    if len(checkpoints) and pd.to_numeric(checkpoints["entropy_floor"], errors="coerce").notna().all():
+        return "known floor"
+    return "fitted E" if np.isfinite(E_fit) else "unavailable"
 
 
 def known_floor(checkpoints: pd.DataFrame) -> float:
@@ -81,7 +91,19 @@ def fit_scaling(checkpoints: pd.DataFrame, *, n_column: str, fixed_E: float | No
         row[name], row[f"{name}_lo"], row[f"{name}_hi"] = getattr(law, f"{name}_"), lo[j], hi[j]
     row.update(objective=law.objective_, converged=law.converged_, at_bound=", ".join(law.at_bound_) or None,
                n_boot_valid=int(np.isfinite(boot[:, 0]).sum()), reason=None)
+    if fixed_E is None and law.at_bound_:
+        row.update(E=np.nan, E_lo=np.nan, E_hi=np.nan, reason=_unidentified_E(law))
     return row, boot
+
+
+def _unidentified_E(law: ScalingLaw) -> str:
+    """Why a free-E fit with parameters on their search bounds gives no E."""
+    flat = [name for name in ("alpha", "beta") if name in law.at_bound_ and getattr(law, f"{name}_") < 1e-6]
+    if flat:
+        axes = " or ".join("N" if name == "alpha" else "D" for name in flat)
+        return (f"E not identified: {' and '.join(flat)} at its bound 0 (the loss does not fall with {axes}, "
+                "so E trades off with that term)")
+    return f"E not identified: {', '.join(law.at_bound_)} on its search bound"
 
 
 def excess_loss_table(checkpoints: pd.DataFrame, E: float, E_boot: np.ndarray | None, source: str) -> pd.DataFrame:
@@ -113,5 +135,18 @@ def excess_loss_table(checkpoints: pd.DataFrame, E: float, E_boot: np.ndarray | 
     table["excess_lo"], table["excess_hi"] = np.where(positive, lo, np.nan), np.where(positive, hi, np.nan)
     table["source"] = source
     reason = np.where(np.isfinite(delta), "loss at or below E: no positive excess loss", "E unavailable")
+    reason = np.where(np.isfinite(loss), reason, _no_loss_reasons(checkpoints))
     table["reason"] = np.where(positive, None, reason)
     return table[list(EXCESS_COLUMNS)]
+
+
+def _no_loss_reasons(checkpoints: pd.DataFrame) -> list[str]:
+    """Why each checkpoint has no loss: its cross-entropy error, else its own error, else no scored tokens."""
+    out = []
+    for row in checkpoints.to_dict("records"):
+        ce_error, error = (row.get(c) if isinstance(row.get(c), str) and row.get(c).strip() else None
+                           for c in ("ce_error", "error"))
+        out.append(f"no loss: its cross-entropy failed ({ce_error})" if ce_error else
+                   f"no loss: the checkpoint failed ({error})" if error else
+                   "no loss: no held-out tokens were scored for its cross-entropy")
+    return out

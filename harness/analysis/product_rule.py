@@ -7,6 +7,12 @@ observed / predicted has a percentile interval from the item-cluster bootstrap o
 items combined with Beta(s + 1/2, n - s + 1/2) posterior draws of each single-skill rate (single
 skills cannot be cluster-resampled: every item needs each of its skills).
 
+The ratio is reported only where the prediction is informative: predicted competence >=
+`MIN_PREDICTED` (0.05) and predicted x predictable items >= `MIN_EXPECTED` (5 expected successes).
+Below that, observed ~ 0 is what both the product rule and any worse rule predict, and the ratio
+(0 [0, 0], or 0/0) says nothing; such cells keep observed and predicted but get ratio NaN and a
+reason, and are left out of every summary of the ratio.
+
 Compositionality gap (after Press et al. 2022): among composite items all of whose skills are
 "right" on that checkpoint, the fraction answered wrong. A skill is right when its raw k = 1
 accuracy is >= `threshold` (default 0.9). Per-item constituent results are not in the records
@@ -28,6 +34,10 @@ PRODUCT_COLUMNS: tuple[str, ...] = (
     "predicted", "predicted_lo", "predicted_hi", "ratio", "ratio_lo", "ratio_hi", "gap", "gap_lo", "gap_hi",
     "n_gap_items", "reason",
 )
+MIN_PREDICTED = 0.05
+"""Smallest predicted competence at which observed / predicted is reported."""
+MIN_EXPECTED = 5.0
+"""Smallest number of expected successes (predicted x predictable items) at which the ratio is reported."""
 
 
 def single_skill_rates(sums: pd.DataFrame, clusters: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -128,16 +138,28 @@ def product_rule_table(sums: pd.DataFrame, clusters: pd.DataFrame, weights: np.n
     return _finish(cells, observed_b, predicted_b, gap_b)
 
 
+def _ratio_reason(predicted: float, n_predictable: float) -> str | None:
+    """Why a cell's ratio is not reported (see the module docstring), or None."""
+    if not n_predictable > 0 or not np.isfinite(predicted):
+        return "no predictable item: ratio undefined"
+    if predicted < MIN_PREDICTED or predicted * n_predictable < MIN_EXPECTED:
+        return (f"predicted competence < {MIN_PREDICTED} or < {MIN_EXPECTED:g} expected successes: "
+                "ratio uninformative")
+    return None
+
+
 def _finish(cells: pd.DataFrame, observed_b, predicted_b, gap_b) -> pd.DataFrame:
+    why_ratio = [_ratio_reason(p, n) for p, n in zip(cells["predicted"], cells["n_items"] - cells["n_unpredictable"])]
+    informative = np.array([w is None for w in why_ratio])
     with np.errstate(invalid="ignore", divide="ignore"):
-        ratio_b = np.where(predicted_b > 1e-12, observed_b / predicted_b, np.nan)
-        cells["ratio"] = np.where(cells["predicted"] > 1e-12, cells["observed"] / cells["predicted"], np.nan)
+        ratio_b = np.where((predicted_b > 1e-12) & informative[:, None], observed_b / predicted_b, np.nan)
+        cells["ratio"] = np.where(informative, cells["observed"] / cells["predicted"], np.nan)
     for name, boot in (("observed", observed_b), ("predicted", predicted_b), ("ratio", ratio_b), ("gap", gap_b)):
         cells[f"{name}_lo"], cells[f"{name}_hi"] = percentile_ci(boot, axis=1)
     reasons = []
-    for predicted, n_gap in zip(cells["predicted"], cells["n_gap_items"]):
-        why = [] if predicted > 1e-12 else ["no predictable item or predicted competence ~0: ratio undefined"]
-        why += [] if n_gap > 0 else ["no composite item has all skills right: gap undefined"]
-        reasons.append("; ".join(why) or None)
+    for why, n_gap in zip(why_ratio, cells["n_gap_items"]):
+        no_gap = [] if n_gap > 0 else ["no composite item has all skills right: gap undefined"]
+        parts = ([why] if why else []) + no_gap
+        reasons.append("; ".join(parts) or None)
     cells["reason"] = reasons
     return cells[list(PRODUCT_COLUMNS)]

@@ -103,6 +103,35 @@ class AnalysisResult:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "summary"}
 
 
+def summary_records(frame: pd.DataFrame, columns: tuple[str, ...] | list[str]) -> list[dict[str, Any]]:
+    """Rows of a table for the summary, where an absent text value is None rather than NaN.
+
+    pandas stores a missing string as NaN (a column of reasons where some rows have none), which
+    `jsonable` would list as a number "not estimable from these data". A column counts as text
+    when its dtype is not numeric, or when its name is "reason", ends in "_reason" or is one of
+    `TEXT_FIELDS` (an all-missing text column has a float dtype).
+    """
+    frame = frame.reindex(columns=list(columns))
+    text = [c for c in frame.columns if _is_text(c, frame[c])]
+    rows = frame.to_dict("records")
+    for row in rows:
+        for column in text:
+            value = row[column]
+            if value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+                row[column] = None
+    return rows
+
+
+TEXT_FIELDS: frozenset[str] = frozenset({"verdict", "at_bound", "censored", "mode", "form", "variant", "metric"})
+"""Summary fields that hold text (a missing one is None, never a missing number)."""
+
+
+def _is_text(name: str, column: pd.Series) -> bool:
+    if name == "reason" or name.endswith("_reason") or name in TEXT_FIELDS:
+        return True
+    return not (pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column))
+
+
 def jsonable(value: Any, missing: dict[str, str] | None = None, key: str = "", reason: str | None = None) -> Any:
     """Converts numpy/pandas values to JSON types; NaN becomes None and its key is noted in `missing`.
 

@@ -143,3 +143,45 @@ def lr_pvalue(nll_restricted: float, nll_full: float, df: int = 1, dispersion: f
     if not np.isfinite(stat):
         return float("nan"), float("nan")
     return float(stat), float(stats.chi2.sf(stat, df))
+
+
+def snap_zero(x: np.ndarray | float, tol: float = 1e-12) -> np.ndarray:
+    """x with |x| < tol set to exactly 0: differences of equal rates summed in a different order are ~1e-17."""
+    x = np.asarray(x, float)
+    return np.where(np.abs(x) < tol, 0.0, x)
+
+
+FLOOR, CEILING = 0.01, 0.99
+"""Chance-corrected competence at or below which a cell is at the floor (chance), at or above which at 1."""
+
+
+def floor_or_ceiling(successes: np.ndarray, n: np.ndarray, chance: np.ndarray,
+                     what: str = "nothing to fit") -> str | None:
+    """Why a curve over these cells cannot be fitted: every cell at chance, or every cell at 1; None otherwise.
+
+    A cell is at the floor when its chance-corrected success rate is <= `FLOOR` and at the ceiling
+    when it is >= `CEILING` (cells without counts are ignored). A curve fitted to such data puts
+    its parameters on their search bounds and reports them as if they were estimates.
+
+    Args:
+        successes, n, chance: counts and chance level per cell.
+        what: the end of the reason ("nothing to fit", "nothing to collapse", ...).
+    """
+    s, n, g = (np.asarray(a, float) for a in (successes, n, chance))
+    ok = (n > 0) & np.isfinite(g)
+    if not ok.any():
+        return None
+    q = chance_correct(s[ok] / n[ok], g[ok])
+    if np.all(q <= FLOOR):
+        return f"competence is 0 (or at chance) everywhere: {what}"
+    if np.all(q >= CEILING):
+        return f"competence is 1 everywhere: {what}"
+    return None
+
+
+def zero_width(lo: float, hi: float, estimate: float, n_valid: int, rel: float = 1e-4) -> bool:
+    """True when a bootstrap interval from 2+ valid replicates has (numerically) zero width: every replicate
+    stayed at its start, which happens where the likelihood is flat (the parameter is not identified)."""
+    if n_valid < 2 or not (np.isfinite(lo) and np.isfinite(hi)):
+        return False
+    return bool(hi - lo <= rel * max(1.0, abs(float(estimate))))

@@ -13,10 +13,12 @@ import pandas as pd
 from harness.analysis import ag_bound, ag_failure as agf, collapse as col, composable as comp, emergence as em
 from harness.analysis.bootstrap import rng_for
 from harness.analysis.competence import competence_table, fit_competence_curves
-from harness.analysis.excess import SCALING_COLUMNS, excess_loss_table, fit_scaling, known_floor, nd_possible
+from harness.analysis.excess import (SCALING_COLUMNS, excess_loss_table, excess_source, fit_scaling, known_floor,
+                                     nd_possible)
 from harness.analysis.generalization import seen_heldout_table
 from harness.analysis.paired import PAIRED_COLUMNS, paired_comparison
-from harness.analysis.product_rule import product_rule_table, single_skill_rates
+from harness.analysis.product_rule import MIN_EXPECTED, MIN_PREDICTED, product_rule_table, single_skill_rates
+from harness.analysis.result import summary_records
 from harness.analysis.schema import SINGLE_MODE
 
 State = dict[str, Any]
@@ -39,23 +41,23 @@ def _empty_reason(table: pd.DataFrame, column: str, when_empty: str) -> str | No
     return str(reasons.mode().iloc[0]) if len(reasons) else when_empty
 
 
-def _records(frame: pd.DataFrame, columns: tuple[str, ...]) -> list[dict]:
-    return frame.reindex(columns=list(columns)).to_dict("records")
+_NO_E = "none: no usable free-E fit (each failed, had a parameter on a search bound or an E not below the lowest loss)"
 
 
-def _choose_E(table: pd.DataFrame, boots: dict, min_loss: float) -> tuple[float, np.ndarray | None, str | None]:
-    """E for the excess loss: the free-E fit of L(N, D) if usable, else of L(N).
+def _choose_E(table: pd.DataFrame, boots: dict, min_loss: float) -> tuple[float, np.ndarray | None, str]:
+    """E for the excess loss when the floor is unknown: the free-E fit of L(N, D) if usable, else of L(N).
 
-    Usable means fitted, E not on its search bound and E below the lowest observed loss.
+    Usable means fitted, no parameter on its search bound (`fit_scaling` then already reports E as
+    NaN) and 0 < E < the lowest observed loss.
     """
     for form in ("ND", "N"):
         row = table[(table["form"] == form) & (table["variant"] == "free_E")]
-        if row.empty or pd.notna(row["reason"].iloc[0]):
+        if row.empty or pd.notna(row["reason"].iloc[0]) or pd.notna(row["at_bound"].iloc[0]):
             continue
-        E, bound = float(row["E"].iloc[0]), str(row["at_bound"].iloc[0] or "")
-        if np.isfinite(E) and "log_E" not in bound and E < min_loss:
+        E = float(row["E"].iloc[0])
+        if np.isfinite(E) and 0.0 < E < min_loss:
             return E, boots[(form, "free_E")][:, 0], f"free_E fit of the {form} law"
-    return np.nan, None, None
+    return np.nan, None, _NO_E
 
 
 def scaling(state: State) -> Output:
@@ -72,21 +74,34 @@ def scaling(state: State) -> Output:
             rows.append(row)
             boots[(form, row["variant"])] = boot
     table = pd.DataFrame(rows).reindex(columns=list(SCALING_COLUMNS))
-    state["E_fit"], state["E_boot"], source = _choose_E(table, boots, float(ck["loss"].min()))
+    state["E_fit"], state["E_boot"], fitted = _choose_E(table, boots, float(ck["loss"].min()))
+    # the excess step takes the known floor whenever every checkpoint reports one; say which it will use
+    source = ("known entropy floor (exact; no fitted E is used)"
+              if excess_source(ck, state["E_fit"]) == "known floor" else fitted)
     fits = [{k: r.get(k) for k in ("form", "variant", *_KEYS) if r.get("form") == "ND" or k not in ("B", "beta")}
-            for r in table.to_dict("records")]
+            for r in summary_records(table, SCALING_COLUMNS)]
     reason = _empty_reason(table, "E", "no checkpoint with a positive loss")
-    why = {f"{p}_{end}": _CI_REASON for p in ("E", "alpha") for end in ("lo", "hi")}
     return {"scaling": table}, {"N_column": n_col, "E_for_excess": source, "fits": fits, "reason": reason,
-                                "missing_reasons": why}
+                                "missing_reasons": _scaling_why(fits, state["n_boot"])}
+
+
+def _scaling_why(fits: list[dict], n_boot: int) -> dict[str, str]:
+    """Reasons for the missing values of each fit: its own reason for E (not identified), the bootstrap for CIs."""
+    why = {}
+    for i, fit in enumerate(fits):
+        valid = fit.get("n_boot_valid")
+        if valid is not None and valid < n_boot / 2:  # `percentile_ci` needs half of the replicates
+            why.update({f"fits[{i}].{p}_{end}": _CI_REASON for p in ("E", "alpha") for end in ("lo", "hi")})
+        if fit.get("reason"):
+            why.update({f"fits[{i}].{p}": fit["reason"] for p in ("E", "E_lo", "E_hi")})
+    return why
 
 
 def excess(state: State) -> Output:
     """Excess loss from the known floor, else from the fitted E."""
     ck = state["checkpoints"]
-    floors = pd.to_numeric(ck["entropy_floor"], errors="coerce")
     E = state.get("E_fit", np.nan)
-    source = "known floor" if floors.notna().all() else ("fitted E" if np.isfinite(E) else "unavailable")
+    source = excess_source(ck, E)
     table = excess_loss_table(ck, E, state.get("E_boot"), source)
     state["excess"] = table
     reason = None if table["excess_loss"].notna().any() else "no checkpoint has a positive excess loss"
@@ -129,19 +144,25 @@ def emergence(state: State) -> Output:
     no_tests = _empty_reason(above, "p_value", "no binary metric scored")
     reason = no_tests if no_tests and _empty_reason(emerg, "breakpoint_loss", "no rate metric scored") else None
     return ({"above_chance": above, "emergence": emerg, "mirage": mirage},
-            {"emergence": _records(main, ("mode", "k", "n_above_chance", "sharpness", "breakpoint_loss",
-                                          "breakpoint_lo", "breakpoint_hi", "breakpoint_in_range")),
-             "mirage": _records(mirage, ("mode", "k", "verdict")), "reason": reason})
+            {"emergence": summary_records(main, ("mode", "k", "n_above_chance", "sharpness", "breakpoint_loss",
+                                                 "breakpoint_lo", "breakpoint_hi", "breakpoint_in_range")),
+             "mirage": summary_records(mirage, ("mode", "k", "verdict")), "reason": reason})
 
 
 def product_rule(state: State) -> Output:
-    """Product-rule ratio and compositionality gap."""
+    """Product-rule ratio and compositionality gap; the median ratio is over cells with an informative prediction."""
     cfg = state["config"]
     table = product_rule_table(state["sums"], state["clusters"], state["weights"], rng_for(state["seed"], "product"),
                                metric=cfg.metric, threshold=cfg.gap_threshold)
     reason = _empty_reason(table, "observed", f"needs k = 1 and k > 1 items scored with {cfg.metric}")
-    return {"product_rule": table}, {"median_ratio": table["ratio"].median() if len(table) else np.nan,
-                                     "mean_gap": table["gap"].mean() if len(table) else np.nan, "reason": reason}
+    ratio = pd.to_numeric(table["ratio"], errors="coerce")
+    why = {"median_ratio": f"no cell has predicted competence >= {MIN_PREDICTED} and >= {MIN_EXPECTED:g} expected "
+                           "successes: every ratio is uninformative"}
+    return {"product_rule": table}, {"median_ratio": ratio.median() if ratio.notna().any() else np.nan,
+                                     "n_ratio_cells": int(ratio.notna().sum()),
+                                     "n_uninformative_cells": int(ratio.isna().sum()),
+                                     "mean_gap": table["gap"].mean() if len(table) else np.nan, "reason": reason,
+                                     "missing_reasons": why}
 
 
 def ag_failure(state: State) -> Output:
@@ -170,9 +191,14 @@ def ag_tail_bound(state: State) -> Output:
     singles = single_skill_rates(state["sums"], state["clusters"], cfg.metric)
     table = ag_bound.tail_bound_table(state["competence"], edges, singles, metric=cfg.metric, alpha=cfg.tail_alpha)
     holds = table["holds"].dropna()
+    vacuous = table["reason"].fillna("").str.contains("vacuous")
     reason = _empty_reason(table, "frac_inside", "no composite (k > 1) items")
+    if reason and vacuous.any() and vacuous.sum() == pd.to_numeric(table["theta"], errors="coerce").notna().sum():
+        reason = "the bound is vacuous in every cell (failure rate 1, or beta* theta >= 1): nothing to test"
+    why = {"fraction_holds": "no cell with a non-vacuous bound and composite items with scored skills"}
     return {"ag_tail_bound": table}, {"fraction_holds": float(holds.astype(bool).mean()) if len(holds) else np.nan,
-                                      "reason": reason}
+                                      "n_cells_tested": int(len(holds)), "n_cells_vacuous": int(vacuous.sum()),
+                                      "reason": reason, "missing_reasons": why}
 
 
 def collapse(state: State) -> Output:
@@ -190,8 +216,8 @@ def collapse(state: State) -> Output:
     state["collapse_slopes"] = {r["mode"]: -r["b"] / r["a"] for r in rows
                                 if np.isfinite(r.get("a", np.nan)) and r["a"] != 0}
     reason = _empty_reason(out, "a", "no composite (k > 1) items")
-    return {"collapse": out}, {"tests": _records(out, ("mode", "a", "a_lo", "a_hi", "b", "b_lo", "b_hi", "p_a_eq_b",
-                                                      "p_a_eq_1", "dispersion", "verdict", "reason")), "reason": reason}
+    keys = ("mode", "a", "a_lo", "a_hi", "b", "b_lo", "b_hi", "p_a_eq_b", "p_a_eq_1", "dispersion", "verdict", "reason")
+    return {"collapse": out}, {"tests": summary_records(out, keys), "reason": reason}
 
 
 def composable(state: State) -> Output:
@@ -205,7 +231,8 @@ def composable(state: State) -> Output:
     no_fit = _empty_reason(table, "k_star_fit", "no composite (k > 1) cell with scored items")
     reason = no_fit if no_fit and _empty_reason(table, "k_star", no_fit) else None
     return {"composable_k": table, "composable_scaling": scale}, {
-        "scaling": _records(scale, ("mode", "n_points", "slope", "slope_lo", "slope_hi", "slope_collapse", "reason")),
+        "scaling": summary_records(scale, ("mode", "n_points", "slope", "slope_lo", "slope_hi", "slope_collapse",
+                                           "reason")),
         "reason": reason}
 
 

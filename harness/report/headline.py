@@ -10,7 +10,7 @@ import pandas as pd
 from harness.report.data import SINGLE_MODE, ReportData
 from harness.report.elements import esc, table
 from harness.report.fmt import DASH, interval, is_missing, num, pct, plural
-from harness.report.sections import best_checkpoint, missing_reasons
+from harness.report.sections import best_checkpoint, missing_reasons, tested_cells
 from harness.report.sections_checks import onset_label
 
 NEAR_ONE = (0.8, 1.25)
@@ -104,7 +104,9 @@ def _product_line(data: ReportData) -> str:
     else:
         reading = (" — composites do <b>worse</b> than the product of single skills" if med < NEAR_ONE[0]
                    else " — composites do <b>better</b> than the product of single skills")
-    return (f"<li><b>Product rule:</b> median observed/predicted over all checkpoints = "
+    cells = entry.get("n_ratio_cells")
+    over = f"the {cells} cells with an informative prediction" if cells is not None else "all checkpoints"
+    return (f"<li><b>Product rule:</b> median observed/predicted over {over} = "
             f"{value(entry, 'median_ratio')}{reading}; its 95% interval contains 1 in {contains} of "
             f"{int(has.sum())} cells.{_best_ratios(data, table_)}</li>")
 
@@ -122,12 +124,13 @@ def _theory(data: ReportData) -> str:
         reason = data.analysis("collapse").get("reason") or "did not run"
         items.append(f"<li><b>Collapse test:</b> {DASH} ({esc(reason)})</li>")
     ag, ag_miss = data.analysis("ag_failure"), missing_reasons(data, "ag_failure")
+    tail = data.analysis("ag_tail_bound")
     b = ag.get("b")
     b_text = esc(interval(b, ag.get("b_lo"), ag.get("b_hi"))) if not is_missing(b) else value(ag, "b", ag_miss)
     items.append(f"<li><b>Arora–Goyal:</b> single-skill failure ∝ δ<sup>b</sup> with b = {b_text} (their law: "
                  f"b = 1); k-tuple bound holds in {value(ag, 'fraction_within_union', ag_miss, True)} of composite cells; "
-                 f"tail bound holds in {value(data.analysis('ag_tail_bound'), 'fraction_holds', None, True)} of "
-                 "cells.</li>")
+                 f"tail bound holds in {value(tail, 'fraction_holds', missing_reasons(data, 'ag_tail_bound'), True)} "
+                 f"of the {esc(tested_cells(tail))}.</li>")
     return f"<h3>Did the theory predict it?</h3><ul>{''.join(items)}</ul>"
 
 

@@ -173,7 +173,9 @@ def product_section(data: ReportData, figs: Figures) -> str:
     intro = ("Predicted composite competence = mean over items of ∏ of the single-skill competences of the item's "
              "skills on the same checkpoint; ratio = observed / predicted (1 = skills combine independently, &lt; 1 "
              "= composition costs extra). Gap: fraction of composite items answered wrong although every skill is "
-             f"right alone. Median ratio over all cells: <b>{esc(num(entry.get('median_ratio')))}</b>.")
+             f"right alone. Median ratio over the {esc(entry.get('n_ratio_cells', 'all'))} cells with an informative "
+             f"prediction: <b>{esc(num(entry.get('median_ratio')))}</b> (a cell whose predicted competence is below "
+             "0.05, or below 5 expected successes, has no ratio: observed ≈ 0 is then no evidence either way).")
     tab = table(["mode", "k", "checkpoints with a ratio", "median ratio", "lowest-loss checkpoint", "observed",
                  "predicted", "ratio", "gap"], rows,
                 keys=["mode", "k", "n", "median_ratio", "checkpoint", "observed", "predicted", "ratio", "gap"],
@@ -205,11 +207,20 @@ def ag_section(data: ReportData, figs: Figures) -> str:
              "rule: composite failure ≤ min(1, k·f₁) — it holds in "
              f"<b>{esc(pct(fit.get('fraction_within_union')))}</b> of the composite cells; (c) tail bound: at least "
              "1 − α of the skills fail at most β*·θ of their composite items — it holds in "
-             f"<b>{esc(pct(data.analysis('ag_tail_bound').get('fraction_holds')))}</b> of the cells (all checkpoints).")
+             f"<b>{esc(pct(data.analysis('ag_tail_bound').get('fraction_holds')))}</b> of the "
+             f"{tested_cells(data.analysis('ag_tail_bound'))} (all checkpoints).")
     return section("arora_goyal", "Arora–Goyal predictions", intro, status_line(fit),
                    figure("arora_goyal", figs.get("arora_goyal"), "Failure law and k-tuple rule"), law,
                    f"<h3>Tail bound on the lowest-loss checkpoint ({esc(data.label(best) if best else '—')})</h3>",
                    tail, full(data, "ag_tail_bound"), full(data, "ag_failure"), full(data, "ag_ktuple"))
+
+
+def tested_cells(entry: dict) -> str:
+    """"12 cells with a non-vacuous bound (288 vacuous)", or "cells" for an older summary."""
+    tested, vacuous = entry.get("n_cells_tested"), entry.get("n_cells_vacuous")
+    if tested is None:
+        return "cells"
+    return f"{tested} cells with a non-vacuous bound ({vacuous} vacuous)"
 
 
 def collapse_section(data: ReportData, figs: Figures) -> str:

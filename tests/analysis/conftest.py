@@ -30,9 +30,14 @@ def tiny_records(values_by_checkpoint: dict[str, list[float]], *, skills: str = 
 
 @pytest.fixture(scope="session")
 def ag_family():
-    """A&G-generated family: 8 checkpoints, k = 1..4, two composite modes, 1% failed records."""
+    """A&G-generated family: 10 checkpoints, k = 1..4, two composite modes, 1% failed records.
+
+    The two largest sizes bring composite failure low enough (theta ~ 0.05) for the tail bound to be
+    non-vacuous (beta* theta < 1) in some cells.
+    """
+    sizes = (2e4, 5e4, 1.2e5, 3e5, 7e5, 1.6e6, 4e6, 1e7, 3e7, 1e8)
     return make_family(ag_competence(lam=2.0), item_kw=dict(n_tuples=12, items_per_tuple=8),
-                       record_kw=dict(p_fail=0.01))
+                       checkpoint_kw=dict(sizes=sizes), record_kw=dict(p_fail=0.01))
 
 
 def pipeline(records: pd.DataFrame, checkpoints: pd.DataFrame, n_boot: int = 50, seed: int = 0) -> dict:

@@ -9,7 +9,7 @@ from harness.analysis import TABLES, AnalysisResult, analyze
 from harness.analysis.result import TABLE_COLUMNS
 
 from .conftest import tiny_records
-from .synthetic import make_family
+from .synthetic import ag_competence, make_checkpoints, make_family, make_items, make_records
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +84,46 @@ def test_missing_required_columns_raise():
     records = tiny_records({"c0": [1.0]}).drop(columns=["value"])
     with pytest.raises(ValueError, match="value"):
         analyze(records, pd.DataFrame({"checkpoint_id": ["c0"], "params": [1], "ce_nats_sum": [1.0], "ce_tokens": [1]}))
+
+
+def _nd_family(n_sizes: int, floor_known: bool = True, rising: bool = False):
+    """Checkpoints of n_sizes sizes x 3 token counts, L = E + A N^-alpha + B D^-beta (or rising with N)."""
+    sizes, tokens = np.geomspace(2e4, 1e6, n_sizes), np.array([1e6, 4e6, 1.6e7])
+    ck = make_checkpoints(sizes=np.repeat(sizes, 3), floor_known=floor_known)
+    n, d = ck["params"].to_numpy(float), np.tile(tokens, n_sizes)
+    loss = 0.86 + (2.0 * n ** 0.05 if rising else 40.0 * n ** -0.35) + 300.0 * d ** -0.4
+    ck = ck.assign(checkpoint_id=[f"ck{i:02d}" for i in range(len(ck))], tokens_seen=d, ce_nats_sum=loss * 200_000,
+                   true_excess=loss - 0.86)
+    items = make_items(ks=(1, 2), n_tuples=4, items_per_tuple=3, items_per_skill=4)
+    return make_records(ck, items, ag_competence(lam=1.0), metrics=("exact_match",)), ck
+
+
+@pytest.mark.parametrize("floor_known", [True, False])
+def test_summary_names_the_E_the_excess_loss_actually_uses(floor_known):
+    records, ck = _nd_family(4, floor_known=floor_known)
+    out = analyze(records, ck, n_boot=10)
+    used, source = out.summary["analyses"]["scaling"]["E_for_excess"], out.excess_loss["source"].iloc[0]
+    assert source == ("known floor" if floor_known else "fitted E")
+    assert used.startswith("known entropy floor") if floor_known else used.startswith("free_E fit")
+
+
+def test_unidentified_free_E_is_never_the_excess_loss_E():
+    records, ck = _nd_family(4, floor_known=False, rising=True)
+    out = analyze(records, ck, n_boot=10)
+    free = out.scaling[out.scaling["variant"] == "free_E"]
+    assert free["E"].isna().all() and free["reason"].str.contains("not identified").all()
+    assert out.summary["analyses"]["scaling"]["E_for_excess"].startswith("none")
+    assert out.summary["analyses"]["excess_loss"]["source"] == "unavailable"
+    fits = out.summary["analyses"]["scaling"]["fits"]
+    missing = out.summary["analyses"]["scaling"]["missing"]
+    assert missing["fits[0].E"] == fits[0]["reason"]  # the summary says why E is missing
+
+
+def test_missing_map_lists_only_numbers_never_absent_text():
+    # 3 sizes: L(N) cannot be fitted (a reason) while L(N, D) can (no reason): pandas stores the None as NaN
+    records, ck = _nd_family(3)
+    out = analyze(records, ck, n_boot=10)
+    scaling = out.summary["analyses"]["scaling"]
+    assert any(f["reason"] for f in scaling["fits"]) and any(f["reason"] is None for f in scaling["fits"])
+    for entry in out.summary["analyses"].values():
+        assert not [k for k in entry.get("missing", {}) if k.endswith(("reason", "at_bound", "verdict"))], entry

@@ -75,3 +75,45 @@ def test_ktuple_rule_compares_union_and_independence():
     np.testing.assert_allclose(table["union"], [0.2, 0.4])
     np.testing.assert_allclose(table["independent"], [1 - 0.9 ** 2, 1 - 0.9 ** 4])
     assert table["within_union"].tolist() == [True, False]
+
+
+def test_failure_law_fit_never_pins_failure_at_1_where_items_succeed():
+    # saturating failure 1 - exp(-2 delta^2): the least-squares start lands where c delta^b >= 1 at the worst
+    # checkpoint, where the likelihood is flat; the fit must leave it (an observed success has probability 0 there)
+    delta = np.geomspace(0.14, 1.25, 8)
+    rows = _singles(delta, 1.0 - np.exp(-2.0 * delta ** 2), n=400, seed=3)
+    table, fit = failure_law(rows, n_boot=30, rng=np.random.default_rng(0))
+    assert fit["reason"] is None
+    has_success = rows["successes"].to_numpy() > 0
+    assert (table["fitted"].to_numpy()[has_success] < 1.0).all()
+
+
+@pytest.mark.parametrize("failure, expected", [
+    # no transition: failure ~0.86, drifting up as the excess loss falls (as with a mismeasured loss)
+    (np.linspace(0.92, 0.80, 8), "b at its bound 0"),
+    (np.ones(8), "competence is 0 (or at chance) everywhere"),
+    (np.zeros(8), "competence is 1 everywhere"),
+])
+def test_failure_law_without_a_transition_is_nan_with_a_reason(failure, expected):
+    delta = np.geomspace(0.9, 1.5, 8)
+    table, fit = failure_law(_singles(delta, failure, n=400, seed=4), n_boot=30, rng=np.random.default_rng(0))
+    assert expected in fit["reason"]
+    assert all(np.isnan(fit.get(key, np.nan)) for key in ("c", "b", "b_lo", "b_hi", "c_reference"))
+    assert table["fitted"].isna().all() and table["failure"].notna().all()  # observed failures are still shown
+
+
+def test_vacuous_tail_bound_cells_are_marked_and_left_out_of_the_fraction(ag_family):
+    from harness.analysis import steps
+
+    records, ck = ag_family
+    state = pipeline(records[records["metric"] == "exact_match"], ck, n_boot=5)
+    tables, summary = steps.ag_tail_bound(state)
+    table = tables["ag_tail_bound"]
+    at_one = table["theta"] == 1.0
+    clipped = (table["bound"] >= 1.0) & ~at_one
+    assert at_one.any() and clipped.any() and (table["bound"] < 1.0).any()
+    assert (table.loc[at_one, "reason"] == "vacuous: failure rate 1").all()
+    assert table.loc[at_one | clipped, "holds"].isna().all() and table.loc[at_one | clipped, "frac_inside"].isna().all()
+    tested = table["holds"].dropna()
+    assert summary["n_cells_tested"] == len(tested) == int((table["bound"] < 1.0).sum())
+    assert summary["fraction_holds"] == pytest.approx(tested.astype(bool).mean())

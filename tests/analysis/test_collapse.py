@@ -49,3 +49,19 @@ def test_collapse_needs_two_k_values():
     records, ck = make_family(item_kw=dict(ks=(1,)), record_kw=dict(metrics=("exact_match",)))
     state = pipeline(records, ck, n_boot=5)
     assert "need at least 2 values of k" in collapse_test(state["competence"], state["boot"])["reason"]
+
+
+@pytest.mark.parametrize("competence_fn, expected", [
+    (lambda k, delta, load: 0.0 * delta, "competence is 0 (or at chance) everywhere: nothing to collapse"),
+    (lambda k, delta, load: 1.0 + 0.0 * delta, "competence is 1 everywhere: nothing to collapse"),
+    (lambda k, delta, load: np.where(k == 1, 0.5, 0.0) + 0.0 * delta,
+     "composite (k > 1) competence is 0 (or at chance) everywhere: nothing to collapse"),
+])
+def test_collapse_is_skipped_when_there_is_nothing_to_collapse(competence_fn, expected):
+    records, ck = make_family(competence_fn, item_kw=dict(ks=(1, 2, 3), n_tuples=6, items_per_tuple=4,
+                                                          items_per_skill=10, modes=("conjunction",)),
+                              record_kw=dict(metrics=("exact_match",)))
+    state = pipeline(records, ck, n_boot=10)
+    out = collapse_test(state["competence"], state["boot"])
+    assert out["reason"] == expected
+    assert all(np.isnan(out.get(key, np.nan)) for key in ("a", "a_lo", "a_hi", "b", "dispersion", "p_a_eq_b"))

@@ -67,3 +67,14 @@ def test_fit_on_synthetic_records_recovers_generating_parameters(form):
     got = params[params["form"] == form].set_index("param")["value"]
     for name, value in TRUE[form][1].items():
         assert got[name] == pytest.approx(value, rel=0.15, abs=0.05), name
+
+
+@pytest.mark.parametrize("level, expected", [(0.0, "competence is 0 (or at chance) everywhere"),
+                                             (1.0, "competence is 1 everywhere")])
+def test_cells_at_floor_or_ceiling_everywhere_get_a_reason_not_a_fit(level, expected):
+    records, ck = make_family(lambda k, delta, load: level + 0.0 * delta, item_kw=dict(ks=(1,), items_per_skill=20),
+                              record_kw=dict(metrics=("exact_match",)))
+    out = fit_competence_curves(pipeline(records, ck, n_boot=2)["competence"])
+    fits = out["competence_fits"]
+    assert len(fits) == 3 and fits["nll"].isna().all() and fits["reason"].str.startswith(expected).all()
+    assert out["competence_params"].empty and out["competence_curves"].empty

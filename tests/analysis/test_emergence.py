@@ -56,3 +56,22 @@ def test_jump_survives_when_per_token_probability_jumps():
     verdict = mirage_table(pipeline(records, ck, n_boot=5)["competence"]).set_index("k").loc[4]
     assert verdict["sharpness_gold_logprob"] >= 0.5
     assert verdict["verdict"].startswith("jump survives")
+
+
+def _breakpoint_row(competence_fn):
+    records, ck = make_family(competence_fn, item_kw=dict(ks=(1,), items_per_skill=40),
+                              checkpoint_kw=dict(sizes=np.geomspace(2e4, 1e7, 10)),
+                              record_kw=dict(metrics=("exact_match",)))
+    state = pipeline(records, ck, n_boot=20)
+    return emergence_table(state["competence"], state["boot"], above_chance_table(state["competence"])).iloc[0]
+
+
+@pytest.mark.parametrize("competence_fn, expected", [
+    (lambda k, delta, load: 1.0 + 0.0 * delta, "competence is 1 everywhere: no breakpoint"),
+    # competence grows with the loss (as with a mismeasured loss): eta goes to the top of its search range
+    (lambda k, delta, load: 0.1 + 0.3 * delta, "top of its search range"),
+])
+def test_breakpoint_is_nan_with_reason_when_the_data_do_not_locate_it(competence_fn, expected):
+    row = _breakpoint_row(competence_fn)
+    assert np.isnan(row["breakpoint_loss"]) and np.isnan(row["breakpoint_lo"]) and np.isnan(row["breakpoint_hi"])
+    assert expected in row["reason"]

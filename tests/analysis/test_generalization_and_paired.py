@@ -1,12 +1,13 @@
 """Seen vs held-out gap with a clustered interval, and the paired comparison of two checkpoints."""
 import numpy as np
+import pandas as pd
 import pytest
 
 from harness.analysis.generalization import seen_heldout_table
 from harness.analysis.paired import paired_comparison
 
 from .conftest import pipeline, tiny_records
-from .synthetic import ag_competence, make_family
+from .synthetic import ag_competence, make_checkpoints, make_family
 
 ITEMS = dict(ks=(1, 2), n_tuples=24, items_per_tuple=12, modes=("conjunction",))
 
@@ -57,3 +58,15 @@ def test_paired_comparison_without_shared_items_gives_reason():
     records = _pair_records()
     row = paired_comparison(records, "A", "missing").iloc[0]
     assert row["n_pairs"] == 0 and "no item" in row["reason"]
+
+
+def test_gap_of_equal_rates_is_exactly_zero_not_float_noise():
+    # 0.1 + 0.2 != 0.15 + 0.15 in floating point: both splits have competence 0.15
+    seen = tiny_records({"A": [0.1, 0.2]}, skills="rev+sft", k=2, mode="chain", split="seen", metric="partial_credit")
+    held = tiny_records({"A": [0.15, 0.15]}, skills="rev+mir", k=2, mode="chain", split="heldout",
+                        metric="partial_credit")
+    held["item_id"] = held["item_id"] + "-h"
+    state = pipeline(pd.concat([seen, held], ignore_index=True), make_checkpoints(sizes=(1e4,)).assign(
+        checkpoint_id="A"), n_boot=5)
+    row = seen_heldout_table(state["sums"], np.ones_like(state["weights"])).iloc[0]
+    assert (row["gap"], row["gap_lo"], row["gap_hi"]) == (0.0, 0.0, 0.0)

@@ -65,3 +65,19 @@ def test_edge_failure_rates_count_each_skill_of_each_composite_item():
     edges = edge_failure_rates(cluster_sums(records, codes), clusters, "exact_match").set_index("skill")
     assert edges.loc["rev", "n"] == 6 and edges.loc["rev", "failure"] == pytest.approx(4 / 6)
     assert edges.loc["mir", "failure"] == 1.0 and edges.loc["sft", "failure"] == pytest.approx(0.5)
+
+
+def test_uninformative_predictions_get_a_reason_and_leave_the_median_near_one():
+    # many checkpoints far from the floor: composites with predicted ~0 and observed 0 would give ratio 0 [0, 0]
+    sizes = (2e3, 5e3, 1e4, 2e4, 5e4, 1.2e5, 3e5, 1e6, 4e6, 1e7)
+    records, ck = make_family(independent_competence(lam=4.0), checkpoint_kw=dict(sizes=sizes), item_kw=ITEMS,
+                              record_kw=dict(metrics=("exact_match",)))
+    state = pipeline(records, ck, n_boot=30)
+    table = product_rule_table(state["sums"], state["clusters"], state["weights"], np.random.default_rng(0))
+    small = (table["predicted"] < 0.05) | (table["predicted"] * (table["n_items"] - table["n_unpredictable"]) < 5)
+    assert small.sum() >= 10
+    assert table.loc[small, ["ratio", "ratio_lo", "ratio_hi"]].isna().all().all()
+    assert table.loc[small, "reason"].str.contains("ratio uninformative").all()
+    assert table.loc[small, "predicted"].notna().all()  # observed and predicted are still reported
+    assert table.loc[~small, "ratio"].notna().all()
+    assert table["ratio"].median() == pytest.approx(1.0, abs=0.15)

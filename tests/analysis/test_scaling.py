@@ -69,3 +69,24 @@ def test_fitted_E_excess_loss_has_interval_and_flags_loss_below_E():
     assert (table["excess_lo"] <= table["excess_loss"]).all() and (table["excess_loss"] <= table["excess_hi"]).all()
     below = excess_loss_table(ck, 10.0, None, "fitted E")
     assert below["excess_loss"].isna().all() and below["reason"].str.contains("below E").all()
+
+
+def test_free_E_fit_with_alpha_on_its_bound_reports_no_E():
+    # the loss rises with N (as when cross-entropy is mismeasured): alpha ends at its bound 0
+    ck = prepare_checkpoints(make_checkpoints(sizes=(2e4, 6e4, 1.5e5, 4e5, 1e6), A=-2.0, alpha=0.1, seed=2))
+    row, _ = fit_scaling(ck, n_column="params", fixed_E=None, n_boot=20, rng=np.random.default_rng(0))
+    assert "alpha" in row["at_bound"]
+    assert np.isnan(row["E"]) and np.isnan(row["E_lo"]) and np.isnan(row["E_hi"])
+    assert "E not identified" in row["reason"] and np.isfinite(row["alpha"])
+    fixed, _ = fit_scaling(ck, n_column="params", fixed_E=0.86, n_boot=20, rng=np.random.default_rng(0))
+    assert fixed["E"] == 0.86 and fixed["reason"] is None  # a known E stays; only the bound is flagged
+
+
+def test_checkpoint_without_loss_gets_the_cross_entropy_reason_not_E_unavailable():
+    ck = make_checkpoints(sizes=(1e4, 1e5, 1e6)).assign(ce_error=None)
+    ck.loc[1, ["ce_nats_sum", "ce_tokens"]] = np.nan
+    ck.loc[1, "ce_error"] = "CUDA out of memory"
+    table = excess_loss_table(prepare_checkpoints(ck), np.nan, None, "known floor")
+    assert np.isnan(table["excess_loss"].iloc[1])
+    assert table["reason"].iloc[1] == "no loss: its cross-entropy failed (CUDA out of memory)"
+    assert table["reason"].iloc[[0, 2]].isna().all()

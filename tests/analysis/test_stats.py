@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from harness.analysis.stats import (above_chance_pvalue, binomial_nll, chance_correct, holm, jeffreys,
-                                    jeffreys_interval, lr_pvalue, mcnemar_exact, percentile_ci)
+from harness.analysis.stats import (above_chance_pvalue, binomial_nll, chance_correct, floor_or_ceiling, holm,
+                                    jeffreys, jeffreys_interval, lr_pvalue, mcnemar_exact, percentile_ci, snap_zero,
+                                    zero_width)
 
 
 def test_jeffreys_smoothing_is_posterior_mean_and_keeps_nan():
@@ -65,3 +66,17 @@ def test_lr_pvalue_divides_by_overdispersion_only_when_above_one():
     assert lr_pvalue(12.0, 10.0)[0] == pytest.approx(4.0)
     assert lr_pvalue(12.0, 10.0, dispersion=2.0)[0] == pytest.approx(2.0)
     assert lr_pvalue(12.0, 10.0, dispersion=0.5)[0] == pytest.approx(4.0)
+
+
+def test_floor_or_ceiling_names_cells_at_chance_or_at_one_everywhere():
+    n, g = np.full(3, 100.0), np.full(3, 0.25)
+    assert floor_or_ceiling([25.0, 20.0, 25.0], n, g).startswith("competence is 0 (or at chance) everywhere")
+    assert floor_or_ceiling([100.0, 100.0, 100.0], n, g).startswith("competence is 1 everywhere")
+    assert floor_or_ceiling([25.0, 60.0, 100.0], n, g) is None  # a transition, even if it ends at 1
+    assert floor_or_ceiling([25.0, 100.0, 0.0], [100.0, 100.0, 0.0], g) is None  # a cell without counts is ignored
+
+
+def test_zero_width_interval_needs_two_replicates_and_snap_zero_only_touches_noise():
+    assert zero_width(1.98, 1.98, 1.98, n_valid=30) and not zero_width(1.9, 2.1, 2.0, n_valid=30)
+    assert not zero_width(1.98, 1.98, 1.98, n_valid=1) and not zero_width(np.nan, np.nan, 1.0, n_valid=30)
+    np.testing.assert_array_equal(snap_zero([1.4e-17, -3e-13, 1e-9, -0.2]), [0.0, 0.0, 1e-9, -0.2])
