@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.checkpoints import find_duplicate_weights
 from harness.store import write_json
 from harness.task_spec import task_hash
 
@@ -57,6 +58,7 @@ def write_manifest(plan, tables: dict[str, pd.DataFrame], started: float, failur
                    "n_items": len(plan.items.get(t.name, ()))} for t in plan.tasks],
         "checkpoints": ckpts.to_dict(orient="records") if not ckpts.empty else [],
         "failures": failures,
+        "duplicate_weights": find_duplicate_weights([m.checkpoint for m in plan.members]),
         "n_records": int(len(tables["records"])),
     }
     path = plan.run_dir / "manifest.json"

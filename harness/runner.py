@@ -115,6 +115,8 @@ def _score_member(plan: Plan, member: Member, cache: ResultCache, w: World) -> N
     identity = (member.checkpoint.checkpoint_id, tokenizer_hash(member.checkpoint.tokenizer_path), config.dtype)
     model = CachedModel(hf, cache, identity, {"max_length": hf.max_length_})
     row, texts, rows = _checkpoint_row(member), [], []
+    n_items = sum(len(plan.items.get(t.name, ())[w.rank::w.size]) for t in plan.tasks)
+    bar = tqdm(total=n_items, desc=row["label"], unit="item", leave=False, disable=not w.is_main)
     for task in plan.tasks:
         if isinstance(task, CrossEntropyTask):
             if w.is_main:
@@ -125,6 +127,8 @@ def _score_member(plan: Plan, member: Member, cache: ResultCache, w: World) -> N
             chunk = score_items(model, mine[start:start + CHUNK_ITEMS], task.scoring, task.max_new_tokens)
             rows += [{"checkpoint_id": row["checkpoint_id"], "checkpoint_label": row["label"], "task": task.name, **r}
                      for r in chunk]
+            bar.update(len(mine[start:start + CHUNK_ITEMS]))
+    bar.close()
     rows = gather_rows(rows, w)
     if not w.is_main:
         return

@@ -143,3 +143,18 @@ def _chains(a, b) -> bool:
     from skill_catalog.skill import is_subtype
 
     return is_subtype(a.output_type, b.input_type)
+
+
+def test_composes_up_to_eight_skills_in_both_modes() -> None:
+    for skill_set in ("symbolic", "natural"):
+        spec = CompositionSpec(skill_set, ks=(8,), modes=("chain", "conjunction"), items_per_cell=2,
+                               single_items_per_skill=0)
+        items = list(compose_items(spec))
+        assert items and all(i.k == 8 and len(set(i.skills)) == 8 for i in items)
+        for item in items:
+            if item.mode == "chain":
+                from skill_catalog.skill import is_subtype
+
+                tup = [get_skill(skill_set, n) for n in item.skills]
+                assert all(is_subtype(a.output_type, b.input_type) for a, b in zip(tup, tup[1:]))
+                assert len(item.part_answers) == 8

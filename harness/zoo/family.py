@@ -55,7 +55,7 @@ def _claim(out: Path, identity: dict) -> None:
     """Refuses an output folder that holds anything but this same family."""
     marker = out / "build.json"
     if marker.exists():
-        if json.loads(marker.read_text()) != identity:
+        if json.loads(marker.read_text()) != json.loads(json.dumps(identity)):
             raise UserError(f"{out} holds a different family build (other preset, seed or catalog); use another --out or delete it")
         return
     if out.exists() and any(out.iterdir()):
