@@ -33,7 +33,7 @@ def test_corpus_sources_read_the_same_documents(tmp_path: Path) -> None:
 
 def test_cross_entropy_of_a_local_corpus_has_no_floor(tiny_family: Path, tmp_path: Path) -> None:
     (tmp_path / "c.txt").write_text("rev abcd=dcba\nsft abch=bcda\n")
-    model = HFModel.from_checkpoint(tiny_family / "n20k", ModelSettings(device="cpu"))
+    model = HFModel.from_checkpoint(tiny_family / "n20k" / "step00100", ModelSettings(device="cpu"))
     row = measure_cross_entropy(model, CrossEntropyTask("c", 1, str(tmp_path / "c.txt"), "symbolic", 0, 1))
     assert row["n_tokens"] == 24 and row["n_bytes"] == 28 and row["nats_sum"] > 0
     assert math.isnan(row["entropy_floor"]) and row["error"] is None
