@@ -17,7 +17,6 @@ import shutil
 import sys
 import time
 from contextlib import contextmanager
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -71,13 +70,9 @@ def hardware() -> dict[str, Any]:
 
 def versions() -> dict[str, str | None]:
     """Installed versions of the packages that can change a number or a time."""
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    from harness.run_manifest import package_versions
+
+    return package_versions(PACKAGES)
 
 
 def command() -> str:
@@ -137,7 +132,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def sync(device: Any = None) -> None:
+def sync() -> None:
     """Waits for queued GPU work so wall times are complete (no-op on CPU)."""
     import torch
 
@@ -201,7 +196,7 @@ def family_checkpoints(family: str | None) -> list[dict]:
 
     folder = family_dir(family)
     rows = [{**r, "path": str(folder / r["path"])} for r in load_manifest(folder)["checkpoints"]]
-    return sorted(rows, key=lambda r: (not r["final"], -r["params"], -r["step"]))
+    return sorted(rows, key=lambda r: (not r.get("final", True), -(r.get("params") or 0), -(r.get("step") or 0)))
 
 
 def largest_checkpoint(family: str | None) -> Path:

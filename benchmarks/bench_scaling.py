@@ -103,9 +103,10 @@ def measure(spec: dict) -> dict:
 def checkpoint_order(family: str | None) -> list[dict]:
     """Manifest rows: the largest size's checkpoints (latest first, equal cost each), then other sizes' final ones."""
     rows = C.family_checkpoints(family)
-    largest = [r for r in rows if r["size"] == rows[0]["size"]]
-    others = [r for r in rows if r["size"] != rows[0]["size"] and r["final"]]
-    return sorted(largest, key=lambda r: -r["step"]) + others
+    size = rows[0].get("size")
+    largest = [r for r in rows if r.get("size") == size]
+    others = [r for r in rows if r.get("size") != size and r.get("final", True)]
+    return sorted(largest, key=lambda r: -(r.get("step") or 0)) + others
 
 
 def family_file(folder: Path, rows: list[dict]) -> Path:
@@ -165,7 +166,7 @@ def main() -> None:
              "with the same cache (every request is a cache hit, models are still loaded)"]
     for n in notes:
         print("note:", n)
-    config = {**vars(args), "checkpoint_order": [r["label"] for r in order]}
+    config = {**vars(args), "checkpoint_order": [r.get("label", r["path"]) for r in order]}
     print("wrote", C.write_result("scaling" + ("_quick" if args.quick else ""), rows, config, notes))
 
 

@@ -18,10 +18,10 @@ from harness.task_spec import task_hash
 PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "numpy", "pandas", "pyarrow", "scipy", "accelerate")
 
 
-def package_versions() -> dict[str, str | None]:
-    """Installed versions of the packages that can change a number."""
+def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
+    """Installed versions of the packages that can change a number (None when not installed)."""
     out = {}
-    for name in PACKAGES:
+    for name in names:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

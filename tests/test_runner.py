@@ -179,3 +179,11 @@ def test_two_accelerate_processes_equal_one(tiny_family: Path, tasks, tmp_path: 
     a, b = _sorted(load_run(parallel)["records"]), _sorted(load_run(single)["records"])
     pd.testing.assert_frame_equal(a.drop(columns=["value", "logprob_sum"]), b.drop(columns=["value", "logprob_sum"]))
     assert (a["value"] - b["value"]).abs().max() < 1e-5
+
+
+def test_check_drift_records_batch_size_one_difference(tiny_family: Path, tasks, tmp_path: Path) -> None:
+    run_dir, _ = run(_config([tiny_family / "n20k" / "step00064"], tasks, tmp_path / "out", check_drift=True,
+                             batch_size="16"))
+    ckpt = load_run(run_dir)["checkpoints"].iloc[0]
+    assert 0 <= float(ckpt["drift"]) < 1e-5
+    assert '"drift"' in (run_dir / "manifest.json").read_text()
