@@ -66,10 +66,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.store import load_run
     from harness.run_manifest import summary_table
 
+    from harness.parallel import world
+
     config = config_from_args(args)
     run_dir, failures = run(config)
-    if not (run_dir / "records.parquet").exists():
-        return 0  # a non-main data-parallel process: rank 0 writes and reports
+    w = world()
+    if not w.is_main:  # a data-parallel helper process: rank 0 writes, analyzes and reports
+        print(f"data-parallel process rank {w.rank} of {w.size} done")
+        return 0
     print(summary_table(load_run(run_dir)))
     if config.analyze:
         _analyze_and_report(run_dir)

@@ -1,6 +1,7 @@
 """Data parallelism through accelerate: each process scores a slice of the items; rank 0 writes.
 
-Under `accelerate launch --num_processes N -m harness run ...` the items of every task are split
+Under `accelerate launch --multi_gpu --num_processes N -m harness run ...` (or torchrun; on a
+machine without GPUs the processes talk over gloo) the items of every task are split
 round-robin, the rows gathered to rank 0 and re-sorted, so the stored records equal one process's.
 """
 from __future__ import annotations
@@ -28,9 +29,10 @@ def world() -> World:
     """The current world: a single process unless launched by accelerate/torchrun."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return World(0, 1)
+    import torch
     from accelerate import PartialState
 
-    state = PartialState()
+    state = PartialState(cpu=not torch.cuda.is_available())  # gloo between CPU processes
     return World(state.process_index, state.num_processes)
 
 

@@ -170,11 +170,12 @@ def test_two_accelerate_processes_equal_one(tiny_family: Path, tasks, tmp_path: 
     family = [str(tiny_family / "n20k" / "step00064")]
     single, _ = run(_config(family, tasks, tmp_path / "one"))
     env = {**os.environ, "EMERGENCE_CACHE_DIR": str(tmp_path / "cache-dp"), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "harness", "run", "--family", *family,
            "--tasks", *tasks, "--out", str(tmp_path / "two"), "--no-analyze"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "rank 1 of 2" in done.stdout, "the second process never ran"
     parallel = next((tmp_path / "two").iterdir())
     a, b = _sorted(load_run(parallel)["records"]), _sorted(load_run(single)["records"])
     pd.testing.assert_frame_equal(a.drop(columns=["value", "logprob_sum"]), b.drop(columns=["value", "logprob_sum"]))

@@ -118,3 +118,19 @@ def test_checkpoint_steps_are_log_then_even() -> None:
     steps = get_preset("default").checkpoint_steps()
     assert steps == (64, 256, 1000, 2000, 3000, 4000)
     assert replace(get_preset("tiny"), steps=1000).checkpoint_steps()[-1] == 1000
+
+
+@pytest.mark.slow
+def test_two_data_parallel_processes_train_like_one(tiny_family: Path, tmp_path: Path) -> None:
+    out = tmp_path / "dp"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "harness", "zoo", "build", "--preset", "tiny", "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "family manifest" in done.stdout and (out / "family.yaml").exists()
+    for size in ("n20k", "n60k"):
+        a = load_file(str(tiny_family / size / "model.safetensors"))
+        b = load_file(str(out / size / "model.safetensors"))
+        diff = max(float((a[k] - b[k]).abs().max()) for k in a)
+        assert 0 < diff < 5e-3, (size, diff)  # two half-batches averaged: equal up to float rounding

@@ -19,7 +19,8 @@ import skill_catalog
 from harness.zoo.data import heldout_text, token_stream
 from harness.zoo.presets import Preset, get_preset
 from harness.zoo.tokenizer import build_tokenizer
-from harness.zoo.train import is_complete, step_dir, train_size
+from harness.parallel import world
+from harness.zoo.train import barrier, is_complete, step_dir, train_size
 from skill_catalog.errors import UserError
 from skill_catalog.training_text import HELDOUT_SEED, TRAIN_SEED, TextSpec, text_hash
 
@@ -105,12 +106,15 @@ def build_family(preset: Preset, out: Path, seed: int = 0, progress: bool = True
 
 
 def _build(preset: Preset, out: Path, seed: int, progress: bool) -> Path:
-    spec, tokenizer = TextSpec(), build_tokenizer()
+    spec, tokenizer, w = TextSpec(), build_tokenizer(), world()
     identity = _identity(preset, seed, spec)
-    _claim(out, identity)
+    if w.is_main:
+        _claim(out, identity)
+    barrier(w)  # under accelerate every process trains its slice of each batch; rank 0 writes
     stream = token_stream(spec, TRAIN_SEED, preset.steps * preset.tokens_per_step, tokenizer)
     meta = {"preset": preset.name, "catalog_version": identity["catalog_version"], "text_hash": identity["text_hash"],
             "text_entropy_nats_per_token": stream.entropy.nats_per_token}
+    progress = progress and w.is_main
     total = tqdm(total=preset.steps * len(preset.sizes), desc="family", unit="step", disable=not progress)
     for size in preset.sizes:
         size_dir = out / size.name
@@ -128,6 +132,8 @@ def _build(preset: Preset, out: Path, seed: int, progress: bool) -> Path:
         train_size(preset, size, size_dir, stream.ids, tokenizer, meta, seed, on_step)
         bar.close()
     total.close()
+    if not w.is_main:
+        return out / MANIFEST
     return _write_manifest(out, preset, seed, identity, stream, tokenizer)
 
 

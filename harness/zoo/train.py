@@ -20,7 +20,9 @@ from safetensors.torch import load_file, save_file
 from transformers import GPTNeoXForCausalLM, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
+from harness.parallel import world
 from harness.zoo.presets import ModelSize, Preset, model_config
+from skill_catalog.errors import UserError
 
 RESUME_EVERY = 100
 """Optimizer steps between resume states (besides every checkpoint step)."""
@@ -107,6 +109,24 @@ def _batch(ids: np.ndarray, preset: Preset, step: int, device: torch.device) -> 
     return torch.from_numpy(window.reshape(preset.batch_size, preset.seq_len).copy()).to(device)
 
 
+def _data_parallel(model, optimizer, preset: Preset, device: torch.device):
+    """Wraps model and optimizer for several processes (accelerate/torchrun); a no-op for one.
+
+    Each process takes every world-size-th row of a step's batch, and gradients are averaged, so the
+    global batch, schedule and data order stay those of one process.
+    """
+    w = world()
+    if w.size == 1:
+        return model, optimizer, w, lambda m: m
+    if preset.batch_size % w.size:
+        raise UserError(f"batch size {preset.batch_size} does not split over {w.size} processes; use a divisor")
+    from accelerate import Accelerator
+
+    acc = Accelerator(cpu=device.type == "cpu")
+    model, optimizer = acc.prepare(model, optimizer)
+    return model, optimizer, w, acc.unwrap_model
+
+
 def train_size(
     preset: Preset, size: ModelSize, size_dir: Path, ids: np.ndarray, tokenizer: PreTrainedTokenizerBase,
     meta: dict, seed: int, on_step: Callable[[int, float], None] = lambda step, loss: None,
@@ -126,17 +146,17 @@ def train_size(
     device = _device(preset)
     torch.manual_seed(seed)
     config = model_config(size, len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id, preset.seq_len)
-    model = GPTNeoXForCausalLM(config)
-    model.to(device).train()
+    model = GPTNeoXForCausalLM(config).to(device).train()
     optimizer = _optimizer(model, preset, size)
     resume = size_dir / ".resume"
     start = _load_resume(model, optimizer, resume)
-    saves, losses, t0 = set(preset.checkpoint_steps()), [], time.perf_counter()
+    model, optimizer, w, unwrap = _data_parallel(model, optimizer, preset, device)
+    losses, t0 = [], time.perf_counter()
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     for step in range(start, preset.steps):
         for group in optimizer.param_groups:
             group["lr"] = preset.lr_at(step, size.peak_lr)
-        batch = _batch(ids, preset, step, device)
+        batch = _batch(ids, preset, step, device)[w.rank::w.size]
         with autocast:
             loss = model(input_ids=batch, labels=batch).loss
         optimizer.zero_grad(set_to_none=True)
@@ -145,16 +165,33 @@ def train_size(
         optimizer.step()
         losses.append(float(loss.detach()))
         on_step(step + 1, losses[-1])
-        done = step + 1
-        if done in saves:
-            step_meta = {**meta, "size": size.name, "step": done, "tokens_seen": done * preset.tokens_per_step, "seed": seed}
-            dest = size_dir if done == preset.steps else step_dir(size_dir, done)
-            _save_checkpoint(model, tokenizer, dest if dest != size_dir else size_dir / ".final", step_meta, preset.save_dtype)
-        if done in saves or done % RESUME_EVERY == 0:
-            _save_resume(model, optimizer, resume, done)
-    _promote_final(size_dir)
-    shutil.rmtree(resume, ignore_errors=True)
+        if w.is_main:
+            _save_step(unwrap(model), optimizer, tokenizer, preset, size, size_dir, step + 1, {**meta, "seed": seed})
+    if w.is_main:
+        _promote_final(size_dir)
+        shutil.rmtree(resume, ignore_errors=True)
+    barrier(w)
     return SizeResult(size, tuple(losses), time.perf_counter() - t0)
+
+
+def _save_step(model, optimizer, tokenizer, preset: Preset, size: ModelSize, size_dir: Path, done: int,
+               meta: dict) -> None:
+    """Saves the checkpoint of step `done` when it is one, and the resume state when due."""
+    saves = preset.checkpoint_steps()
+    if done in saves:
+        step_meta = {**meta, "size": size.name, "step": done, "tokens_seen": done * preset.tokens_per_step}
+        dest = size_dir / ".final" if done == preset.steps else step_dir(size_dir, done)
+        _save_checkpoint(model, tokenizer, dest, step_meta, preset.save_dtype)
+    if done in saves or done % RESUME_EVERY == 0:
+        _save_resume(model, optimizer, size_dir / ".resume", done)
+
+
+def barrier(w) -> None:
+    """Waits for every data-parallel process (a no-op for one)."""
+    if w.size > 1:
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()
 
 
 def _promote_final(size_dir: Path) -> None:
