@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import platform
 import subprocess
@@ -73,6 +74,7 @@ def summary_table(tables: dict[str, pd.DataFrame], metric: str = "exact_match") 
         return "(no checkpoints)"
     view = ckpts[["checkpoint_id", "label", "params"]].copy()
     view["CE"] = ckpts["ce_nats_sum"] / ckpts["ce_tokens"].where(ckpts["ce_tokens"] > 0)
+    view["bits/byte"] = ckpts["ce_nats_sum"] / ckpts["ce_bytes"].where(ckpts["ce_bytes"] > 0) / math.log(2)
     view["floor"] = ckpts.get("entropy_floor")
     if not records.empty and metric in set(records["metric"]):
         acc = (records[records["metric"] == metric].groupby(["checkpoint_id", "k"])["value"].mean()

@@ -4,6 +4,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import math
+
+import pandas as pd
+
+from harness.analysis.skill_loss import per_skill_loss
 from harness.cli import main
 from harness.cross_entropy import DOC_CHARS, catalog_text
 from harness.run_config import RunConfig
@@ -23,6 +28,8 @@ def test_main_job_end_to_end_on_tiny_family(tiny_family: Path, tmp_path: Path, c
     summary = json.loads((run_dir / "analysis.json").read_text())
     assert summary and "analyses" in json.dumps(summary)
     assert "report: " in out and "n20k@200" in out  # the summary table names every checkpoint
+    skill_loss = pd.read_parquet(run_dir / "analysis" / "per_skill_loss.parquet")
+    assert len(skill_loss) == 6 * 2 and (skill_loss["nats_per_token"] > 0).all()  # --limit 2: two skills at k=1
 
 
 def test_no_arguments_means_the_shipped_family_and_default_suites() -> None:
@@ -39,3 +46,14 @@ def test_catalog_text_is_whole_pieces_in_short_documents() -> None:
     assert all(len(d) <= DOC_CHARS and d.endswith("\n") and not d.startswith("\n") for d in docs)
     assert sum(d.count("\n") for d in docs) == task.pieces
     assert entropy > 0
+
+
+def test_per_skill_loss_counts_failures_and_never_sums_them_as_zero() -> None:
+    rows = [dict(checkpoint_id="c", skills="rev", item_id=f"i{i}", k=1, metric="gold_logprob", value=v,
+                 logprob_sum=v, n_tokens=5) for i, v in enumerate([-1.0, -3.0, math.nan])]
+    rows.append(dict(checkpoint_id="c", skills="rev+sft", item_id="j", k=2, metric="gold_logprob", value=-9.0,
+                     logprob_sum=-9.0, n_tokens=9))
+    table = per_skill_loss(pd.DataFrame(rows))
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert row["n_items"] == 2 and row["n_failed"] == 1 and row["nats_per_token"] == 4.0 / 10

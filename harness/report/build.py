@@ -17,6 +17,7 @@ import pandas as pd
 from harness.analysis import AnalysisConfig, analyze, paired_comparison
 from harness.analysis.result import TABLE_COLUMNS, TABLES
 from harness.analysis.schema import CHECKPOINT_COLUMNS, RECORD_COLUMNS
+from harness.analysis.skill_loss import per_skill_loss
 from harness.report.canvas import empty_figure, to_png
 from harness.report.data import ReportData, prepare_checkpoints
 from harness.report.html import render_document
@@ -71,10 +72,11 @@ def write_analysis(run_dir: Path, *, seed: int = 0, n_boot: int = 200) -> Path:
         result = analyze(records, checkpoints, seed=seed, n_boot=n_boot, config=config)
     except ValueError as err:
         raise UserError(f"{run_dir} cannot be analysed: {err}") from err
-    for name, frame in result.tables().items():
+    frames = {**result.tables(), "per_skill_loss": per_skill_loss(records)}
+    for name, frame in frames.items():
         write_table(run_dir / ANALYSIS_DIR / f"{name}.parquet", _parquet_safe(frame))
     path = run_dir / ANALYSIS_JSON
-    tables = {name: f"{ANALYSIS_DIR}/{name}.parquet" for name in TABLES}
+    tables = {name: f"{ANALYSIS_DIR}/{name}.parquet" for name in frames}
     write_json(path, {"run_id": run_dir.name, "metric": config.metric, "tables": tables, **result.summary})
     return path
 
