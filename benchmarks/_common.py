@@ -186,8 +186,8 @@ def family_dir(family: str | None) -> Path:
     try:
         return family_path("default")
     except UserError as err:
-        sys.exit(f"{err}\n(for development: `emergence zoo build --preset tiny --out /tmp/bench-tiny` "
-                 "and pass --family /tmp/bench-tiny)")
+        sys.exit(f"{err}\n(for development: `emergence zoo build --preset tiny --out DIR` "
+                 "and pass --family DIR)")
 
 
 def family_checkpoints(family: str | None) -> list[dict]:
