@@ -55,7 +55,7 @@ def model_max_length(model: Any, tokenizer: Any) -> int:
 
 
 def single_checkpoint(checkpoint: Checkpoint | str | Path, allow_pickle: bool) -> Checkpoint:
-    """The one checkpoint a path names.
+    """The one checkpoint a path names: a folder's own weights win over its step subfolders.
 
     Raises:
         UserError: The path names no checkpoint or several.
@@ -63,6 +63,9 @@ def single_checkpoint(checkpoint: Checkpoint | str | Path, allow_pickle: bool) -
     if isinstance(checkpoint, Checkpoint):
         return checkpoint
     found = discover(checkpoint, allow_pickle=allow_pickle)
+    own = [c for c in found if c.path == Path(checkpoint).expanduser().resolve()]
+    if len(own) == 1:
+        return own[0]
     if len(found) != 1:
         raise UserError(f"{checkpoint}: holds {len(found)} checkpoints; fix: pass one of them")
     return found[0]

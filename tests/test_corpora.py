@@ -45,3 +45,12 @@ def test_datasets_export_round_trips(tmp_path: Path) -> None:
     data = datasets.load_from_disk(str(out))
     assert len(data) > 100 and {"item_id", "prompt", "answer", "choices", "split"} <= set(data.column_names)
     assert data[0]["choices"][data[0]["gold_index"]] == data[0]["answer"]
+
+
+def test_a_size_folder_loads_its_own_final_weights(tiny_family: Path) -> None:
+    from harness.hf_load import single_checkpoint
+
+    ckpt = single_checkpoint(tiny_family / "n20k", allow_pickle=False)
+    assert ckpt.path == (tiny_family / "n20k").resolve() and ckpt.step == 200
+    with pytest.raises(UserError, match="holds 0 checkpoints|no weights"):
+        single_checkpoint(tiny_family, allow_pickle=False)
