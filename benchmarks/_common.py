@@ -81,9 +81,19 @@ def command() -> str:
     return (env + " " if env else "") + shlex.join(["python", *sys.argv])
 
 
+def portable_path(path: Path) -> str:
+    """A path as results may record it: relative to the checkout, else relative to the bench home."""
+    path = Path(path).resolve()
+    for root, label in ((RESULTS_DIR.parent.parent, ""), (BENCH_HOME.resolve(), "$EMERGENCE_BENCH_HOME/")):
+        if path.is_relative_to(root):
+            return label + str(path.relative_to(root))
+    return path.name
+
+
 def write_result(name: str, rows: Sequence[dict], config: dict, notes: Sequence[str] = (), **extra: Any) -> Path:
     """Writes ``results/<name>.json``: header facts, the configuration, the table rows and notes."""
     from harness.run_manifest import git_commit
+    from harness.store import json_safe
 
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": name, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -91,23 +101,9 @@ def write_result(name: str, rows: Sequence[dict], config: dict, notes: Sequence[
                "config": config, "rows": list(rows), "notes": list(notes), **extra}
     path = RESULTS_DIR / f"{name}.json"
     tmp = path.with_suffix(".json.partial")
-    tmp.write_text(json.dumps(_jsonable(payload), indent=2, sort_keys=False) + "\n")
+    tmp.write_text(json.dumps(json_safe(payload), indent=2, sort_keys=False) + "\n")
     os.replace(tmp, path)
     return path
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
-        return _jsonable(obj.item())
-    return obj
 
 
 def print_table(title: str, rows: Sequence[dict], columns: Sequence[str]) -> None:

@@ -242,7 +242,7 @@ def main() -> None:
     notes = _notes(summary, edges)
     for n in notes:
         print("note:", n)
-    config = {**vars(args), "folder": str(folder), "threads": threads}
+    config = {**vars(args), "folder": C.portable_path(folder), "threads": threads}
     name = "vs_lm_eval" + ("" if args.model == "builtin" else f"_{Path(args.model).name}")
     name += "_quick" if args.quick else ""
     print("wrote", C.write_result(name, rows, config, notes, summary=summary, edge_cases=edges))

@@ -39,13 +39,16 @@ def write_table(path: Path, rows: list[dict] | pd.DataFrame) -> None:
     _atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
-def _clean(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
+    """`obj` with NaN/inf as None, paths as strings, numpy scalars as Python numbers (for JSON)."""
+    if hasattr(obj, "item") and callable(obj.item) and not isinstance(obj, (list, tuple, dict)):
+        obj = obj.item()  # numpy scalars
     if isinstance(obj, float) and not math.isfinite(obj):
         return None  # JSON has no NaN; readers get null and the reason stays in an error field
     if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, Path):
         return str(obj)
     return obj
@@ -53,7 +56,7 @@ def _clean(obj: Any) -> Any:
 
 def write_json(path: Path, data: Any) -> None:
     """Writes JSON atomically, NaN as null."""
-    _atomic(path, lambda tmp: tmp.write_text(json.dumps(_clean(data), indent=2, sort_keys=True)))
+    _atomic(path, lambda tmp: tmp.write_text(json.dumps(json_safe(data), indent=2, sort_keys=True)))
 
 
 def part_path(run_dir: Path, kind: str, checkpoint_id: str) -> Path:
