@@ -69,7 +69,8 @@ _CE_KEYS = {"name": str, "version": int, "kind": str, "source": str, "skill_set"
 def _type_problems(data: dict, schema: dict) -> list[str]:
     problems = [f"unknown key {key!r} (allowed: {', '.join(sorted(schema))})" for key in data if key not in schema]
     for key, want in schema.items():
-        if key in data and not isinstance(data[key], want) or (key in data and isinstance(data[key], bool)):
+        # YAML's true/false are bools, and bool is a subclass of int: never accept one as a number.
+        if key in data and (not isinstance(data[key], want) or isinstance(data[key], bool)):
             names = " or ".join(t.__name__ for t in (want if isinstance(want, tuple) else (want,)))
             problems.append(f"{key!r} must be {names}, got {type(data[key]).__name__}")
     for key in ("name", "version", "kind"):
