@@ -165,6 +165,25 @@ def batch_cache(kv: list, n_rows: int) -> Any:
     return DynamicCache([(k.expand(n_rows, -1, -1, -1), v.expand(n_rows, -1, -1, -1)) for k, v in kv])
 
 
+def stack_caches(parts: Sequence[list], length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer, the (keys, values) of several batched prefix forwards concatenated over rows, their
+    time axis right-padded to `length` (padded slots are masked by whoever reads them)."""
+    def padded(t: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.pad(t, (0, 0, 0, length - t.shape[2]))
+
+    return [(torch.cat([padded(part[layer][0]) for part in parts]), torch.cat([padded(part[layer][1]) for part in parts]))
+            for layer in range(len(parts[0]))]
+
+
+def select_cache(stacked: list[tuple[torch.Tensor, torch.Tensor]], slots: Sequence[int], length: int) -> Any:
+    """A fresh DynamicCache whose row b holds prefix ``slots[b]`` of `stacked`, cut to `length` time steps."""
+    from transformers import DynamicCache
+
+    index = torch.tensor(slots, dtype=torch.long, device=stacked[0][0].device)
+    return DynamicCache([(k.index_select(0, index)[:, :, :length], v.index_select(0, index)[:, :, :length])
+                         for k, v in stacked])
+
+
 def unsafe_cache_reason(cache: Any) -> str | None:
     """Why a prefix cache cannot be copied into a batch safely, or None when it can."""
     from transformers import DynamicCache
@@ -176,14 +195,48 @@ def unsafe_cache_reason(cache: Any) -> str | None:
     return f"cache layers of type {odd[0]} (sliding window, recurrent, ...)" if odd else None
 
 
-def gather(logits: torch.Tensor, request: TokenRequest, prefix_len: int) -> LoglikelihoodResult:
-    """Score one request from the logits of its row (which starts after `prefix_len` cached tokens)."""
-    targets = request.tokens[request.n_context:]
+def gather(
+    logits: torch.Tensor, picks: Sequence[tuple[int, int, Sequence[int]]], requests: Sequence[TokenRequest]
+) -> list[LoglikelihoodResult]:
+    """Score requests from the logits of one forward pass, with one gather for all of them.
+
+    Args:
+        logits: ``(rows, positions, vocabulary)`` logits of the batch.
+        picks: Per request to score, (request index, batch row, the row positions whose logits predict
+            its continuation tokens, in order).
+        requests: All token requests.
+
+    Returns:
+        One result per pick: the summed log-probability, whether every token is the argmax, the token
+        count; NaN plus a reason when a scored position has non-finite logits.
+    """
+    rows, positions, targets, segments = [], [], [], []
+    for s, (i, b, where) in enumerate(picks):
+        continuation = requests[i].tokens[requests[i].n_context:]
+        rows += [b] * len(continuation)
+        positions += where
+        targets += continuation
+        segments += [s] * len(continuation)
+    device = logits.device
+    chosen = logits[torch.tensor(rows, device=device), torch.tensor(positions, device=device)].float()
+    target = torch.tensor(targets, dtype=torch.long, device=device)
+    segment = torch.tensor(segments, dtype=torch.long, device=device)
+    logprobs = torch.log_softmax(chosen, dim=-1).gather(-1, target[:, None]).squeeze(-1)
+    per_pick = torch.zeros((3, len(picks)), dtype=torch.float64, device=device)
+    per_pick[0].index_add_(0, segment, logprobs.double())
+    per_pick[1].index_add_(0, segment, (chosen.argmax(-1) != target).double())
+    per_pick[2].index_add_(0, segment, (~torch.isfinite(chosen).all(-1)).double())
+    sums, misses, bad = per_pick.tolist()
+    out = []
+    for s, (i, _, where) in enumerate(picks):
+        if bad[s]:
+            out.append(failed_loglikelihood("non-finite logits (NaN or inf) at a scored position", len(where)))
+        else:
+            out.append(LoglikelihoodResult(sums[s], misses[s] == 0, len(where)))
+    return out
+
+
+def plain_positions(request: TokenRequest, prefix_len: int) -> range:
+    """Positions of a plain row (starting after `prefix_len` cached tokens) that score `request`."""
     start = request.n_context - 1 - prefix_len
-    window = logits[start:start + len(targets)]
-    if not torch.isfinite(window).all():
-        return failed_loglikelihood("non-finite logits (NaN or inf) at a scored position", len(targets))
-    target = torch.tensor(targets, dtype=torch.long, device=window.device)
-    logprobs = torch.log_softmax(window, dim=-1).gather(-1, target[:, None]).squeeze(-1)
-    greedy = bool((window.argmax(-1) == target).all())
-    return LoglikelihoodResult(float(logprobs.double().sum()), greedy, len(targets))
+    return range(start, start + len(request.tokens) - request.n_context)

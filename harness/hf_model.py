@@ -12,21 +12,19 @@ import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 
-from harness.batching import (
-    RowPlan, TokenRequest, gather, length_failure, pad_rows, plan_rows, prefix_inputs, unsafe_cache_reason,
-)
+from harness.batching import TokenRequest
 from harness.checkpoints import Checkpoint
 from harness.hf_generate import generate_batch, generation_failure
-from harness.hf_load import is_oom, load_model_and_tokenizer, model_max_length, single_checkpoint
+from harness.hf_load import load_model_and_tokenizer, model_max_length, single_checkpoint
 from harness.model import (
     GenerationRequest, GenerationResult, LoglikelihoodRequest, LoglikelihoodResult, RollingResult, encode_pair,
-    failed_loglikelihood, rolling_windows,
+    failed_loglikelihood, pair_texts, rolling_windows,
 )
-from skill_catalog.errors import UserError
+from harness.token_scoring import TokenScoring
 
 log = logging.getLogger(__name__)
 AUTO_BATCH_START = {"cuda": 256, "cpu": 32}
@@ -51,11 +49,14 @@ class ModelSettings:
     """Compute the key/value cache of a shared prefix once per group of rows."""
     prefix_min_tokens: int = 16
     """Shortest shared prefix worth reusing."""
+    tree_packing: bool = True
+    """Run rows that share leading tokens (the choices of an item) as one tree-masked row; checked once per
+    model against plain rows and turned off, with a warning, where they differ."""
     allow_pickle: bool = False
     """Load pickle weight files (they can run code); only for trusted checkpoints."""
 
 
-class HFModel:
+class HFModel(TokenScoring):
     """The model protocol for a transformers causal LM. Learned state ends in ``_``."""
 
     def __init__(
@@ -82,6 +83,9 @@ class HFModel:
         self.reuse_verified_ = False
         self.reuse_disabled_reason_: str | None = None
         params = inspect.signature(model.forward).parameters
+        self.packing_ = self.settings.tree_packing
+        self.packing_verified_ = False
+        self.packing_disabled_reason_: str | None = None
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self._encoded: dict[str, list[int]] = {}
 
@@ -109,6 +113,12 @@ class HFModel:
             self._encoded[text] = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         return self._encoded[text]
 
+    def _encode_all(self, texts: set[str]) -> dict[str, list[int]]:
+        """Token ids of each text without special tokens, in one batched tokenizer call."""
+        ordered = sorted(texts)
+        ids = self.tokenizer(ordered, add_special_tokens=False)["input_ids"] if ordered else []
+        return {text: list(tokens) for text, tokens in zip(ordered, ids)}
+
     # ---- the protocol -----------------------------------------------------------------------------
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
@@ -120,9 +130,10 @@ class HFModel:
     ) -> list[LoglikelihoodResult]:
         results: list[LoglikelihoodResult | None] = [None] * len(requests)
         token_requests, owners = [], []
+        encoded = self._encode_all({text for request in requests for text in pair_texts(*request)})
         for i, (context, continuation) in enumerate(requests):
             try:
-                pair = encode_pair(self._encode, context, continuation, self.prefix_token_)
+                pair = encode_pair(encoded.__getitem__, context, continuation, self.prefix_token_)
             except ValueError as exc:
                 results[i] = failed_loglikelihood(str(exc))
                 continue
@@ -188,112 +199,6 @@ class HFModel:
         diffs = [abs(a.logprob - b.logprob) for a, b in zip(batched, single)
                  if math.isfinite(a.logprob) and math.isfinite(b.logprob)]
         return max(diffs) if diffs else math.nan
-
-    # ---- scoring engine --------------------------------------------------------------------------
-
-    @torch.inference_mode()
-    def _score_tokens(
-        self, requests: Sequence[TokenRequest], batch_size: int | None, reuse: bool | None
-    ) -> list[LoglikelihoodResult]:
-        """Score token requests; `batch_size`/`reuse` override the settings (used by `drift`)."""
-        reuse = self.prefix_reuse_ if reuse is None else reuse
-        results: list[LoglikelihoodResult | None] = [length_failure(r, self.max_length_) for r in requests]
-        valid = [i for i, failure in enumerate(results) if failure is None]
-        plan = plan_rows(requests, valid, reuse, self.settings.prefix_min_tokens)
-        for prefix_len, members in plan.groups:
-            self._score_group(prefix_len, members, plan, requests, results, batch_size)
-        return results  # type: ignore[return-value]
-
-    def _score_group(
-        self, prefix_len: int, members: list[int], plan: RowPlan, requests: Sequence[TokenRequest],
-        results: list, batch_size: int | None,
-    ) -> None:
-        rows, kv = plan.rows, None
-        if prefix_len:
-            try:
-                kv = self._prefix_cache(rows[members[0]][:prefix_len], rows[members[-1]])
-            except Exception as exc:
-                if is_oom(exc):
-                    raise self._oom_error() from exc
-                raise
-            prefix_len = prefix_len if kv is not None else 0
-
-        def run(chunk: list[int]) -> None:
-            logits = self._forward_rows([rows[r][prefix_len:] for r in chunk], prefix_len, kv)
-            for b, r in enumerate(chunk):
-                for i in plan.uses[r]:
-                    results[i] = gather(logits[b], requests[i], prefix_len)
-
-        self._in_batches(sorted(members, key=lambda r: len(rows[r]), reverse=True), run, batch_size)
-
-    def _forward_rows(self, rows: Sequence[Sequence[int]], prefix_len: int, kv: list | None) -> torch.Tensor:
-        """float32 logits of right-padded rows that continue a cached prefix of `prefix_len` tokens."""
-        ids, mask = (t.to(self.device_) for t in pad_rows(rows, self.pad_token_))
-        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "use_cache": False}
-        if prefix_len:
-            kwargs.update(prefix_inputs(kv, mask, prefix_len, self._cache_kw))
-        return self.model(**kwargs).logits.float()
-
-    def _prefix_cache(self, prefix: Sequence[int], probe_row: tuple[int, ...]) -> list | None:
-        """Per-layer (keys, values) of `prefix`, or None when reuse is unsafe for this model (then disabled)."""
-        if self.reuse_disabled_reason_:
-            return None
-        try:
-            out = self.model(input_ids=torch.tensor([list(prefix)], device=self.device_), use_cache=True)
-            cache = getattr(out, "cache", None)
-            cache = cache if cache is not None else getattr(out, "past_key_values", None)
-            reason = unsafe_cache_reason(cache)
-            if reason:
-                return self._disable_reuse(reason)
-            kv = [(layer.keys, layer.values) for layer in cache.layers]
-            error = 0.0 if self.reuse_verified_ else self._reuse_error(probe_row, kv, len(prefix))
-        except Exception as exc:
-            if is_oom(exc):
-                raise
-            return self._disable_reuse(f"a forward with a cached prefix failed ({type(exc).__name__}: {exc})")
-        # Checked once per model on a real row: catches position or mask handling this code does not expect.
-        if error > (1e-4 if self.model.dtype == torch.float32 else 5e-2):
-            return self._disable_reuse(f"a reused prefix changed log-probs by {error:.1e}")
-        self.reuse_verified_ = self.reuse_verified_ or math.isfinite(error)
-        return kv
-
-    def _reuse_error(self, row: tuple[int, ...], kv: list, prefix_len: int) -> float:
-        """Max |log-prob difference| on one row between a full forward and one continuing the cached prefix."""
-        full = torch.log_softmax(self._forward_rows([row], 0, None)[0, prefix_len:], -1)
-        part = torch.log_softmax(self._forward_rows([row[prefix_len:]], prefix_len, kv)[0], -1)
-        return float((full - part).abs().max())
-
-    def _disable_reuse(self, reason: str) -> None:
-        if self.prefix_reuse_:
-            log.warning("%s: prefix reuse disabled, scoring without it: %s", self.name, reason)
-        self.prefix_reuse_, self.reuse_disabled_reason_ = False, reason
-        return None
-
-    def _oom_error(self) -> UserError:
-        return UserError(
-            f"{self.name}: out of memory at batch size 1 (max_length {self.max_length_}); "
-            "fix: lower max_length, use dtype bfloat16 on a GPU, or use a device with more memory"
-        )
-
-    def _in_batches(self, items: list, run: Callable[[list], None], fixed: int | None) -> None:
-        """Call `run` on consecutive chunks, halving the batch size on out-of-memory."""
-        size, i = fixed or self.batch_size_, 0
-        while i < len(items):
-            chunk = items[i:i + size]
-            try:
-                run(chunk)
-            except Exception as exc:
-                if not is_oom(exc):
-                    raise
-                if len(chunk) == 1:
-                    raise self._oom_error() from exc
-                size = max(1, len(chunk) // 2)
-                self.batch_size_ = size if fixed is None else self.batch_size_
-                log.warning("%s: out of memory at batch size %d, retrying with %d", self.name, len(chunk), size)
-                if self.device_.type == "cuda":
-                    torch.cuda.empty_cache()
-                continue
-            i += len(chunk)
 
     # ---- generation ------------------------------------------------------------------------------
 

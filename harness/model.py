@@ -121,6 +121,14 @@ def split_trailing_whitespace(context: str, continuation: str) -> tuple[str, str
     return context[:-n_spaces], context[-n_spaces:] + continuation
 
 
+def pair_texts(context: str, continuation: str) -> tuple[str, ...]:
+    """The strings `encode_pair` encodes for this pair (to tokenize many pairs in one batch first)."""
+    if context == "":
+        return (continuation,)
+    context, continuation = split_trailing_whitespace(context, continuation)
+    return (context + continuation, context)
+
+
 def encode_pair(encode: Encode, context: str, continuation: str, prefix_token: int | None) -> EncodedPair:
     """Tokenize a (context, continuation) pair as lm-evaluation-harness `HFLM._encode_pair` does.
 

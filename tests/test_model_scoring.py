@@ -221,9 +221,9 @@ def test_prefix_reuse_equals_no_reuse(models_dir, arch):
 
 
 def test_unsafe_prefix_cache_falls_back_to_no_reuse(neox, monkeypatch):
-    import harness.hf_model as hf
+    import harness.token_scoring as engine
 
-    monkeypatch.setattr(hf, "unsafe_cache_reason", lambda cache: "pretend sliding window")
+    monkeypatch.setattr(engine, "unsafe_cache_reason", lambda cache: "pretend sliding window")
     model = HFModel(neox.model, neox.tokenizer, ModelSettings(prefix_min_tokens=4))
     results = model.loglikelihood(choice_requests())
     assert not model.prefix_reuse_ and "sliding" in model.reuse_disabled_reason_
@@ -366,3 +366,93 @@ def test_gguf_checkpoint_scores_like_its_safetensors_source(models_dir, tmp_path
     requests = choice_requests()[:4]
     for a, b in zip(loaded.loglikelihood(requests), reference.loglikelihood(requests)):
         assert abs(a.logprob - b.logprob) < 1e-5
+
+
+OTHER_FEWSHOT = "Question: hello world? Answer: the dog\n\nQuestion: the cat sat? Answer: on the mat\n\n"
+
+
+def mixed_prefix_requests() -> list[LoglikelihoodRequest]:
+    """Choices under two different few-shot prefixes, plus requests without any shared prefix."""
+    other = [LoglikelihoodRequest(f"{OTHER_FEWSHOT}Question: {q}? Answer:", a) for q in QUESTIONS[:3] for a in ANSWERS]
+    return choice_requests() + other + [LoglikelihoodRequest(c, a) for c in CORPUS for a in ANSWERS[:2]]
+
+
+@pytest.mark.parametrize("arch", ["neox", "gpt2", "llama"])
+def test_tree_packing_equals_plain_rows(models_dir, arch):
+    packed = HFModel.from_checkpoint(models_dir[arch], ModelSettings(batch_size=3, prefix_min_tokens=4))
+    requests = mixed_prefix_requests()
+    packed.loglikelihood(requests)  # the one-time check that packing reproduces plain rows runs here
+    with count_forward_positions(packed.model) as counts:
+        got = packed.loglikelihood(requests)
+    assert packed.packing_ and packed.packing_verified_, packed.packing_disabled_reason_
+    plain_model = HFModel(packed.model, packed.tokenizer, ModelSettings(batch_size=3, tree_packing=False))
+    with count_forward_positions(packed.model) as plain_counts:
+        plain = plain_model.loglikelihood(requests)
+    assert max(abs(a.logprob - b.logprob) for a, b in zip(got, plain)) < 1e-5
+    assert [a.is_greedy for a in got] == [b.is_greedy for b in plain]
+    assert [a.n_tokens for a in got] == [b.n_tokens for b in plain]
+    for request, result in zip(requests[::5], got[::5]):
+        whole = encode(packed, request.context + request.continuation)
+        assert abs(result.logprob - direct(packed.model, whole, len(encode(packed, request.context)))[0]) < 1e-5
+    assert counts["positions"] < plain_counts["positions"]  # the choices' shared contexts ran once
+
+
+def count_forward_positions(model):
+    """Context manager counting input positions run forward (a plain copy of the benchmark helper)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def counting():
+        counts = {"positions": 0}
+        forward = model.forward
+
+        def counted(*args, **kwargs):
+            counts["positions"] += int(kwargs["input_ids"].numel())
+            return forward(*args, **kwargs)
+
+        model.forward = counted
+        try:
+            yield counts
+        finally:
+            del model.forward
+
+    return counting()
+
+
+def test_packing_that_changes_scores_is_turned_off_and_plain_rows_are_used(neox, monkeypatch):
+    import harness.token_scoring as engine
+
+    real = engine.tree_inputs
+
+    def causal_instead_of_tree(packed, prefix_lens, pad_token, dtype, device):
+        ids, positions, mask = real(packed, prefix_lens, pad_token, dtype, device)
+        width = ids.shape[1]
+        causal = torch.ones(width, width, dtype=torch.bool).tril()
+        mask[:, :, :, -width:] = torch.zeros(width, width).masked_fill_(~causal, torch.finfo(dtype).min)
+        return ids, positions, mask
+
+    monkeypatch.setattr(engine, "tree_inputs", causal_instead_of_tree)
+    model = HFModel(neox.model, neox.tokenizer, ModelSettings(batch_size=4, prefix_min_tokens=4))
+    results = model.loglikelihood(mixed_prefix_requests())
+    assert not model.packing_ and "tree packing changed log-probs" in model.packing_disabled_reason_
+    reference = HFModel(neox.model, neox.tokenizer, ModelSettings(tree_packing=False)).loglikelihood(
+        mixed_prefix_requests())
+    assert max(abs(a.logprob - b.logprob) for a, b in zip(results, reference)) < 1e-5
+
+
+def test_out_of_memory_while_packed_halves_the_batch(neox, monkeypatch):
+    model = HFModel(neox.model, neox.tokenizer, ModelSettings(batch_size=8, prefix_min_tokens=4), name="/ckpt/tiny")
+    forward = neox.model.forward
+
+    def small_batches_only(*args, **kwargs):
+        if kwargs["input_ids"].shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(neox.model, "forward", small_batches_only)
+    results = model.loglikelihood(mixed_prefix_requests())
+    monkeypatch.setattr(neox.model, "forward", forward)
+    assert model.batch_size_ <= 2 and model.packing_verified_
+    reference = HFModel(neox.model, neox.tokenizer, ModelSettings(tree_packing=False)).loglikelihood(
+        mixed_prefix_requests())
+    assert max(abs(a.logprob - b.logprob) for a, b in zip(results, reference)) < 1e-5

@@ -100,6 +100,8 @@ def test_failing_checkpoints_are_recorded_as_nan_and_others_scored(tiny_family: 
     assert len(bad) == 3 and bad["ce_nats_sum"].isna().all()
     good = ckpts[ckpts["error"].isna()]  # n20k/ holds the final checkpoint and two step folders
     assert len(good) == 3 and good["ce_nats_sum"].map(math.isfinite).all()
+    # both scoring shortcuts held on the built-in architecture: no reason recorded for turning one off
+    assert good["prefix_reuse_off"].isna().all() and good["tree_packing_off"].isna().all()
 
 
 def test_fail_fast_stops_with_one_line(tiny_family: Path, tasks, tmp_path: Path) -> None:

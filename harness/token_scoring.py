@@ -1,0 +1,284 @@
+"""The scoring engine of `HFModel`: token requests to log-probabilities with as few forward positions as possible.
+
+Rows are the distinct model inputs (`batching.plan_rows`). Groups of rows sharing a prefix get that
+prefix's key/value cache from one batched forward per window of groups; the rows after it are
+tree-packed (`tree_packing`) so each distinct token prefix runs once, and packed rows of different
+groups share forward passes. Both shortcuts are checked once per model against plain rows and
+turned off, with a warning and a recorded reason, where a model does not reproduce plain scores.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Callable, Sequence
+
+import torch
+
+from harness.batching import (
+    RowPlan, TokenRequest, gather, length_failure, pad_rows, plain_positions, plan_rows, prefix_inputs,
+    select_cache, stack_caches, unsafe_cache_reason,
+)
+from harness.hf_load import is_oom
+from harness.model import LoglikelihoodResult
+from harness.tree_packing import MIN_SAVING, PackedRow, pack_rows, pack_width, tree_inputs
+from skill_catalog.errors import UserError
+
+log = logging.getLogger(__name__)
+Packed = tuple[int, PackedRow]  # (group index in its window, packed row)
+
+
+def tolerance(dtype: torch.dtype) -> float:
+    """Largest log-prob difference a shortcut may make before it is turned off."""
+    return 1e-4 if dtype == torch.float32 else 5e-2
+
+
+class _UnsafeCache(Exception):
+    """The model's cache cannot be batched or sliced safely."""
+
+
+class TokenScoring:
+    """Scoring methods of `HFModel`; they use its model, settings and the learned state set in its ``__init__``."""
+
+    model: Any
+    name: str
+    settings: Any
+    device_: torch.device
+    max_length_: int
+    batch_size_: int
+    pad_token_: int
+    prefix_reuse_: bool
+    reuse_verified_: bool
+    reuse_disabled_reason_: str | None
+    packing_: bool
+    packing_verified_: bool
+    packing_disabled_reason_: str | None
+    _cache_kw: str
+
+    @torch.inference_mode()
+    def _score_tokens(
+        self, requests: Sequence[TokenRequest], batch_size: int | None, reuse: bool | None
+    ) -> list[LoglikelihoodResult]:
+        """Score token requests; `batch_size`/`reuse` override the settings (used by `drift`)."""
+        reuse = self.prefix_reuse_ if reuse is None else reuse
+        results: list[LoglikelihoodResult | None] = [length_failure(r, self.max_length_) for r in requests]
+        valid = [i for i, failure in enumerate(results) if failure is None]
+        plan = plan_rows(requests, valid, reuse, self.settings.prefix_min_tokens)
+        # A window of groups holds at most one batch of prefix caches, as one scoring batch would; groups
+        # sorted by prefix length pad their batched prefix forward least.
+        size, groups = batch_size or self.batch_size_, sorted(plan.groups, key=lambda group: group[0])
+        for start in range(0, len(groups), size):
+            window = groups[start:start + size]
+            if reuse and self.packing_ and self._score_packed(window, plan, requests, results, batch_size):
+                continue
+            for prefix_len, members in window:
+                self._score_group(prefix_len, members, plan, requests, results, batch_size)
+        return results  # type: ignore[return-value]
+
+    # ---- packed scoring ------------------------------------------------------------------------
+
+    def _score_packed(self, window: list[tuple[int, list[int]]], plan: RowPlan, requests: Sequence[TokenRequest],
+                      results: list, batch_size: int | None) -> bool:
+        """Score a window of groups as tree-packed rows; False (nothing scored) where plain rows should."""
+        rows = plan.rows
+        shared = [g for g, (prefix_len, _) in enumerate(window) if prefix_len]
+        caches = self._window_caches([rows[window[g][1][0]][:window[g][0]] for g in shared]) if shared else None
+        slots = {g: s for s, g in enumerate(shared)} if caches is not None else {}
+        starts = [prefix_len if g in slots else 0 for g, (prefix_len, _) in enumerate(window)]
+        packed = [(g, row) for g, (_, members) in enumerate(window)
+                  for row in pack_rows(rows, members, starts[g], pack_width(rows, members, starts[g]))]
+        plain = sum(len(rows[r]) - starts[g] for g, (_, members) in enumerate(window) for r in members)
+        if not slots and sum(len(p.tokens) for _, p in packed) > (1 - MIN_SAVING) * plain:
+            return False
+        order = sorted(packed, key=lambda item: len(item[1].tokens), reverse=True)
+        if not self.packing_verified_:
+            # The cheapest packed row that holds a tree (two rows or more) and a cached prefix, if any.
+            probe = min(order, key=lambda item: (len(item[1].members) < 2, not starts[item[0]], len(item[1].tokens)))
+            if not self._verify_packing(probe, starts, slots, caches, rows):
+                return False
+
+        def run(chunk: list[Packed]) -> None:
+            logits = self._forward_packed(chunk, starts, slots, caches)
+            picks = [(i, b, [path[j] for j in plain_positions(requests[i], starts[g])])
+                     for b, (g, p) in enumerate(chunk) for r, path in p.members for i in plan.uses[r]]
+            for (i, _, _), result in zip(picks, gather(logits, picks, requests)):
+                results[i] = result
+
+        self._in_batches(order, run, batch_size)
+        return True
+
+    def _forward_packed(self, chunk: Sequence[Packed], starts: list[int], slots: dict[int, int],
+                        caches: list | None) -> torch.Tensor:
+        """float32 logits of packed rows, each continuing its own group's cached prefix (if any)."""
+        prefix_lens = [starts[g] for g, _ in chunk]
+        ids, positions, mask = tree_inputs([p for _, p in chunk], prefix_lens, self.pad_token_, self.model.dtype,
+                                           self.device_)
+        longest = max(prefix_lens)
+        kwargs: dict[str, Any] = {"input_ids": ids, "position_ids": positions, "attention_mask": mask,
+                                  "use_cache": bool(longest)}
+        if longest:
+            kwargs[self._cache_kw] = select_cache(caches, [slots.get(g, 0) for g, _ in chunk], longest)
+        return self.model(**kwargs).logits.float()
+
+    def _verify_packing(self, item: Packed, starts: list[int], slots: dict[int, int], caches: list | None,
+                        rows: list) -> bool:
+        """Compare one packed row with its rows run plainly from their first token; turn packing off on a mismatch.
+
+        Returns:
+            Whether packing may be used now (False also when the plain logits are not finite: no verdict).
+        """
+        g, packed = item
+        errors: list[float] = []
+
+        def compare(chunk: list[tuple[int, list[int]]]) -> None:
+            plain = torch.log_softmax(self._forward_rows([rows[r] for r, _ in chunk], 0, None), -1)
+            for b, (_, path) in enumerate(chunk):
+                ours = plain[b, starts[g]:starts[g] + len(path)]
+                if not bool(torch.isfinite(ours).all()):
+                    errors.append(math.nan)  # no verdict: the model itself is not finite here
+                    continue
+                error = float((ours - got[path]).abs().max())
+                errors.append(error if math.isfinite(error) else math.inf)
+
+        try:
+            got = torch.log_softmax(self._forward_packed([item], starts, slots, caches)[0], -1)
+        except Exception as exc:
+            if is_oom(exc):
+                raise self._oom_error() from exc
+            return self._disable_packing(f"a tree-masked forward failed ({type(exc).__name__}: {exc})")
+        self._in_batches(packed.members, compare, None)
+        if any(math.isnan(e) for e in errors):
+            return False  # plain rows will report the non-finite logits as failures
+        error = max(errors)
+        if not error <= tolerance(self.model.dtype):
+            return self._disable_packing(f"tree packing changed log-probs by {error:.1e}")
+        self.packing_verified_ = True
+        self.reuse_verified_ = self.reuse_verified_ or starts[g] > 0  # that row continued a cached prefix
+        return True
+
+    def _disable_packing(self, reason: str) -> bool:
+        log.warning("%s: tree packing disabled, scoring rows separately: %s", self.name, reason)
+        self.packing_, self.packing_disabled_reason_ = False, reason
+        return False
+
+    def _window_caches(self, prefixes: list[tuple[int, ...]]) -> list | None:
+        """Per layer, (keys, values) of all `prefixes`, stacked and right-padded to the longest;
+        None when reuse is unsafe for this model (then disabled)."""
+        if self.reuse_disabled_reason_:
+            return None
+        parts: list[list] = []
+
+        def run(chunk: list[tuple[int, ...]]) -> None:
+            # Right padding after a prefix cannot change it: causal attention never looks ahead.
+            ids, _ = pad_rows(chunk, self.pad_token_)
+            out = self.model(input_ids=ids.to(self.device_), use_cache=True)
+            cache = getattr(out, "cache", None)
+            cache = cache if cache is not None else getattr(out, "past_key_values", None)
+            reason = unsafe_cache_reason(cache)
+            if reason:
+                raise _UnsafeCache(reason)
+            parts.append([(layer.keys, layer.values) for layer in cache.layers])
+
+        try:
+            self._in_batches(prefixes, run, None)
+        except _UnsafeCache as exc:
+            return self._disable_reuse(str(exc))
+        except UserError:
+            raise
+        except Exception as exc:
+            if is_oom(exc):
+                raise
+            return self._disable_reuse(f"a forward with a cached prefix failed ({type(exc).__name__}: {exc})")
+        return stack_caches(parts, max(len(p) for p in prefixes))
+
+    # ---- plain scoring, one group at a time ------------------------------------------------------
+
+    def _score_group(self, prefix_len: int, members: list[int], plan: RowPlan, requests: Sequence[TokenRequest],
+                     results: list, batch_size: int | None) -> None:
+        rows, kv = plan.rows, None
+        if prefix_len:
+            try:
+                kv = self._prefix_cache(rows[members[0]][:prefix_len], rows[members[-1]])
+            except Exception as exc:
+                if is_oom(exc):
+                    raise self._oom_error() from exc
+                raise
+            prefix_len = prefix_len if kv is not None else 0
+
+        def run(chunk: list[int]) -> None:
+            logits = self._forward_rows([rows[r][prefix_len:] for r in chunk], prefix_len, kv)
+            picks = [(i, b, plain_positions(requests[i], prefix_len)) for b, r in enumerate(chunk) for i in plan.uses[r]]
+            for (i, _, _), result in zip(picks, gather(logits, picks, requests)):
+                results[i] = result
+
+        self._in_batches(sorted(members, key=lambda r: len(rows[r]), reverse=True), run, batch_size)
+
+    def _forward_rows(self, rows: Sequence[Sequence[int]], prefix_len: int, kv: list | None) -> torch.Tensor:
+        """float32 logits of right-padded rows that continue a cached prefix of `prefix_len` tokens."""
+        ids, mask = (t.to(self.device_) for t in pad_rows(rows, self.pad_token_))
+        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "use_cache": False}
+        if prefix_len:
+            kwargs.update(prefix_inputs(kv, mask, prefix_len, self._cache_kw))
+        return self.model(**kwargs).logits.float()
+
+    def _prefix_cache(self, prefix: Sequence[int], probe_row: tuple[int, ...]) -> list | None:
+        """Per-layer (keys, values) of `prefix`, or None when reuse is unsafe for this model (then disabled)."""
+        if self.reuse_disabled_reason_:
+            return None
+        try:
+            out = self.model(input_ids=torch.tensor([list(prefix)], device=self.device_), use_cache=True)
+            cache = getattr(out, "cache", None)
+            cache = cache if cache is not None else getattr(out, "past_key_values", None)
+            reason = unsafe_cache_reason(cache)
+            if reason:
+                return self._disable_reuse(reason)
+            kv = [(layer.keys, layer.values) for layer in cache.layers]
+            error = 0.0 if self.reuse_verified_ else self._reuse_error(probe_row, kv, len(prefix))
+        except Exception as exc:
+            if is_oom(exc):
+                raise
+            return self._disable_reuse(f"a forward with a cached prefix failed ({type(exc).__name__}: {exc})")
+        # Checked once per model on a real row: catches position or mask handling this code does not expect.
+        if error > tolerance(self.model.dtype):
+            return self._disable_reuse(f"a reused prefix changed log-probs by {error:.1e}")
+        self.reuse_verified_ = self.reuse_verified_ or math.isfinite(error)
+        return kv
+
+    def _reuse_error(self, row: tuple[int, ...], kv: list, prefix_len: int) -> float:
+        """Max |log-prob difference| on one row between a full forward and one continuing the cached prefix."""
+        full = torch.log_softmax(self._forward_rows([row], 0, None)[0, prefix_len:], -1)
+        part = torch.log_softmax(self._forward_rows([row[prefix_len:]], prefix_len, kv)[0], -1)
+        return float((full - part).abs().max())
+
+    def _disable_reuse(self, reason: str) -> None:
+        if self.prefix_reuse_:
+            log.warning("%s: prefix reuse disabled, scoring without it: %s", self.name, reason)
+        self.prefix_reuse_, self.reuse_disabled_reason_ = False, reason
+        return None
+
+    # ---- batches ------------------------------------------------------------------------------------
+
+    def _oom_error(self) -> UserError:
+        return UserError(
+            f"{self.name}: out of memory at batch size 1 (max_length {self.max_length_}); "
+            "fix: lower max_length, use dtype bfloat16 on a GPU, or use a device with more memory"
+        )
+
+    def _in_batches(self, items: list, run: Callable[[list], None], fixed: int | None) -> None:
+        """Call `run` on consecutive chunks, halving the batch size on out-of-memory."""
+        size, i = fixed or self.batch_size_, 0
+        while i < len(items):
+            chunk = items[i:i + size]
+            try:
+                run(chunk)
+            except Exception as exc:
+                if not is_oom(exc):
+                    raise
+                if len(chunk) == 1:
+                    raise self._oom_error() from exc
+                size = max(1, len(chunk) // 2)
+                self.batch_size_ = size if fixed is None else self.batch_size_
+                log.warning("%s: out of memory at batch size %d, retrying with %d", self.name, len(chunk), size)
+                if self.device_.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            i += len(chunk)
