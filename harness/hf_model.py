@@ -1,8 +1,9 @@
 """`HFModel`: the model protocol for any transformers causal LM in a local folder.
 
-Scoring sorts rows by length, scores identical rows once (and a row that is a prefix of another
-from the longer one), reuses the key/value cache of a prefix shared by many rows, and turns NaN
-logits into NaN results with a reason. Loading is offline, without remote code or pickles.
+Scoring (`token_scoring`) scores identical rows once (and a row that is a prefix of another from
+the longer one), reuses the key/value cache of a prefix shared by many rows, runs rows sharing
+leading tokens as one tree-packed row, and turns NaN logits into NaN results with a reason.
+Loading is offline, without remote code or pickles.
 """
 from __future__ import annotations
 
