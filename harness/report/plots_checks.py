@@ -1,13 +1,16 @@
-"""Figures of the checks around emergence: the mirage view, per-skill accuracy, seen vs held-out, paired comparison.
+"""Figures of the checks around emergence: the mirage view, per-skill accuracy and loss, seen vs held-out, paired
+comparison.
 
 Same contract as `plots`: `ReportData` in, a `Figure` out, a "not enough data" panel instead of an error.
 """
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from harness.analysis.skill_loss import per_skill_loss
 from harness.report.canvas import (LOSS_REVERSED, MODE_STYLES, empty_figure, finite, k_colors, min_span,
                                    new_figure, note, numeric, ordered_colors, yerr)
 from harness.report.data import ReportData, single_skill_accuracy
@@ -78,6 +81,45 @@ def plot_skills(data: ReportData) -> Figure:
     ax.set_ylabel("skill")
     ax.set_title(f"{title}; grey = every item failed")
     fig.colorbar(image, ax=ax, label="accuracy (fraction of items)", shrink=0.9)
+    return fig
+
+
+def plot_skill_loss(data: ReportData) -> Figure:
+    """Each skill's own cross-entropy (gold answer tokens of its k = 1 items) against the checkpoint's loss,
+    and its k = 1 accuracy against that per-skill loss."""
+    title = "Per-skill loss"
+    loss_table = per_skill_loss(data.records) if len(data.records) else pd.DataFrame()
+    acc = single_skill_accuracy(data.records, data.metric)
+    if loss_table.empty or not np.isfinite(numeric(loss_table, "nats_per_token")).any():
+        return empty_figure(title, "no gold log-prob records of single-skill items")
+    loss = data.checkpoints.set_index("checkpoint_id")["loss"]
+    frame = loss_table.assign(checkpoint_id=loss_table["checkpoint_id"].astype(str))
+    frame["checkpoint_loss"] = frame["checkpoint_id"].map(loss)
+    frame["accuracy"] = [acc.at[s, c] if s in acc.index and c in acc.columns else np.nan
+                         for s, c in zip(frame["skill"], frame["checkpoint_id"])]
+    skills = frame.groupby("skill")["nats_per_token"].mean().sort_values(ascending=False).index
+    colors = dict(zip(skills, ordered_colors(len(skills))))
+    fig, axes = new_figure(1, 2, height=4.4)
+    for skill, rows in frame.groupby("skill"):
+        rows = rows.sort_values("checkpoint_loss")
+        x, y, a = numeric(rows, "checkpoint_loss"), numeric(rows, "nats_per_token"), numeric(rows, "accuracy")
+        if finite(x, y).any():
+            axes[0, 0].plot(x[finite(x, y)], y[finite(x, y)], "o", ms=3, color=colors[skill], label=skill)
+        if finite(y, a).any():
+            axes[0, 1].plot(y[finite(y, a)], a[finite(y, a)], "o", ms=3, color=colors[skill], label=skill)
+    axes[0, 0].set_xlabel(f"checkpoint loss (nats/token; {LOSS_REVERSED})", fontsize=7)
+    axes[0, 0].set_ylabel("skill loss (nats per answer token, k = 1)", fontsize=8)
+    axes[0, 1].set_xlabel(f"skill loss (nats per answer token; {LOSS_REVERSED})", fontsize=7)
+    axes[0, 1].set_ylabel(f"k = 1 {data.metric} of the skill", fontsize=8)
+    for ax in axes[0]:
+        ax.invert_xaxis()
+    if not finite(numeric(frame, "accuracy")).any():
+        note(axes[0, 1], f"no k = 1 {data.metric} records")
+    axes[0, 0].set_title("each skill's loss falls with the model's", fontsize=10)
+    axes[0, 1].set_title("each skill emerges as its own loss falls", fontsize=10)
+    if len(skills) <= 16:
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(handles), 8), fontsize=7)
     return fig
 
 

@@ -155,7 +155,12 @@ def skills_section(data: ReportData, figs: Figures) -> str:
     intro = (f"Mean k = 1 <code>{esc(data.metric)}</code> per skill and checkpoint; a grey cell means every item of "
              "that skill failed to score (NaN), which is different from accuracy 0.")
     return section("skills", "Single skills", intro,
-                   figure("skills", figs.get("skills"), "Single-skill accuracy by checkpoint"))
+                   figure("skills", figs.get("skills"), "Single-skill accuracy by checkpoint"),
+                   figure("skill_loss", figs.get("skill_loss"),
+                          "Left: each skill's cross-entropy on the gold answers of its k = 1 items against the "
+                          "checkpoint's loss (A&G: competence on every skill follows the overall loss). Right: the "
+                          "skill's accuracy against its own loss: where each skill switches on. Table: "
+                          "analysis/per_skill_loss.parquet."))
 
 
 def product_section(data: ReportData, figs: Figures) -> str:
