@@ -66,12 +66,24 @@ class TokenScoring:
         # A window of groups holds at most one batch of prefix caches, as one scoring batch would; groups
         # sorted by prefix length pad their batched prefix forward least.
         size, groups = batch_size or self.batch_size_, sorted(plan.groups, key=lambda group: group[0])
-        for start in range(0, len(groups), size):
+        start = 0
+        while start < len(groups):
             window = groups[start:start + size]
-            if reuse and self.packing_ and self._score_packed(window, plan, requests, results, batch_size):
+            try:
+                packed = reuse and self.packing_ and self._score_packed(window, plan, requests, results, batch_size)
+            except Exception as exc:  # out of memory before anything was scored: fewer prefixes at a time
+                if not is_oom(exc):
+                    raise
+                if len(window) == 1:
+                    raise self._oom_error() from exc
+                size = len(window) // 2
+                log.warning("%s: out of memory holding %d prefix caches, retrying with %d", self.name, len(window), size)
+                self._free_memory()
                 continue
-            for prefix_len, members in window:
-                self._score_group(prefix_len, members, plan, requests, results, batch_size)
+            if not packed:
+                for prefix_len, members in window:
+                    self._score_group(prefix_len, members, plan, requests, results, batch_size)
+            start += len(window)
         return results  # type: ignore[return-value]
 
     # ---- packed scoring ------------------------------------------------------------------------
@@ -143,7 +155,7 @@ class TokenScoring:
             got = torch.log_softmax(self._forward_packed([item], starts, slots, caches)[0], -1)
         except Exception as exc:
             if is_oom(exc):
-                raise self._oom_error() from exc
+                raise
             return self._disable_packing(f"a tree-masked forward failed ({type(exc).__name__}: {exc})")
         self._in_batches(packed.members, compare, None)
         if any(math.isnan(e) for e in errors):
@@ -278,7 +290,10 @@ class TokenScoring:
                 size = max(1, len(chunk) // 2)
                 self.batch_size_ = size if fixed is None else self.batch_size_
                 log.warning("%s: out of memory at batch size %d, retrying with %d", self.name, len(chunk), size)
-                if self.device_.type == "cuda":
-                    torch.cuda.empty_cache()
+                self._free_memory()
                 continue
             i += len(chunk)
+
+    def _free_memory(self) -> None:
+        if self.device_.type == "cuda":
+            torch.cuda.empty_cache()

@@ -456,3 +456,26 @@ def test_out_of_memory_while_packed_halves_the_batch(neox, monkeypatch):
     reference = HFModel(neox.model, neox.tokenizer, ModelSettings(tree_packing=False)).loglikelihood(
         mixed_prefix_requests())
     assert max(abs(a.logprob - b.logprob) for a, b in zip(results, reference)) < 1e-5
+
+
+def test_out_of_memory_holding_prefix_caches_scores_fewer_groups_at_a_time(neox, monkeypatch):
+    import harness.token_scoring as engine
+
+    real = engine.stack_caches
+    held = []
+
+    def one_prefix_at_most(parts, length):
+        held.append(sum(part[0][0].shape[0] for part in parts))
+        if held[-1] > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(parts, length)
+
+    # two groups with different shared prefixes (their first tokens differ)
+    requests = choice_requests() + [LoglikelihoodRequest(f"the cat sat on the mat. {q}?", a)
+                                    for q in QUESTIONS for a in ANSWERS]
+    monkeypatch.setattr(engine, "stack_caches", one_prefix_at_most)
+    model = HFModel(neox.model, neox.tokenizer, ModelSettings(batch_size=8, prefix_min_tokens=4))
+    results = model.loglikelihood(requests)
+    assert max(held) > 1 and held[-1] == 1 and model.packing_verified_
+    reference = HFModel(neox.model, neox.tokenizer, ModelSettings(tree_packing=False)).loglikelihood(requests)
+    assert max(abs(a.logprob - b.logprob) for a, b in zip(results, reference)) < 1e-5
