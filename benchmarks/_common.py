@@ -92,12 +92,13 @@ def portable_path(path: Path) -> str:
 
 def write_result(name: str, rows: Sequence[dict], config: dict, notes: Sequence[str] = (), **extra: Any) -> Path:
     """Writes ``results/<name>.json``: header facts, the configuration, the table rows and notes."""
-    from harness.run_manifest import git_commit
+    from harness.run_manifest import git_commit, git_dirty
     from harness.store import json_safe
 
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": name, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-               "command": command(), "git_commit": git_commit(), "hardware": hardware(), "versions": versions(),
+               "command": command(), "git_commit": git_commit(), "git_dirty": git_dirty(),
+               "hardware": hardware(), "versions": versions(),
                "config": config, "rows": list(rows), "notes": list(notes), **extra}
     path = RESULTS_DIR / f"{name}.json"
     tmp = path.with_suffix(".json.partial")

@@ -30,14 +30,26 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]
     return out
 
 
-def git_commit() -> str | None:
-    """Commit of the harness checkout, or None outside a git checkout."""
+def _git(*args: str) -> str | None:
+    """Output of a git command in the harness checkout, or None outside one."""
     root = Path(__file__).resolve().parent.parent
     try:
-        done = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return done.stdout.strip() or None if done.returncode == 0 else None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def git_commit() -> str | None:
+    """Commit of the harness checkout, or None outside a git checkout."""
+    return _git("rev-parse", "HEAD") or None
+
+
+def git_dirty() -> bool | None:
+    """Whether tracked files of the checkout differ from its commit (the commit alone does not say what ran);
+    committed benchmark results are not code and do not count."""
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)benchmarks/results")
+    return None if status is None else bool(status)
 
 
 def write_manifest(plan, tables: dict[str, pd.DataFrame], started: float, failures: list[str]) -> Path:
@@ -54,6 +66,7 @@ def write_manifest(plan, tables: dict[str, pd.DataFrame], started: float, failur
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
         "tasks": [{"name": t.name, "version": t.version, "hash": task_hash(t),
                    "seed": getattr(getattr(t, "composition", None), "seed", getattr(t, "seed", None)),
                    "n_items": len(plan.items.get(t.name, ()))} for t in plan.tasks],

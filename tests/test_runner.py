@@ -70,6 +70,7 @@ def test_run_writes_tidy_tables(tiny_family: Path, tasks, tmp_path: Path) -> Non
     assert set(records["split"]) == {"single", "seen", "heldout"}
     manifest = (run_dir / "manifest.json").read_text()
     assert '"packages"' in manifest and '"git_commit"' in manifest and '"allow_pickle": false' in manifest
+    assert '"git_dirty"' in manifest
 
 
 def test_batch_size_and_order_do_not_change_numbers(tiny_family: Path, tasks, tmp_path: Path, monkeypatch) -> None:
