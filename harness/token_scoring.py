@@ -20,7 +20,7 @@ from harness.batching import (
 )
 from harness.hf_load import is_oom
 from harness.model import LoglikelihoodResult
-from harness.tree_packing import MIN_SAVING, PackedRow, pack_rows, pack_width, tree_inputs
+from harness.tree_packing import MIN_SAVING, ROW_TOKENS_FLOOR, PackedRow, pack_rows, pack_width, tree_inputs
 from skill_catalog.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,9 @@ class TokenScoring:
             for (i, _, _), result in zip(picks, gather(logits, picks, requests)):
                 results[i] = result
 
-        self._in_batches(order, run, batch_size)
+        longest_plain = max(len(rows[r]) - starts[g] for g, (_, members) in enumerate(window) for r in members)
+        scale = min(1.0, max(longest_plain, ROW_TOKENS_FLOOR) / len(order[0][1].tokens))
+        self._in_batches(order, run, batch_size, scale=scale)
         return True
 
     def _forward_packed(self, chunk: Sequence[Packed], starts: list[int], slots: dict[int, int],
@@ -275,9 +277,16 @@ class TokenScoring:
             "fix: lower max_length, use dtype bfloat16 on a GPU, or use a device with more memory"
         )
 
-    def _in_batches(self, items: list, run: Callable[[list], None], fixed: int | None) -> None:
-        """Call `run` on consecutive chunks, halving the batch size on out-of-memory."""
-        size, i = fixed or self.batch_size_, 0
+    def _in_batches(self, items: list, run: Callable[[list], None], fixed: int | None, scale: float = 1.0) -> None:
+        """Call `run` on consecutive chunks of `scale` times the batch size (at least 1), halving on out-of-memory.
+
+        Args:
+            items: What to run, in order.
+            run: Called on each chunk.
+            fixed: A batch size that overrides (and is not changed by) the learned one.
+            scale: Chunk size relative to the batch size (below 1 for items larger than a plain row).
+        """
+        size, i = max(1, int((fixed or self.batch_size_) * scale)), 0
         while i < len(items):
             chunk = items[i:i + size]
             try:
@@ -288,7 +297,7 @@ class TokenScoring:
                 if len(chunk) == 1:
                     raise self._oom_error() from exc
                 size = max(1, len(chunk) // 2)
-                self.batch_size_ = size if fixed is None else self.batch_size_
+                self.batch_size_ = max(1, int(size / scale)) if fixed is None else self.batch_size_
                 log.warning("%s: out of memory at batch size %d, retrying with %d", self.name, len(chunk), size)
                 self._free_memory()
                 continue

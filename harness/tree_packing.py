@@ -14,6 +14,10 @@ import torch
 
 MIN_PACK_WIDTH = 64
 """Packed rows may hold at least this many tokens (and at least twice the longest row of the group)."""
+ROW_TOKENS_FLOOR = 512
+"""A batch of packed rows holds as many tokens as a batch of plain rows of max(longest plain row, this
+many tokens) would: wide packed rows get fewer rows per batch, so memory stays that of plain rows,
+while rows this short (far from any memory limit) keep the full batch."""
 MIN_SAVING = 0.1
 """Rows without a cached prefix are packed only when that runs at least this share fewer positions: a
 tree mask gives up the plain causal attention kernels (rolling windows, for one, share almost nothing)."""

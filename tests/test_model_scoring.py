@@ -479,3 +479,34 @@ def test_out_of_memory_holding_prefix_caches_scores_fewer_groups_at_a_time(neox,
     assert max(held) > 1 and held[-1] == 1 and model.packing_verified_
     reference = HFModel(neox.model, neox.tokenizer, ModelSettings(tree_packing=False)).loglikelihood(requests)
     assert max(abs(a.logprob - b.logprob) for a, b in zip(results, reference)) < 1e-5
+
+
+def test_wide_packed_rows_are_batched_by_tokens_not_rows(neox, monkeypatch):
+    import harness.token_scoring as engine
+
+    requests = [LoglikelihoodRequest(f"{c} {q} {n}?", a) for c in CORPUS for q in QUESTIONS for n in range(8)
+                for a in ANSWERS]
+    forward, shapes = neox.model.forward, []
+
+    def recording(*args, **kwargs):
+        if kwargs.get("attention_mask") is not None and kwargs["attention_mask"].dim() == 4:
+            shapes.append(tuple(kwargs["input_ids"].shape))
+        return forward(*args, **kwargs)
+
+    models = {floor: HFModel(neox.model, neox.tokenizer, ModelSettings(batch_size=8, prefix_min_tokens=4))
+              for floor in (10_000, 1)}  # built before forward is wrapped: they read its signature
+    monkeypatch.setattr(neox.model, "forward", recording)
+    rows_per_batch = {}
+    for floor, model in models.items():  # rows short enough to batch freely; every packed row counted by its tokens
+        monkeypatch.setattr(engine, "ROW_TOKENS_FLOOR", floor)
+        shapes.clear()
+        results = model.loglikelihood(requests)
+        assert model.packing_verified_
+        rows_per_batch[floor] = max(rows for rows, _ in shapes)
+        plain = max(len(encode(neox, r.context + r.continuation)) for r in requests)
+        if floor == 1:  # no batch holds more tokens than 8 of the longest plain rows
+            assert all(rows * width <= 8 * plain for rows, width in shapes[1:])
+    monkeypatch.setattr(neox.model, "forward", forward)
+    assert rows_per_batch[10_000] == 8 and rows_per_batch[1] < 8
+    reference = HFModel(neox.model, neox.tokenizer, ModelSettings(tree_packing=False)).loglikelihood(requests)
+    assert max(abs(a.logprob - b.logprob) for a, b in zip(results, reference)) < 1e-5
