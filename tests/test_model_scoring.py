@@ -271,9 +271,11 @@ def test_generate_until_stops_at_stop_string_and_matches_generate(neox):
     assert results[-1].n_tokens == 5
 
 
-def test_out_of_memory_halves_batch_then_is_a_user_error(neox, monkeypatch):
-    settings = ModelSettings(batch_size=16, prefix_reuse=False)
+@pytest.mark.parametrize("packed", [False, True], ids=["plain-rows", "packed-rows"])
+def test_out_of_memory_halves_batch_then_is_a_user_error(neox, monkeypatch, packed):
+    settings = ModelSettings(batch_size=16, prefix_reuse=packed, prefix_min_tokens=4)
     model = HFModel(neox.model, neox.tokenizer, settings, name="/ckpt/tiny")
+    requests = mixed_prefix_requests()
     forward = neox.model.forward
 
     def small_batches_only(*args, **kwargs):
@@ -282,10 +284,10 @@ def test_out_of_memory_halves_batch_then_is_a_user_error(neox, monkeypatch):
         return forward(*args, **kwargs)
 
     monkeypatch.setattr(neox.model, "forward", small_batches_only)
-    results = model.loglikelihood(choice_requests())
-    assert model.batch_size_ <= 2
+    results = model.loglikelihood(requests)
+    assert model.batch_size_ <= 2 and model.packing_verified_ == packed
     monkeypatch.setattr(neox.model, "forward", forward)
-    reference = neox.loglikelihood(choice_requests())
+    reference = HFModel(neox.model, neox.tokenizer, ModelSettings(tree_packing=False)).loglikelihood(requests)
     assert max(abs(a.logprob - b.logprob) for a, b in zip(results, reference)) < 1e-5
 
     def never(*args, **kwargs):
@@ -293,7 +295,7 @@ def test_out_of_memory_halves_batch_then_is_a_user_error(neox, monkeypatch):
 
     monkeypatch.setattr(neox.model, "forward", never)
     with pytest.raises(UserError, match="/ckpt/tiny.*batch size 1"):
-        model.loglikelihood(choice_requests())
+        model.loglikelihood(requests)
 
 
 def test_load_succeeds_with_network_blocked(models_dir, monkeypatch):
@@ -435,24 +437,6 @@ def test_packing_that_changes_scores_is_turned_off_and_plain_rows_are_used(neox,
     model = HFModel(neox.model, neox.tokenizer, ModelSettings(batch_size=4, prefix_min_tokens=4))
     results = model.loglikelihood(mixed_prefix_requests())
     assert not model.packing_ and "tree packing changed log-probs" in model.packing_disabled_reason_
-    reference = HFModel(neox.model, neox.tokenizer, ModelSettings(tree_packing=False)).loglikelihood(
-        mixed_prefix_requests())
-    assert max(abs(a.logprob - b.logprob) for a, b in zip(results, reference)) < 1e-5
-
-
-def test_out_of_memory_while_packed_halves_the_batch(neox, monkeypatch):
-    model = HFModel(neox.model, neox.tokenizer, ModelSettings(batch_size=8, prefix_min_tokens=4), name="/ckpt/tiny")
-    forward = neox.model.forward
-
-    def small_batches_only(*args, **kwargs):
-        if kwargs["input_ids"].shape[0] > 2:
-            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return forward(*args, **kwargs)
-
-    monkeypatch.setattr(neox.model, "forward", small_batches_only)
-    results = model.loglikelihood(mixed_prefix_requests())
-    monkeypatch.setattr(neox.model, "forward", forward)
-    assert model.batch_size_ <= 2 and model.packing_verified_
     reference = HFModel(neox.model, neox.tokenizer, ModelSettings(tree_packing=False)).loglikelihood(
         mixed_prefix_requests())
     assert max(abs(a.logprob - b.logprob) for a, b in zip(results, reference)) < 1e-5
