@@ -26,6 +26,7 @@ from harness.model import (
     failed_loglikelihood, pair_texts, rolling_windows,
 )
 from harness.token_scoring import TokenScoring
+from harness.tree_packing import attention_span
 
 log = logging.getLogger(__name__)
 AUTO_BATCH_START = {"cuda": 256, "cpu": 32}
@@ -84,9 +85,10 @@ class HFModel(TokenScoring):
         self.reuse_verified_ = False
         self.reuse_disabled_reason_: str | None = None
         params = inspect.signature(model.forward).parameters
-        self.packing_ = self.settings.tree_packing
+        self.attention_span_, span_problem = attention_span(model)
+        self.packing_ = self.settings.tree_packing and span_problem is None
         self.packing_verified_ = False
-        self.packing_disabled_reason_: str | None = None
+        self.packing_disabled_reason_: str | None = span_problem
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self._encoded: dict[str, list[int]] = {}
 

@@ -52,6 +52,7 @@ class TokenScoring:
     packing_: bool
     packing_verified_: bool
     packing_disabled_reason_: str | None
+    attention_span_: int | None
     _cache_kw: str
 
     @torch.inference_mode()
@@ -92,6 +93,9 @@ class TokenScoring:
                       results: list, batch_size: int | None) -> bool:
         """Score a window of groups as tree-packed rows; False (nothing scored) where plain rows should."""
         rows = plan.rows
+        span = self.attention_span_
+        if span is not None and max(len(rows[r]) for _, members in window for r in members) > span:
+            return False  # a sliding-window layer would see less of a longer row than a tree node does
         shared = [g for g, (prefix_len, _) in enumerate(window) if prefix_len]
         caches = self._window_caches([rows[window[g][1][0]][:window[g][0]] for g in shared]) if shared else None
         slots = {g: s for s, g in enumerate(shared)} if caches is not None else {}

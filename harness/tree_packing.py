@@ -8,7 +8,7 @@ position ids is checked on a real row before packing is trusted (see `HFModel`).
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import torch
 
@@ -21,6 +21,34 @@ while rows this short (far from any memory limit) keep the full batch."""
 MIN_SAVING = 0.1
 """Rows without a cached prefix are packed only when that runs at least this share fewer positions: a
 tree mask gives up the plain causal attention kernels (rolling windows, for one, share almost nothing)."""
+
+
+def attention_span(model: Any) -> tuple[int | None, str | None]:
+    """How far back every layer of `model` attends: (None, None) for full causal attention everywhere,
+    (w, None) when some layers see only the last w tokens (then rows up to w tokens pack exactly),
+    (0, reason) when some layer is not attention at all (a recurrent state cannot be tree-packed).
+
+    Read from the cache layers transformers builds for the model's config; from the config's
+    ``sliding_window`` / ``attention_chunk_size`` where that is not available.
+    """
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    try:
+        layers = DynamicCache(config=model.config).layers
+    except Exception:  # older transformers: no per-layer cache types
+        windows = [getattr(model.config, key, None) for key in ("sliding_window", "attention_chunk_size")]
+        windows = [w for w in windows if isinstance(w, int) and w > 0]
+        return (min(windows) if windows else None), None
+    windows = []
+    for layer in layers:
+        if type(layer) is DynamicLayer:
+            continue
+        window = getattr(layer, "sliding_window", None)
+        if not isinstance(window, int) or window <= 0:
+            return 0, f"layers of type {type(layer).__name__} are not plain attention"
+        windows.append(window)
+    return (min(windows) if windows else None), None
 
 
 class PackedRow(NamedTuple):
