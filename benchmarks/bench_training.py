@@ -60,6 +60,7 @@ def main() -> None:
     from harness.zoo.presets import get_preset
 
     preset = get_preset(args.preset)
+    full_steps = preset.steps
     if args.steps:
         preset = dataclasses.replace(preset, steps=args.steps)
     if args.threads and hasattr(preset, "threads"):
@@ -75,20 +76,26 @@ def main() -> None:
                      "params_nonembedding": n_ne, "steps": preset.steps, "tokens": tokens, "seconds": r.seconds,
                      "tokens_per_s": tokens / r.seconds, "steps_per_s": preset.steps / r.seconds,
                      "train_tflops": 6 * n_ne * tokens / r.seconds / 1e12,
-                     "final_loss": sum(tail) / len(tail) if tail else float("nan")})
+                     "final_loss": sum(tail) / len(tail) if tail else float("nan"),
+                     # a shortened run's rate carried to the preset's own steps: a projection, not a measurement
+                     "projected_full_seconds": r.seconds / preset.steps * full_steps if args.steps else None})
     rows.append({"size": "total (build_family)", "tokens": tokens * len(preset.sizes), "seconds": total,
                  "tokens_per_s": tokens * len(preset.sizes) / total})
     C.print_table(f"build_family --preset {preset.name}: {preset.steps} steps x {preset.batch_size}x{preset.seq_len} "
                   f"tokens, {threads} threads", rows,
                   ["size", "params", "params_nonembedding", "steps", "tokens", "seconds", "tokens_per_s",
-                   "train_tflops", "final_loss"])
+                   "train_tflops", "final_loss"] + (["projected_full_seconds"] if args.steps else []))
     notes = ["seconds per size: the trainer's step loop including checkpoint and resume saves (model init excluded); "
              "total: the whole build_family call (token stream, every size, held-out entropy, manifest)",
              "train_tflops = 6 * non-embedding params * tokens/s (forward + backward, attention omitted)"]
+    if args.steps:
+        notes.append(f"--steps {args.steps} replaced the preset's {full_steps} steps; projected_full_seconds = "
+                     f"seconds / {args.steps} * {full_steps} (checkpoint saves and warm-up make it a rough projection)")
     for n in notes:
         print("note:", n)
     config = {**vars(args), "threads": threads, "preset_resolved": dataclasses.asdict(preset)}
-    name = f"training_{preset.name}" + ("_quick" if args.quick else "")
+    name = f"training_{preset.name}" + (f"_{args.steps}steps" if args.steps and not args.quick else "")
+    name += "_quick" if args.quick else ""
     print("wrote", C.write_result(name, rows, config, notes))
 
 

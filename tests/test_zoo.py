@@ -120,6 +120,13 @@ def test_checkpoint_steps_are_log_then_even() -> None:
     assert replace(get_preset("tiny"), steps=1000).checkpoint_steps()[-1] == 1000
 
 
+def test_checkpoint_steps_of_short_runs_are_real_steps() -> None:
+    for name in ("tiny", "default", "large"):
+        for steps in (1, 2, 3, 4, 7, 50):
+            saved = replace(get_preset(name), steps=steps).checkpoint_steps()
+            assert saved[-1] == steps and all(1 <= s <= steps for s in saved), (name, steps, saved)
+
+
 @pytest.mark.slow
 def test_two_data_parallel_processes_train_like_one(tiny_family: Path, tmp_path: Path) -> None:
     out = tmp_path / "dp"

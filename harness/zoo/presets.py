@@ -73,7 +73,7 @@ class Preset:
         """Steps at which a checkpoint folder is saved (always includes the final step)."""
         logs = [64 * 4**i for i in range(self.n_log_checkpoints) if 64 * 4**i < self.steps // self.n_even_checkpoints]
         evens = [round(self.steps * j / self.n_even_checkpoints) for j in range(1, self.n_even_checkpoints + 1)]
-        return tuple(sorted(set(logs + evens)))
+        return tuple(sorted({step for step in logs + evens if step >= 1}))  # short runs round some to 0
 
     def lr_at(self, step: int, peak: float) -> float:
         """Learning rate for optimizer step `step` (0-based): linear warmup, then cosine to the floor."""
