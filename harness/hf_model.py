@@ -81,14 +81,15 @@ class HFModel(TokenScoring):
         bos, eos, pad = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
         self.prefix_token_ = bos if bos is not None else eos
         self.pad_token_ = next((t for t in (pad, eos) if t is not None), 0)
+        off = "off in the settings (plain scoring)"
         self.prefix_reuse_ = self.settings.prefix_reuse
         self.reuse_verified_ = False
-        self.reuse_disabled_reason_: str | None = None
+        self.reuse_disabled_reason_: str | None = None if self.prefix_reuse_ else off
         params = inspect.signature(model.forward).parameters
         self.attention_span_, span_problem = attention_span(model)
         self.packing_ = self.settings.tree_packing and span_problem is None
         self.packing_verified_ = False
-        self.packing_disabled_reason_: str | None = span_problem
+        self.packing_disabled_reason_: str | None = span_problem or (None if self.settings.tree_packing else off)
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self._encoded: dict[str, list[int]] = {}
 

@@ -15,7 +15,7 @@ from skill_catalog.errors import UserError
 
 DEFAULT_TASKS = ("symbolic_composite.yaml", "symbolic_heldout_text.yaml")
 """Suites of the main job (under tasks/)."""
-NOT_IDENTITY = ("out", "batch_size", "device", "fail_fast", "check_drift", "cache_dir", "analyze")
+NOT_IDENTITY = ("out", "batch_size", "device", "fail_fast", "check_drift", "cache_dir", "analyze", "plain_scoring")
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,8 @@ class RunConfig:
     """Accept pickle weight files (they can execute code); recorded in the manifest."""
     check_drift: bool = False
     """Rescore a sample at batch size 1 and record the largest difference."""
+    plain_scoring: bool = False
+    """Run every row from its first token: no prefix reuse, no tree packing (same numbers within 1e-5, slower)."""
     fail_fast: bool = False
     """Stop at the first failing checkpoint instead of recording it and going on."""
     shard: str = "1/1"

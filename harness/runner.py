@@ -109,8 +109,9 @@ def _checkpoint_row(member: Member) -> dict:
 def _score_member(plan: Plan, member: Member, cache: ResultCache, w: World) -> None:
     """Scores one checkpoint on every task and writes its parts (records, then the checkpoint row)."""
     started, config = time.perf_counter(), plan.config
+    shortcuts = not config.plain_scoring
     settings = ModelSettings(device=config.device, dtype=config.dtype, batch_size=_batch(config.batch_size),
-                             allow_pickle=config.allow_pickle)
+                             allow_pickle=config.allow_pickle, prefix_reuse=shortcuts, tree_packing=shortcuts)
     hf = HFModel.from_checkpoint(member.checkpoint, settings)
     identity = (member.checkpoint.checkpoint_id, tokenizer_hash(member.checkpoint.tokenizer_path), config.dtype)
     model = CachedModel(hf, cache, identity, {"max_length": hf.max_length_})
@@ -135,8 +136,8 @@ def _score_member(plan: Plan, member: Member, cache: ResultCache, w: World) -> N
     if config.check_drift and rows:
         row["drift"] = _drift(hf, plan)
     row.update(_primary_ce(texts), seconds=time.perf_counter() - started, cache_hits=model.hits_,
-               cache_misses=model.misses_, prefix_reuse_off=hf.reuse_disabled_reason_,
-               tree_packing_off=hf.packing_disabled_reason_)
+               cache_misses=model.misses_,
+               prefix_reuse_off=hf.reuse_disabled_reason_, tree_packing_off=hf.packing_disabled_reason_)
     write_table(part_path(plan.run_dir, "records", row["checkpoint_id"]), _ordered(rows))
     write_json(part_path(plan.run_dir, "checkpoint", row["checkpoint_id"]), {"checkpoint": row, "cross_entropy": texts})
     part_path(plan.run_dir, "failure", row["checkpoint_id"]).unlink(missing_ok=True)

@@ -191,3 +191,15 @@ def test_check_drift_records_batch_size_one_difference(tiny_family: Path, tasks,
     ckpt = load_run(run_dir)["checkpoints"].iloc[0]
     assert 0 <= float(ckpt["drift"]) < 1e-5
     assert '"drift"' in (run_dir / "manifest.json").read_text()
+
+
+def test_plain_scoring_gives_the_same_records_and_says_so(tiny_family: Path, tasks, tmp_path: Path) -> None:
+    family = [tiny_family / "n20k" / "step00064"]
+    fast, _ = run(_config(family, tasks, tmp_path / "fast", cache_dir=str(tmp_path / "c1")))
+    plain, _ = run(_config(family, tasks, tmp_path / "plain", cache_dir=str(tmp_path / "c2"), plain_scoring=True))
+    assert fast.name == plain.name  # how rows are run is not part of what is measured
+    a, b = _sorted(load_run(fast)["records"]), _sorted(load_run(plain)["records"])
+    assert len(a) == len(b) and (a["value"] - b["value"]).abs().max() < 1e-5
+    shortcuts = load_run(plain)["checkpoints"].iloc[0]
+    assert shortcuts["prefix_reuse_off"] == shortcuts["tree_packing_off"] == "off in the settings (plain scoring)"
+    assert load_run(fast)["checkpoints"]["tree_packing_off"].isna().all()
