@@ -10,6 +10,9 @@ request failed. Metrics:
 - ``mc_accuracy``, ``mc_accuracy_char``, ``mc_accuracy_byte``: multiple choice over gold and
   one-skill-broken answers, by summed log-prob, per character, per byte;
 - ``gold_logprob``: log-prob of the gold answer plus its stop string, in nats.
+
+``chance`` is each metric's guessing baseline: 1 / choices for multiple choice, the best constant
+answer's accuracy (`skill_catalog.guessing`) for exact match, greedy match and partial credit.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from typing import Sequence
 from harness.model import GenerationRequest, LanguageModel, LoglikelihoodRequest, LoglikelihoodResult
 from skill_catalog.compose import Item
 from skill_catalog.grading import grade
+from skill_catalog.guessing import item_chance
 
 SCORING_METRICS = {
     "exact_match": ("exact_match", "partial_credit"),
@@ -32,7 +36,7 @@ SCORING_METRICS = {
 def _row(item: Item, metric: str, value: float, **extra) -> dict:
     row = {"item_id": item.item_id, "skill_set": item.skill_set, "skills": "+".join(item.skills), "k": item.k,
            "mode": item.mode, "split": item.split, "n_shots": item.n_shots, "metric": metric, "value": value,
-           "error": None, "chance": 0.0, "prediction": None, "logprob_sum": math.nan, "n_tokens": 0, "n_bytes": 0,
+           "error": None, "chance": math.nan, "prediction": None, "logprob_sum": math.nan, "n_tokens": 0, "n_bytes": 0,
            "n_chars": 0, "parts_correct": -1, "parts_total": len(item.part_answers)}
     row.update(extra)
     return row
@@ -44,7 +48,7 @@ def _gold_rows(item: Item, result: LoglikelihoodResult) -> list[dict]:
                   n_bytes=len(text.encode()), error=result.error)
     greedy = math.nan if result.error else float(result.is_greedy)
     return [_row(item, "gold_logprob", result.logprob, chance=math.nan, **common),
-            _row(item, "greedy_match", greedy, **common)]
+            _row(item, "greedy_match", greedy, chance=item_chance(item)[0], **common)]
 
 
 def _choice_rows(item: Item, results: Sequence[LoglikelihoodResult]) -> list[dict]:
@@ -68,12 +72,14 @@ def _choice_rows(item: Item, results: Sequence[LoglikelihoodResult]) -> list[dic
 
 
 def _generation_rows(item: Item, text: str, n_tokens: int, error: str | None) -> list[dict]:
+    exact_chance, partial_chance = item_chance(item)
     if error:
-        return [_row(item, m, math.nan, error=error) for m in SCORING_METRICS["exact_match"]]
+        return [_row(item, "exact_match", math.nan, error=error, chance=exact_chance),
+                _row(item, "partial_credit", math.nan, error=error, chance=partial_chance)]
     g = grade(item, text)
     common = dict(prediction=text, n_tokens=n_tokens, parts_correct=g.parts_correct)
-    return [_row(item, "exact_match", float(g.exact), **common),
-            _row(item, "partial_credit", g.parts_correct / g.parts_total, **common)]
+    return [_row(item, "exact_match", float(g.exact), chance=exact_chance, **common),
+            _row(item, "partial_credit", g.parts_correct / g.parts_total, chance=partial_chance, **common)]
 
 
 def score_items(model: LanguageModel, items: Sequence[Item], scoring: Sequence[str], max_new_tokens: int) -> list[dict]:
