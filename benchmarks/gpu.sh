@@ -3,7 +3,7 @@
 # the comparison with lm-evaluation-harness, on one CUDA device, in about 6 minutes on an H200.
 #
 #   OUT=/some/folder bash benchmarks/gpu.sh          # on the GPU machine, from the checkout's root
-#   DEVICE=cpu QUICK=1 OUT=/tmp/g bash benchmarks/gpu.sh   # smoke-test this script on a CPU machine
+#   DEVICE=cpu QUICK=1 OUT=gpu-smoke bash benchmarks/gpu.sh   # smoke-test this script on a CPU machine
 #
 # It uses the machine's own python3 (CUDA PyTorch, transformers, pandas, pyarrow, pyyaml) with this
 # checkout on PYTHONPATH, so nothing is installed; lm-eval, when missing, is reported and its
