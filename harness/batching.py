@@ -141,7 +141,7 @@ def prefix_inputs(kv: list, mask: torch.Tensor, prefix_len: int, cache_kw: str) 
     """Forward arguments for right-padded rows (with `mask`) that continue a cached prefix of `prefix_len` tokens.
 
     Args:
-        kv: Per-layer (keys, values) of the prefix, for one row.
+        kv: Per-layer (keys, values) of the prefix, for one row (a fresh copy per row goes into the cache).
         mask: Attention mask of the rows, on the model's device.
         prefix_len: Tokens in the prefix.
         cache_kw: Name of the model's cache argument (``past_key_values`` or ``cache``).
@@ -150,19 +150,11 @@ def prefix_inputs(kv: list, mask: torch.Tensor, prefix_len: int, cache_kw: str) 
     # Right padding keeps real tokens at positions prefix_len.. ; padded positions are never scored.
     cached = torch.ones((n_rows, prefix_len), dtype=mask.dtype, device=mask.device)
     return {
-        cache_kw: batch_cache(kv, n_rows),
+        cache_kw: select_cache(kv, [0] * n_rows, prefix_len),
         "use_cache": True,
         "attention_mask": torch.cat([cached, mask], 1),
         "position_ids": torch.arange(prefix_len, prefix_len + width, device=mask.device).repeat(n_rows, 1),
     }
-
-
-def batch_cache(kv: list, n_rows: int) -> Any:
-    """A fresh DynamicCache holding the prefix for `n_rows` rows; forward calls grow it, never `kv`."""
-    from transformers import DynamicCache
-
-    # DynamicLayer.update concatenates, so the expanded views are copied and `kv` stays untouched.
-    return DynamicCache([(k.expand(n_rows, -1, -1, -1), v.expand(n_rows, -1, -1, -1)) for k, v in kv])
 
 
 def stack_caches(parts: Sequence[list], length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:

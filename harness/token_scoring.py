@@ -240,16 +240,10 @@ class TokenScoring:
 
     def _prefix_cache(self, prefix: Sequence[int], probe_row: tuple[int, ...]) -> list | None:
         """Per-layer (keys, values) of `prefix`, or None when reuse is unsafe for this model (then disabled)."""
-        if self.reuse_disabled_reason_:
+        kv = self._window_caches([tuple(prefix)])
+        if kv is None:
             return None
         try:
-            out = self.model(input_ids=torch.tensor([list(prefix)], device=self.device_), use_cache=True)
-            cache = getattr(out, "cache", None)
-            cache = cache if cache is not None else getattr(out, "past_key_values", None)
-            reason = unsafe_cache_reason(cache)
-            if reason:
-                return self._disable_reuse(reason)
-            kv = [(layer.keys, layer.values) for layer in cache.layers]
             error = 0.0 if self.reuse_verified_ else self._reuse_error(probe_row, kv, len(prefix))
         except Exception as exc:
             if is_oom(exc):

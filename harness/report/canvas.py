@@ -98,6 +98,14 @@ def note(ax: Axes, message: str) -> None:
             fontsize=9, color="#8a2d00")
 
 
+def legend_below(fig: Figure, handles: list, labels: list, max_columns: int, fontsize: float,
+                 title: str | None = None) -> None:
+    """A figure legend under the panels, at most `max_columns` wide; nothing when there is nothing to label."""
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(handles), max_columns),
+                   fontsize=fontsize, title=title, title_fontsize=fontsize)
+
+
 def wrap(title: str, width: int = 60) -> str:
     """A title wrapped onto several lines."""
     return "\n".join(textwrap.wrap(title, width))

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from harness.report.canvas import (LOSS_REVERSED, empty_figure, finite, k_colors, log_scale, new_figure, note,
-                                   numeric, wrap, yerr)
+from harness.report.canvas import (LOSS_REVERSED, empty_figure, finite, k_colors, legend_below, log_scale, new_figure,
+                                   note, numeric, wrap, yerr)
 from harness.report.data import SINGLE_MODE, ReportData
 from harness.report.plots_checks import plot_mirage, plot_paired, plot_seen_heldout, plot_skill_loss, plot_skills
 from harness.report.plots_theory import plot_ag, plot_composable, plot_product_rule
@@ -195,8 +195,7 @@ def _style_legend(fig: Figure, ax) -> None:
     extra = [Line2D([], [], color="grey", ls="-", label="fitted curve (best AIC)"),
              Line2D([], [], color="grey", ls=":", lw=1.6, label="product rule"),
              Line2D([], [], color="grey", ls="--", label="A&G k-tuple: 1 − min(1, k·f₁)")]
-    fig.legend(handles + extra, labels + [h.get_label() for h in extra], loc="outside lower center",
-               ncol=min(len(handles) + 3, 6), fontsize=8)
+    legend_below(fig, handles + extra, labels + [h.get_label() for h in extra], 6, 8)
 
 
 def plot_collapse(data: ReportData) -> Figure:
@@ -226,10 +225,8 @@ def plot_collapse(data: ReportData) -> Figure:
         ax.invert_xaxis()
         ax.set_xlabel(f"k · δ (nats/token, log; {LOSS_REVERSED})", fontsize=8)
     axes[0, 0].set_ylabel("competence (chance-corrected)")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(handles), 8), fontsize=8,
-                   title="points: observed; lines: free fit q = exp(−λ k^a δ^b)", title_fontsize=8)
+    legend_below(fig, *axes[0, 0].get_legend_handles_labels(), 8, 8,
+                 title="points: observed; lines: free fit q = exp(−λ k^a δ^b)")
     return fig
 
 

@@ -11,8 +11,8 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from harness.analysis.skill_loss import per_skill_loss
-from harness.report.canvas import (LOSS_REVERSED, MODE_STYLES, empty_figure, finite, k_colors, min_span,
-                                   new_figure, note, numeric, ordered_colors, yerr)
+from harness.report.canvas import (LOSS_REVERSED, MODE_STYLES, empty_figure, finite, k_colors, legend_below,
+                                   min_span, new_figure, note, numeric, ordered_colors, yerr)
 from harness.report.data import ReportData, single_skill_accuracy
 
 MIRAGE_METRICS: tuple[tuple[str, str], ...] = (
@@ -53,8 +53,7 @@ def plot_mirage(data: ReportData) -> Figure:
         ax.set_ylabel(label, fontsize=8)
         ax.set_xlabel(f"loss (nats/token; {LOSS_REVERSED})", fontsize=7)
     handles, labels = next(((h, l) for h, l in (a.get_legend_handles_labels() for a in axes[0]) if h), ([], []))
-    if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(handles), 7), fontsize=7)
+    legend_below(fig, handles, labels, 7, 7)
     return fig
 
 
@@ -118,8 +117,7 @@ def plot_skill_loss(data: ReportData) -> Figure:
     axes[0, 0].set_title("each skill's loss falls with the model's", fontsize=10)
     axes[0, 1].set_title("each skill emerges as its own loss falls", fontsize=10)
     if len(skills) <= 16:
-        handles, labels = axes[0, 0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(handles), 8), fontsize=7)
+        legend_below(fig, *axes[0, 0].get_legend_handles_labels(), 8, 7)
     return fig
 
 
@@ -148,10 +146,7 @@ def plot_seen_heldout(data: ReportData) -> Figure:
         ax.set_xticks(sorted(set(numeric(rows, "k")[np.isfinite(numeric(rows, "k"))].astype(int))))
         ax.set(xlabel="k (skills per item)", title=f"mode: {mode}")
     axes[0, 0].set_ylabel("seen − held-out competence (95% interval)")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(handles), 6), fontsize=7,
-                   title="checkpoint (highest → lowest loss)", title_fontsize=7)
+    legend_below(fig, *axes[0, 0].get_legend_handles_labels(), 6, 7, title="checkpoint (highest → lowest loss)")
     return fig
 
 
