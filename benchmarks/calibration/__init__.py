@@ -1,0 +1,1 @@
+"""Calibration study of the analyzer's tests and intervals: simulated runs with the dependence of a real one."""
