@@ -101,7 +101,7 @@ def resolve_checkpoint(checkpoints: pd.DataFrame, name: str) -> str:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """Paired comparison of two checkpoints on the same items."""
+    """Paired comparison of two checkpoints on the same items (clustered test, adjusted across cells)."""
     from harness.analysis import paired_comparison
     from harness.report.data import prepare_checkpoints
     from harness.store import load_run
@@ -115,15 +115,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
     metrics = sorted(run["records"]["metric"].astype(str).unique()) if "metric" in run["records"] else []
     if args.metric not in metrics:
         raise UserError(f"no records of metric {args.metric!r}; this run has: {', '.join(metrics) or 'none'}")
-    table = paired_comparison(run["records"], a, b, metric=args.metric, n_boot=args.n_boot, seed=args.seed)
+    table = paired_comparison(run["records"], a, b, metric=args.metric, n_boot=args.n_boot, seed=args.seed,
+                              adjust=args.adjust)
     label = dict(zip(checkpoints["checkpoint_id"], checkpoints["label"]))
     print(f"A = {label[a]} ({a[:12]}), B = {label[b]} ({b[:12]}), metric {args.metric}")
-    rows = [[f"{r['mode']}", num(r["k"]), num(r["n_pairs"]), num(r["both_right"]), num(r["only_a"]),
-             num(r["only_b"]), num(r["both_wrong"]), num(r["mcnemar_p"]),
+    rows = [[f"{r['mode']}", num(r["k"]), num(r["n_pairs"]), num(r["n_clusters"]), num(r["only_a"]),
+             num(r["only_b"]), num(r["p_value"]), num(r["p_adjusted"]),
              interval(r["diff"], r["diff_lo"], r["diff_hi"]),
              "" if is_missing(r["reason"]) else str(r["reason"])] for r in table.to_dict("records")]
-    print(format_table(["mode", "k", "pairs", "both right", "only A", "only B", "both wrong", "McNemar p",
+    print(format_table(["mode", "k", "pairs", "clusters", "only A", "only B", "clustered p", f"{args.adjust} p",
                         "mean(A)-mean(B) [95% CI]", "note"], rows))
+    print(f"clustered p: sign-flip test over skill-tuple clusters (McNemar when each cluster has one item); "
+          f"{args.adjust} p: adjusted across the {len(table)} cells of this comparison")
     return 0
 
 
@@ -137,11 +140,13 @@ def add_commands(sub) -> None:
     p = sub.add_parser("report", help="write the self-contained HTML report of a run")
     p.add_argument("run", help="run directory (results/<run_id>)")
     p.set_defaults(handler=cmd_report)
-    p = sub.add_parser("compare", help="paired comparison of two checkpoints (McNemar, paired bootstrap)")
+    p = sub.add_parser("compare", help="paired comparison of two checkpoints (clustered test, paired bootstrap)")
     p.add_argument("run", help="run directory (results/<run_id>)")
     p.add_argument("a", help="checkpoint A: label or id prefix")
     p.add_argument("b", help="checkpoint B: label or id prefix")
     p.add_argument("--metric", default="exact_match", help="metric to compare (default exact_match)")
     p.add_argument("--seed", type=int, default=0, help="seed of the paired bootstrap")
     p.add_argument("--n-boot", type=int, default=200, help="bootstrap replicates")
+    p.add_argument("--adjust", choices=("holm", "bh", "by", "none"), default="holm",
+                   help="multiplicity adjustment across cells: holm (family-wise, default), bh/by (false discovery)")
     p.set_defaults(handler=cmd_compare)

@@ -224,10 +224,10 @@ def test_cli_report_prints_the_report_path(cli, run_dir: Path, capsys):
     assert capsys.readouterr().out.strip() == str(run_dir / "report.html")
 
 
-def test_cli_compare_prints_mcnemar_and_the_paired_difference(cli, run_dir: Path, capsys):
+def test_cli_compare_prints_the_clustered_test_adjusted_p_and_the_paired_difference(cli, run_dir: Path, capsys):
     assert cli(["compare", str(run_dir), "n10000000", "ck03", "--metric", "exact_match"]) == 0
     out = capsys.readouterr().out
-    assert "A = n10000000" in out and "McNemar p" in out and "only A" in out and "[" in out
+    assert "A = n10000000" in out and "clustered p" in out and "holm p" in out and "only A" in out and "[" in out
 
 
 def test_cli_compare_unknown_label_is_a_one_line_user_error(cli, run_dir: Path, capsys):

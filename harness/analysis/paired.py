@@ -1,24 +1,45 @@
-"""Paired comparison of two checkpoints on the same items: exact McNemar test and a paired cluster bootstrap.
+"""Paired comparison of two checkpoints on the same items, with tests that respect skill-tuple clusters.
 
-Only items scored (non-NaN) on both checkpoints form pairs. McNemar's exact test is the two-sided
-binomial test of the discordant pairs (A right / B wrong vs A wrong / B right) against 1/2; it is
-defined for 0/1 metrics only. The difference mean(A) - mean(B) gets a percentile interval from
-resampling skill-multiset clusters of pairs within each (mode, k).
+Only items scored (non-NaN) on both checkpoints form pairs. Items sharing a skill multiset share its
+difficulty, so the independent unit is the cluster (one ``skill_key`` within a (mode, k) cell), not the
+item. Per cell:
+
+- ``p_value``: a cluster sign-flip permutation test of mean(A) = mean(B). Each cluster's summed
+  difference d_j = sum(a - b) keeps or flips its sign; under exchangeability of A and B within a cluster
+  every flip is equally likely. For 0/1 metrics the d_j are integers and the permutation distribution
+  is computed exactly by convolution (with one item per cluster it is exactly McNemar's exact test);
+  other metrics use seeded Monte Carlo flips.
+- ``p_adjusted``: Holm's step-down adjustment across the cells of this one comparison (family-wise
+  error over the cells), or Benjamini-Hochberg / Benjamini-Yekutieli for a false-discovery rate.
+- ``diff`` with a percentile interval from resampling clusters of pairs within each (mode, k).
+
+`cluster_mean_test` is the one-sample cluster-robust t statistic the gate's floor and non-inferiority
+checks use (CR1 variance, t with G - 1 degrees of freedom, an i.i.d. variance floor so a cell without
+any variation is not infinitely certain).
 """
 from __future__ import annotations
+
+from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
+from scipy import stats as sps
 
 from harness.analysis.bootstrap import cluster_design, rng_for
 from harness.analysis.schema import prepare_records
-from harness.analysis.stats import mcnemar_exact, percentile_ci
+from harness.analysis.stats import holm, percentile_ci
+
+Adjustment = Literal["holm", "bh", "by", "none"]
 
 PAIRED_COLUMNS: tuple[str, ...] = (
-    "checkpoint_a", "checkpoint_b", "mode", "k", "metric", "n_pairs", "both_right", "only_a", "only_b",
-    "both_wrong", "mcnemar_p", "diff", "diff_lo", "diff_hi", "reason",
+    "checkpoint_a", "checkpoint_b", "mode", "k", "metric", "n_pairs", "n_clusters", "both_right", "only_a",
+    "only_b", "both_wrong", "p_value", "p_adjusted", "diff", "diff_lo", "diff_hi", "reason",
 )
+"""Columns of a paired comparison: one row per (mode, k) cell."""
+
+_MC_FLIPS = 4000
+"""Monte Carlo sign flips for non-integer differences (p-value resolution 1/4001)."""
 
 
 def _pairs(records: pd.DataFrame, a: str, b: str, metric: str) -> pd.DataFrame:
@@ -30,8 +51,110 @@ def _pairs(records: pd.DataFrame, a: str, b: str, metric: str) -> pd.DataFrame:
     return left.merge(right, on="item_id", how="inner").dropna(subset=["a", "b"]).reset_index(drop=True)
 
 
+def adjust_pvalues(pvalues: np.ndarray, method: Adjustment = "holm") -> np.ndarray:
+    """Multiplicity-adjusted p-values; NaN entries stay NaN and do not count as tests.
+
+    Args:
+        pvalues: raw p-values of one family of tests.
+        method: ``holm`` (family-wise error, any dependence), ``bh`` (false-discovery rate, independent
+            or positively dependent tests), ``by`` (false-discovery rate, any dependence) or ``none``.
+    """
+    p = np.asarray(pvalues, float)
+    if method == "holm":
+        return holm(p)
+    if method == "none":
+        return p.copy()
+    if method not in ("bh", "by"):
+        raise ValueError(f"unknown multiplicity adjustment {method!r}; use holm, bh, by or none")
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = ok.size
+    if m == 0:
+        return out
+    scale = float(np.sum(1.0 / np.arange(1, m + 1))) if method == "by" else 1.0
+    order = ok[np.argsort(p[ok], kind="stable")][::-1]
+    ranks = np.arange(m, 0, -1)
+    out[order] = np.minimum(1.0, np.minimum.accumulate(p[order] * m * scale / ranks))
+    return out
+
+
+def sign_flip_pvalue(cluster_diffs: np.ndarray, *, rng: np.random.Generator | None = None) -> float:
+    """Two-sided cluster sign-flip p-value of sum(d_j) = 0: P(|sum e_j d_j| >= |sum d_j|) over random signs.
+
+    Integer d_j (0/1 metrics) get the exact distribution by convolution; otherwise `_MC_FLIPS` seeded
+    flips with the (1 + hits) / (1 + flips) correction. Empty input gives NaN.
+    """
+    d = np.asarray(cluster_diffs, float)
+    if d.size == 0 or not np.isfinite(d).all():
+        return float("nan")
+    observed = abs(float(d.sum()))
+    if observed == 0.0:
+        return 1.0
+    if np.allclose(d, np.round(d)):
+        steps = np.abs(np.round(d).astype(np.int64))
+        steps = steps[steps > 0]
+        span = int(steps.sum())
+        dist = np.zeros(2 * span + 1)
+        dist[span] = 1.0
+        for s in steps:  # each nonzero cluster moves the sum by +s or -s with probability 1/2
+            dist = 0.5 * (np.roll(dist, s) + np.roll(dist, -s))
+        support = np.abs(np.arange(-span, span + 1))
+        return float(min(1.0, dist[support >= round(observed) - 1e-9].sum()))
+    rng = rng if rng is not None else np.random.default_rng(0)
+    signs = rng.choice((-1.0, 1.0), size=(_MC_FLIPS, d.size))
+    hits = int(np.sum(np.abs(signs @ d) >= observed - 1e-12))
+    return float((1 + hits) / (1 + _MC_FLIPS))
+
+
+class ClusterMean(NamedTuple):
+    """A cluster-robust estimate of a mean (one-sample or of paired differences)."""
+
+    estimate: float
+    """Mean over items."""
+    se: float
+    """Standard error: the larger of the CR1 cluster-robust and a smoothed i.i.d. one."""
+    df: int
+    """Degrees of freedom of the t reference: clusters - 1."""
+    n: int
+    """Items."""
+    n_clusters: int
+    """Clusters."""
+
+
+def cluster_mean_test(values: np.ndarray, clusters: np.ndarray,
+                      bounds: tuple[float, float] = (-1.0, 1.0)) -> ClusterMean:
+    """Mean of `values` with a standard error that treats `clusters` as the independent units.
+
+    The CR1 (ratio-estimator) variance G/(G-1) sum_j (s_j - mean n_j)^2 / n^2 is floored by an i.i.d.
+    variance with one pseudo-observation at each of `bounds` (-1 and 1 for paired differences, 0 and 1
+    for rates) so that a cell without variation (every pair concordant) still carries the uncertainty of
+    its item count. A single cluster gives df = 0 (NaN statistics downstream); callers that want items as
+    units pass one cluster per item.
+    """
+    y = np.asarray(values, float)
+    _, c = np.unique(np.asarray(clusters), return_inverse=True)
+    n, g = y.size, int(c.max()) + 1 if y.size else 0
+    if n == 0:
+        return ClusterMean(float("nan"), float("nan"), 0, 0, 0)
+    mean = float(y.mean())
+    resid = np.bincount(c, weights=y - mean, minlength=g)
+    cr1 = g / (g - 1) * float(np.sum(resid ** 2)) / n ** 2 if g > 1 else float("nan")
+    lo, hi = bounds
+    smooth = (float(np.sum(y ** 2)) + lo ** 2 + hi ** 2) / (n + 2.0) - ((float(y.sum()) + lo + hi) / (n + 2.0)) ** 2
+    se = float(np.sqrt(max(cr1, smooth / n))) if g > 1 else float("nan")
+    return ClusterMean(mean, se, g - 1, n, g)
+
+
+def one_sided_p(test: ClusterMean, null: float, alternative: Literal["greater", "less"]) -> float:
+    """t-test p-value of H0: mean <= null (``greater``) or mean >= null (``less``); NaN without df."""
+    if test.df < 1 or not np.isfinite(test.se) or test.se <= 0:
+        return float("nan")
+    t = (test.estimate - null) / test.se
+    return float(sps.t.sf(t, test.df) if alternative == "greater" else sps.t.cdf(t, test.df))
+
+
 def paired_comparison(records: pd.DataFrame, checkpoint_a: str, checkpoint_b: str, *, metric: str = "exact_match",
-                      n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
+                      n_boot: int = 200, seed: int = 0, adjust: Adjustment = "holm") -> pd.DataFrame:
     """Compares two checkpoints item by item, per (mode, k).
 
     Args:
@@ -39,10 +162,12 @@ def paired_comparison(records: pd.DataFrame, checkpoint_a: str, checkpoint_b: st
         checkpoint_a, checkpoint_b: checkpoint ids.
         metric: metric to compare.
         n_boot: bootstrap replicates.
-        seed: seed of the cluster bootstrap.
+        seed: seed of the cluster bootstrap (and of Monte Carlo sign flips for non-integer metrics).
+        adjust: multiplicity adjustment across the cells of this comparison (`adjust_pvalues`).
 
     Returns:
-        One row per (mode, k) with discordant counts, McNemar p, diff = mean(A) - mean(B) and its interval.
+        One row per (mode, k) (`PAIRED_COLUMNS`): discordant counts, the clustered sign-flip p-value and
+        its adjusted value, diff = mean(A) - mean(B) and its cluster-bootstrap interval.
     """
     if "skill_key" not in records.columns:
         records = prepare_records(records)
@@ -57,18 +182,19 @@ def paired_comparison(records: pd.DataFrame, checkpoint_a: str, checkpoint_b: st
     design = cluster_design(clusters, n_boot, rng_for(seed, "paired"), strata=("mode", "k"))
     groups = pairs.groupby(["mode", "k"], sort=True)
     cell = groups.ngroup().to_numpy()
-    n_cells = int(cell.max()) + 1
-    stats = _paired_boot(pairs, cell, n_cells, design.weights)
+    lo, hi = _paired_boot(pairs, cell, int(cell.max()) + 1, design.weights)
+    flips = rng_for(seed, "paired-flips")
     out = []
     for (mode, k), rows in groups:
         j = int(cell[rows.index[0]])
         binary = bool(np.isin(rows[["a", "b"]].to_numpy(), (0.0, 1.0)).all())
-        counts = _discordance(rows) if binary else {}
-        out.append(dict(base, mode=mode, k=k, n_pairs=len(rows), **counts,
-                        mcnemar_p=mcnemar_exact(counts["only_a"], counts["only_b"]) if binary else np.nan,
-                        diff=float((rows["a"] - rows["b"]).mean()), diff_lo=stats[0][j], diff_hi=stats[1][j],
-                        reason=None if binary else "McNemar needs 0/1 values"))
-    return pd.DataFrame(out, columns=list(PAIRED_COLUMNS))
+        sums = (rows["a"] - rows["b"]).groupby(rows["cluster"]).sum().to_numpy(float)
+        out.append(dict(base, mode=mode, k=k, n_pairs=len(rows), n_clusters=len(sums),
+                        **(_discordance(rows) if binary else {}), p_value=sign_flip_pvalue(sums, rng=flips),
+                        diff=float((rows["a"] - rows["b"]).mean()), diff_lo=lo[j], diff_hi=hi[j], reason=None))
+    table = pd.DataFrame(out, columns=list(PAIRED_COLUMNS))
+    table["p_adjusted"] = adjust_pvalues(table["p_value"].to_numpy(float), adjust)
+    return table
 
 
 def _discordance(rows: pd.DataFrame) -> dict[str, int]:

@@ -94,7 +94,8 @@ class AnalysisResult:
     seen_heldout: pd.DataFrame
     """Per (checkpoint, mode, k, metric): seen minus held-out competence with interval."""
     paired: pd.DataFrame
-    """Adjacent checkpoints (by loss) per (mode, k): McNemar test and paired bootstrap difference."""
+    """Adjacent checkpoints (by loss) per (mode, k): clustered sign-flip test (Holm-adjusted across the cells of
+    each pair) and paired bootstrap difference."""
     summary: dict[str, Any] = field(default_factory=dict)
     """JSON-serializable overview: counts, settings and each analysis' status, reason and key numbers."""
 

@@ -247,7 +247,7 @@ def seen_heldout(state: State) -> Output:
 
 
 def paired(state: State) -> Output:
-    """McNemar and paired bootstrap between checkpoints adjacent in loss (lower loss = A)."""
+    """Clustered sign-flip test (Holm across cells) and paired bootstrap between checkpoints adjacent in loss."""
     ck = state["checkpoints"].dropna(subset=["loss"]).sort_values("loss")
     ids = list(ck["checkpoint_id"])
     frames = [paired_comparison(state["records"], a, b, metric=state["config"].metric, n_boot=state["n_boot"],
@@ -256,5 +256,5 @@ def paired(state: State) -> Output:
     level = state["config"].test_level
     reason = _empty_reason(table, "diff", "needs at least 2 checkpoints with a loss")
     return {"paired": table}, {"n_comparisons": len(table),
-                               "n_significant": int((table["mcnemar_p"] < level).sum()) if len(table) else 0,
+                               "n_significant": int((table["p_adjusted"] < level).sum()) if len(table) else 0,
                                "reason": reason}

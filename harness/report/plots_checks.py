@@ -151,7 +151,7 @@ def plot_seen_heldout(data: ReportData) -> Figure:
 
 
 def plot_paired(data: ReportData) -> Figure:
-    """Forest plot of mean(A) − mean(B) per (mode, k) for the report's pair, with McNemar p-values."""
+    """Forest plot of mean(A) − mean(B) per (mode, k) for the report's pair, with Holm-adjusted clustered p-values."""
     pair = data.pair
     diff = numeric(pair, "diff")
     if pair.empty or not np.isfinite(diff).any():
@@ -169,8 +169,8 @@ def plot_paired(data: ReportData) -> Figure:
     min_span(ax, 0.1, "x")
     ax.set_yticks(y, [f"{m}, k={int(k)}" for m, k in zip(rows["mode"], rows["k"])], fontsize=8)
     for yi, r in zip(y, rows.to_dict("records")):
-        p = r.get("mcnemar_p")
-        text = f"p={p:.2g}" if isinstance(p, float) and np.isfinite(p) else "p —"
+        p = r.get("p_adjusted")
+        text = f"Holm p={p:.2g}" if isinstance(p, float) and np.isfinite(p) else "p —"
         ax.annotate(f"{text} · A only {_count(r.get('only_a'))} / B only {_count(r.get('only_b'))}",
                     (1.01, yi), xycoords=("axes fraction", "data"), fontsize=7, va="center")
     ax.set_xlabel(f"mean(A) − mean(B), {rows['metric'].iloc[0]} (95% paired cluster-bootstrap interval)")

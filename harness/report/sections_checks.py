@@ -111,18 +111,19 @@ def paired_section(data: ReportData, figs: Figures) -> str:
     """Paired comparison of the report's pair of checkpoints."""
     pair = data.pair
     rows = [[r["mode"], r["k"], r["n_pairs"], r["both_right"], r["only_a"], r["only_b"], r["both_wrong"],
-             Cell(r["mcnemar_p"], "McNemar needs 0/1 values"), ival(r, "diff")] for r in pair.to_dict("records")]
+             Cell(r["p_value"], "no pairs"), Cell(r["p_adjusted"], "no pairs"), ival(r, "diff")] for r in pair.to_dict("records")]
     reasons = list(pair["reason"]) if "reason" in pair else None
     names = ""
     if len(pair):
         names = (f" A = <b>{esc(data.label(pair['checkpoint_a'].iloc[0]))}</b>, "
                  f"B = <b>{esc(data.label(pair['checkpoint_b'].iloc[0]))}</b>.")
-    intro = (f"{esc(data.pair_note)}{names} Same items on both checkpoints; McNemar's exact test of the discordant "
-             "pairs and a paired cluster-bootstrap interval of mean(A) − mean(B). Compare any two checkpoints "
+    intro = (f"{esc(data.pair_note)}{names} Same items on both checkpoints; a sign-flip test over skill-tuple "
+             "clusters (exact; McNemar's test when every cluster has one item), Holm-adjusted across the cells, "
+             "and a paired cluster-bootstrap interval of mean(A) − mean(B). Compare any two checkpoints "
              "with <code>emergence compare RUN A B</code>.")
-    tab = table(["mode", "k", "pairs", "both right", "only A right", "only B right", "both wrong", "McNemar p",
-                 "mean(A) − mean(B) [95% CI]"], rows,
-                keys=["mode", "k", "n_pairs", "both_right", "only_a", "only_b", "both_wrong", "mcnemar_p", "diff"],
+    tab = table(["mode", "k", "pairs", "both right", "only A right", "only B right", "both wrong", "clustered p",
+                 "Holm p", "mean(A) − mean(B) [95% CI]"], rows,
+                keys=["mode", "k", "n_pairs", "both_right", "only_a", "only_b", "both_wrong", "p_value", "p_adjusted", "diff"],
                 row_reasons=reasons)
     return section("paired", "Paired comparison", intro, status_line(data.analysis("paired")),
                    figure("paired", figs.get("paired"), "Paired difference per cell"), tab,

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from harness.analysis.generalization import seen_heldout_table
-from harness.analysis.paired import paired_comparison
+from harness.analysis.paired import adjust_pvalues, paired_comparison, sign_flip_pvalue
 
 from .conftest import pipeline, tiny_records
 from .synthetic import ag_competence, make_checkpoints, make_family
@@ -45,13 +45,38 @@ def _pair_records():
     return records
 
 
-def test_paired_comparison_matches_hand_mcnemar_and_mean_difference():
+def test_paired_comparison_counts_discordance_and_mean_difference():
     row = paired_comparison(_pair_records(), "A", "B", n_boot=200).iloc[0]
-    assert row["n_pairs"] == 16  # the failed item forms no pair
+    assert row["n_pairs"] == 16 and row["n_clusters"] == 4  # the failed item forms no pair
     assert (row["only_a"], row["only_b"], row["both_right"], row["both_wrong"]) == (7, 2, 3, 4)
-    assert row["mcnemar_p"] == pytest.approx(92 / 512)
     assert row["diff"] == pytest.approx((7 - 2) / 16)
     assert row["diff_lo"] <= row["diff"] <= row["diff_hi"]
+
+
+def test_sign_flip_with_one_item_per_cluster_is_exact_mcnemar():
+    d = np.array([1.0] * 7 + [-1.0] * 2 + [0.0] * 7)
+    assert sign_flip_pvalue(d) == pytest.approx(92 / 512)
+    assert sign_flip_pvalue(np.zeros(5)) == 1.0
+
+
+def test_sign_flip_flips_whole_clusters_by_hand():
+    # cluster sums 3, 1, -1; with +3 the sums are 5, 3, 3, 1 (three reach |3|), mirrored with -3: 6 of 8 patterns
+    assert sign_flip_pvalue(np.array([3.0, 1.0, -1.0])) == pytest.approx(6 / 8)
+
+
+def test_paired_comparison_adjusts_across_cells_with_holm():
+    records = _pair_records()
+    other = records.copy()
+    other["k"], other["item_id"] = 3, other["item_id"] + "-k3"
+    table = paired_comparison(pd.concat([records, other], ignore_index=True), "A", "B", n_boot=20)
+    assert len(table) == 2 and (table["p_adjusted"] == np.minimum(1.0, 2 * table["p_value"].min())).all()
+
+
+def test_bh_and_by_adjustments_match_hand_values():
+    p = np.array([0.01, 0.04, 0.03, np.nan])
+    assert adjust_pvalues(p, "bh")[:3] == pytest.approx([0.03, 0.04, 0.04])
+    assert adjust_pvalues(p, "by")[:3] == pytest.approx(np.minimum(1, np.array([0.03, 0.04, 0.04]) * (1 + 1 / 2 + 1 / 3)))
+    assert np.isnan(adjust_pvalues(p, "holm")[3])
 
 
 def test_paired_comparison_without_shared_items_gives_reason():
