@@ -11,7 +11,9 @@ item. Per cell:
   other metrics use seeded Monte Carlo flips.
 - ``p_adjusted``: Holm's step-down adjustment across the cells of this one comparison (family-wise
   error over the cells), or Benjamini-Hochberg / Benjamini-Yekutieli for a false-discovery rate.
-- ``diff`` with a percentile interval from resampling clusters of pairs within each (mode, k).
+- ``diff`` with a percentile interval from resampling clusters of pairs within each (mode, k), expanded
+  for few clusters (Hesterberg's expanded percentile interval: the tail probability whose normal
+  quantile is sqrt(G / (G - 1)) t_{G-1}; plain percentile intervals over 8 clusters cover ~0.85).
 
 `cluster_mean_test` is the one-sample cluster-robust t statistic the gate's floor and non-inferiority
 checks use (CR1 variance, t with G - 1 degrees of freedom, an i.i.d. variance floor so a cell without
@@ -182,16 +184,19 @@ def paired_comparison(records: pd.DataFrame, checkpoint_a: str, checkpoint_b: st
     design = cluster_design(clusters, n_boot, rng_for(seed, "paired"), strata=("mode", "k"))
     groups = pairs.groupby(["mode", "k"], sort=True)
     cell = groups.ngroup().to_numpy()
-    lo, hi = _paired_boot(pairs, cell, int(cell.max()) + 1, design.weights)
+    boot = _paired_boot(pairs, cell, int(cell.max()) + 1, design.weights)
     flips = rng_for(seed, "paired-flips")
     out = []
     for (mode, k), rows in groups:
         j = int(cell[rows.index[0]])
         binary = bool(np.isin(rows[["a", "b"]].to_numpy(), (0.0, 1.0)).all())
         sums = (rows["a"] - rows["b"]).groupby(rows["cluster"]).sum().to_numpy(float)
+        level = expanded_level(len(sums))
+        lo, hi = percentile_ci(boot[j], level=level) if np.isfinite(level) else (np.nan, np.nan)
         out.append(dict(base, mode=mode, k=k, n_pairs=len(rows), n_clusters=len(sums),
                         **(_discordance(rows) if binary else {}), p_value=sign_flip_pvalue(sums, rng=flips),
-                        diff=float((rows["a"] - rows["b"]).mean()), diff_lo=lo[j], diff_hi=hi[j], reason=None))
+                        diff=float((rows["a"] - rows["b"]).mean()), diff_lo=float(lo), diff_hi=float(hi),
+                        reason=None if len(sums) > 1 else "one cluster: no clustered interval"))
     table = pd.DataFrame(out, columns=list(PAIRED_COLUMNS))
     table["p_adjusted"] = adjust_pvalues(table["p_value"].to_numpy(float), adjust)
     return table
@@ -203,8 +208,20 @@ def _discordance(rows: pd.DataFrame) -> dict[str, int]:
             "both_wrong": int(np.sum(~a & ~b))}
 
 
-def _paired_boot(pairs: pd.DataFrame, cell: np.ndarray, n_cells: int, weights: np.ndarray):
-    """Percentile interval of the per-cell mean difference under cluster weights."""
+def expanded_level(n_clusters: int, level: float = 0.95) -> float:
+    """Coverage to ask of a percentile bootstrap over `n_clusters` so that it behaves like a t interval.
+
+    Hesterberg (2015): use the tail probability whose normal quantile is sqrt(G / (G - 1)) t_{G-1, 1 - a/2};
+    NaN for fewer than 2 clusters.
+    """
+    if n_clusters < 2:
+        return float("nan")
+    z = np.sqrt(n_clusters / (n_clusters - 1)) * sps.t.ppf(0.5 + level / 2, n_clusters - 1)
+    return float(1.0 - 2.0 * sps.norm.sf(z))
+
+
+def _paired_boot(pairs: pd.DataFrame, cell: np.ndarray, n_cells: int, weights: np.ndarray) -> np.ndarray:
+    """(n_cells, n_boot) replicates of the per-cell mean difference under cluster weights."""
     n_clusters = weights.shape[1]
     c = pairs["cluster"].to_numpy()
     d = (pairs["a"] - pairs["b"]).to_numpy(float)
@@ -212,5 +229,4 @@ def _paired_boot(pairs: pd.DataFrame, cell: np.ndarray, n_cells: int, weights: n
     count = sparse.csr_matrix((np.ones(len(c)), (c, cell)), shape=(n_clusters, n_cells))
     num, den = np.asarray(diff_sum.T @ weights.T), np.asarray(count.T @ weights.T)
     with np.errstate(invalid="ignore", divide="ignore"):
-        boot = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
-    return percentile_ci(boot, axis=1)
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
