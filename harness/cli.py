@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from harness.cli_analysis import add_commands as add_analysis_commands
+from harness.cli_gate import add_commands as add_gate_commands
 from harness.cli_run import add_commands
 from harness.offline import enforce_offline
 from skill_catalog.errors import UserError
@@ -137,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_zoo_path)
     add_commands(sub)
     add_analysis_commands(sub)
+    add_gate_commands(sub)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Staged validation of a candidate checkpoint against a baseline (`emergence gate`) and monitoring history."""
