@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from harness.cli import main
 from harness.gate.policy import validate_policy
+from harness.report.build import write_report
 from harness.zoo.family import SHIPPED_DIR
 
 N1M = SHIPPED_DIR / "default" / "n1m"
@@ -119,6 +120,9 @@ def test_history_flags_the_one_step_of_a_training_sequence_that_regresses(folder
     flagged = [line for line in out.splitlines() if "DOWN" in line]
     assert "4 checkpoints in the history" in out and flagged
     assert all("seq/step05000" in line for line in flagged), out
+    html = write_report(run_dir).read_text()
+    monitoring = html.split('id="history"')[1]
+    assert "seq/step05000" in monitoring.split("</section>")[0] and "no monitoring history" not in monitoring
 
 
 def test_policy_validation_reports_every_problem():

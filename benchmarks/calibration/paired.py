@@ -183,3 +183,23 @@ def noninferiority_power(n_items: int, n_reps: int, seed: int, items_per_tuple: 
     rng = np.random.default_rng(seed)
     p = np.array([_noninferiority(simulate(cells, tuple(0.0 for _ in cells), rng), cells) for _ in range(n_reps)])
     return float(np.mean(p < ALPHA))
+
+
+def main() -> None:
+    """Prints the rows (``--reps``, default 200) and the non-inferiority power by items per check."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    for r in rows(args.reps, args.seed):
+        print(f"{r.procedure:<22} {r.quantity:<8} {r.estimate:6.3f} ± {r.mc_se:5.3f}  {r.target:<18} "
+              f"{'ok' if r.passed else 'FAIL'}  {r.scenario}")
+    for n in (80, 320, 640, 960, 1280, 1600):
+        print(f"gate_noninferiority power, unchanged candidate, margin {MARGIN}, {n} items per check "
+              f"({n // 4} tuples): {noninferiority_power(n, args.reps, args.seed + n):.3f}")
+
+
+if __name__ == "__main__":
+    main()

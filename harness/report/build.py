@@ -20,6 +20,7 @@ from harness.analysis.schema import CHECKPOINT_COLUMNS, RECORD_COLUMNS
 from harness.analysis.skill_loss import per_skill_loss
 from harness.report.canvas import empty_figure, to_png
 from harness.report.data import ReportData, prepare_checkpoints
+from harness.report.history_view import load_history
 from harness.report.html import render_document
 from harness.report.plots import FIGURES
 from harness.store import load_run, write_json, write_table
@@ -131,7 +132,8 @@ def load_report_data(run_dir: Path) -> ReportData:
     pair, note = choose_pair(run["records"], checkpoints, tables["paired"], metric=metric,
                              seed=summary.get("seed", 0), n_boot=summary.get("n_boot", 200))
     return ReportData(run_id=summary.get("run_id", run_dir.name), summary=summary, tables=tables,
-                      checkpoints=checkpoints, records=run["records"], metric=metric, pair=pair, pair_note=note)
+                      checkpoints=checkpoints, records=run["records"], metric=metric, pair=pair, pair_note=note,
+                      history=load_history(run_dir))
 
 
 def render_figures(data: ReportData, out_dir: Path | None = None) -> dict[str, bytes]:

@@ -37,6 +37,8 @@ class ReportData:
     """Paired comparison (`paired.PAIRED_COLUMNS`) of the two checkpoints the report shows side by side."""
     pair_note: str = ""
     """Why that pair was chosen, or why there is none."""
+    history: dict[str, pd.DataFrame] = field(default_factory=dict)
+    """Monitoring history next to the run (``trend``, ``changes``; see `history_view`), empty when none."""
 
     def table(self, name: str) -> pd.DataFrame:
         """A tidy table by name, empty with its columns when absent."""

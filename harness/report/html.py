@@ -11,6 +11,7 @@ from harness.report import sections_checks as checks
 from harness.report.data import ReportData
 from harness.report.elements import esc
 from harness.report.headline import headline
+from harness.report.history_view import history_section
 
 Section = Callable[[ReportData, dict[str, bytes]], str]
 SECTIONS: tuple[tuple[str, str, Section], ...] = (
@@ -25,6 +26,7 @@ SECTIONS: tuple[tuple[str, str, Section], ...] = (
     ("emergence", "Emergence & mirage", checks.emergence_section),
     ("seen_heldout", "Seen vs held-out", checks.seen_heldout_section),
     ("paired", "Paired comparison", checks.paired_section),
+    ("history", "Monitoring", history_section),
     ("checkpoints", "Checkpoints", checks.checkpoints_section),
     ("failures", "Failures", checks.failures_section),
 )

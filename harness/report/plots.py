@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from harness.report.canvas import (LOSS_REVERSED, empty_figure, finite, k_colors, legend_below, log_scale, new_figure,
                                    note, numeric, wrap, yerr)
 from harness.report.data import SINGLE_MODE, ReportData
+from harness.report.history_view import plot_history
 from harness.report.plots_checks import plot_mirage, plot_paired, plot_seen_heldout, plot_skill_loss, plot_skills
 from harness.report.plots_theory import plot_ag, plot_composable, plot_product_rule
 
@@ -244,6 +245,6 @@ FIGURES: tuple[tuple[str, Callable[[ReportData], Figure]], ...] = (
     ("scaling", plot_scaling), ("excess_loss", plot_excess), ("competence", plot_competence),
     ("skills", plot_skills), ("skill_loss", plot_skill_loss), ("product_rule", plot_product_rule), ("arora_goyal", plot_ag),
     ("collapse", plot_collapse), ("composable_k", plot_composable), ("mirage", plot_mirage),
-    ("seen_heldout", plot_seen_heldout), ("paired", plot_paired),
+    ("seen_heldout", plot_seen_heldout), ("paired", plot_paired), ("history", plot_history),
 )
 """(name, function) of every figure; the name is the PNG's file stem and the section it belongs to."""
