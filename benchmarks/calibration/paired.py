@@ -155,7 +155,7 @@ def rows(n_reps: int, seed: int, n_boot: int = 200) -> list[CalibrationRow]:
                   0.15),
         power_row("paired_sign_flip", f"A worse by {_span(-truth['alt'][~composite])}, k = 1 cell (200 items, 8 "
                   "skills)", int((t["p_alt"][:, ~composite] < ALPHA).sum()), int(t["p_alt"][:, ~composite].size),
-                  0.15),
+                  0.10),
         coverage_row("paired_diff_interval", "composite cells, A = B and A with logits 1.0 lower",
                      int(t["cov_null"][:, composite].sum() + t["cov_alt"][:, composite].sum()),
                      int(2 * t["cov_null"][:, composite].size)),
