@@ -58,7 +58,8 @@ def converted(w: dict) -> dict:
 def damaged(w: dict) -> dict:
     """Zeroes the last block's MLP output and scrambles its attention output projection."""
     out = dict(w)
-    out["gpt_neox.layers.3.mlp.dense_4h_to_h.weight"] = torch.zeros_like(w["gpt_neox.layers.3.mlp.dense_4h_to_h.weight"])
+    mlp = "gpt_neox.layers.3.mlp.dense_4h_to_h.weight"
+    out[mlp] = torch.zeros_like(w[mlp])
     g = torch.Generator().manual_seed(0)
     dense = w["gpt_neox.layers.3.attention.dense.weight"]
     out["gpt_neox.layers.3.attention.dense.weight"] = (torch.randn(dense.shape, generator=g) * 0.2).to(dense.dtype)

@@ -96,7 +96,8 @@ def evaluate(policy: Policy, records: pd.DataFrame, checkpoints: pd.DataFrame, b
         blocked = blocked or verdict != PASSED
         results.append(StageResult(stage.name, verdict, tuple(checks)))
     label = dict(zip(ck.index, ck["label"].astype(str))) if "label" in ck else {}
-    return GateResult(f"{policy.name} v{policy.version}", label.get(baseline, baseline), label.get(candidate, candidate),
+    return GateResult(f"{policy.name} v{policy.version}", label.get(baseline, baseline),
+                      label.get(candidate, candidate),
                       policy.metric, tuple(results))
 
 

@@ -67,7 +67,8 @@ _STAGE_KEYS = {"name": str, "kind": str, "by": (list, str), "ks": list, "floor":
 
 
 def _types(data: dict, schema: dict, where: str) -> list[str]:
-    problems = [f"{where}unknown key {key!r} (allowed: {', '.join(sorted(schema))})" for key in data if key not in schema]
+    allowed = ", ".join(sorted(schema))
+    problems = [f"{where}unknown key {key!r} (allowed: {allowed})" for key in data if key not in schema]
     for key, want in schema.items():
         want = (int, float) if want is float else want
         if key in data and (not isinstance(data[key], want) or isinstance(data[key], bool)):

@@ -111,7 +111,8 @@ def paired_section(data: ReportData, figs: Figures) -> str:
     """Paired comparison of the report's pair of checkpoints."""
     pair = data.pair
     rows = [[r["mode"], r["k"], r["n_pairs"], r["both_right"], r["only_a"], r["only_b"], r["both_wrong"],
-             Cell(r["p_value"], "no pairs"), Cell(r["p_adjusted"], "no pairs"), ival(r, "diff")] for r in pair.to_dict("records")]
+             Cell(r["p_value"], "no pairs"), Cell(r["p_adjusted"], "no pairs"), ival(r, "diff")]
+            for r in pair.to_dict("records")]
     reasons = list(pair["reason"]) if "reason" in pair else None
     names = ""
     if len(pair):
@@ -123,7 +124,8 @@ def paired_section(data: ReportData, figs: Figures) -> str:
              "with <code>emergence compare RUN A B</code>.")
     tab = table(["mode", "k", "pairs", "both right", "only A right", "only B right", "both wrong", "clustered p",
                  "Holm p", "mean(A) − mean(B) [95% CI]"], rows,
-                keys=["mode", "k", "n_pairs", "both_right", "only_a", "only_b", "both_wrong", "p_value", "p_adjusted", "diff"],
+                keys=["mode", "k", "n_pairs", "both_right", "only_a", "only_b", "both_wrong", "p_value", "p_adjusted",
+                      "diff"],
                 row_reasons=reasons)
     return section("paired", "Paired comparison", intro, status_line(data.analysis("paired")),
                    figure("paired", figs.get("paired"), "Paired difference per cell"), tab,
