@@ -141,3 +141,17 @@ def test_bad_policy_or_unknown_label_exits_2(tmp_path, capsys):
     bad.write_text("name: p\nversion: 1\nstages: []\n")
     assert main(["gate", "--policy", str(bad), "--baseline", "a", "--candidate", "b"]) == 2
     assert "'stages' is empty" in capsys.readouterr().err
+
+
+def test_cross_entropy_check_compares_nats_per_token_relative_to_the_baseline():
+    import pandas as pd
+
+    from harness.gate.decide import FAILED, PASSED, UNDECIDED, decide_cross_entropy
+    from harness.gate.policy import Stage
+
+    stage = Stage("ce", "cross_entropy", (), max_increase=0.02)
+    base = pd.Series({"ce_nats_sum": 100.0, "ce_tokens": 100})
+    assert decide_cross_entropy(stage, base, pd.Series({"ce_nats_sum": 101.5, "ce_tokens": 100}))[0].verdict == PASSED
+    assert decide_cross_entropy(stage, base, pd.Series({"ce_nats_sum": 103.0, "ce_tokens": 100}))[0].verdict == FAILED
+    missing = pd.Series({"ce_nats_sum": float("nan"), "ce_tokens": 0})
+    assert decide_cross_entropy(stage, base, missing)[0].verdict == UNDECIDED
