@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from harness.analysis.result import TABLE_COLUMNS, TABLES
+from harness.gate.history import add_run, history_path
 from harness.report import build
 from harness.report.canvas import to_png
 from harness.report.data import ReportData, prepare_checkpoints
@@ -57,6 +58,7 @@ def make_run(run_dir: Path) -> Path:
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A synthetic run whose report was written without a prior analysis (write_report analyses it itself)."""
     path = make_run(tmp_path_factory.mktemp("runs") / "syn-run")
+    add_run(path, history_path(path.parent))  # a monitoring history next to the run: the trend figure has data
     real = build.write_analysis
     calls = []
 
