@@ -155,3 +155,13 @@ def test_cross_entropy_check_compares_nats_per_token_relative_to_the_baseline():
     assert decide_cross_entropy(stage, base, pd.Series({"ce_nats_sum": 103.0, "ce_tokens": 100}))[0].verdict == FAILED
     missing = pd.Series({"ce_nats_sum": float("nan"), "ce_tokens": 0})
     assert decide_cross_entropy(stage, base, missing)[0].verdict == UNDECIDED
+
+
+def test_labels_in_an_existing_run_give_the_same_decision_as_the_folders(folders, capsys):
+    code, out = _gate(folders, "bad", "skill", capsys)
+    run_dir = Path(out.split("junit: ")[1].strip()).parent.parent
+    again = main(["gate", "--policy", str(folders["root"] / "policy_skill.yaml"), "--run", str(run_dir),
+                  "--baseline", "base", "--candidate", "bad"])
+    out_again = capsys.readouterr().out
+    assert again == code == 1
+    assert out_again.split("regressed: ")[1].splitlines()[0] == out.split("regressed: ")[1].splitlines()[0]
