@@ -13,7 +13,8 @@ item. Per cell:
   error over the cells), or Benjamini-Hochberg / Benjamini-Yekutieli for a false-discovery rate.
 - ``diff`` with a percentile interval from resampling clusters of pairs within each (mode, k), expanded
   for few clusters (Hesterberg's expanded percentile interval: the tail probability whose normal
-  quantile is sqrt(G / (G - 1)) t_{G-1}; plain percentile intervals over 8 clusters cover ~0.85).
+  quantile is sqrt(G / (G - 1)) t_{G-1}; in the calibration, plain 95% percentile intervals covered
+  0.919 over ~20 clusters and 0.868 over 8, the expanded ones 0.938 and 0.907).
 
 `cluster_mean_test` is the one-sample cluster-robust t statistic the gate's floor and non-inferiority
 checks use (CR1 variance, t with G - 1 degrees of freedom, an i.i.d. variance floor so a cell without
