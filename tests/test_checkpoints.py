@@ -232,5 +232,5 @@ def test_bad_input_is_a_one_line_user_error_naming_the_path(tmp_path, neox_dir, 
 def test_gguf_file_discovered_with_param_counts(tmp_path):
     write_gguf(tmp_path / "tiny-step500.gguf", "llama")
     (ckpt,) = discover(tmp_path)
-    assert (ckpt.fmt, ckpt.architecture, ckpt.params, ckpt.params_nonembedding) == ("gguf", "llama", 56, 16)
+    assert (ckpt.fmt, ckpt.architecture, ckpt.params, ckpt.params_nonembedding) == ("gguf", "LlamaForCausalLM", 56, 16)
     assert ckpt.step == 500 and ckpt.dtype == "F32" and ckpt.tokenizer_path == tmp_path / "tiny-step500.gguf"
