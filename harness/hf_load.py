@@ -156,14 +156,19 @@ def _quiet_gguf_bar():
 
 
 def _placement(settings: ModelSettings, device: torch.device) -> dict[str, Any]:
-    """``from_pretrained`` arguments that let accelerate place the layers (only with a device map)."""
+    """``from_pretrained`` arguments that let accelerate place the layers (only with a device map); with
+    ``--device cpu`` on a GPU machine, only CPU memory and disk are used."""
     if settings.device_map is None:
         return {}
     if settings.device_map != "auto":
         raise UserError(f"--device-map {settings.device_map!r} is not supported; fix: use --device-map auto")
-    placement: dict[str, Any] = {"device_map": "auto" if device.type != "cpu" else "cpu"}
+    placement: dict[str, Any] = {"device_map": "auto"}
     if settings.max_memory is not None:
-        placement.update(device_map="auto", max_memory=dict(settings.max_memory))
+        placement["max_memory"] = dict(settings.max_memory)
+    elif device.type == "cpu" and torch.cuda.is_available():
+        from accelerate.utils import get_max_memory
+
+        placement["max_memory"] = {"cpu": get_max_memory()["cpu"]}
     if settings.offload_folder is not None:
         placement["offload_folder"] = settings.offload_folder
     return placement

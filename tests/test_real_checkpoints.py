@@ -240,6 +240,8 @@ def test_max_length_override_turns_long_prompts_into_nan_with_a_reason(llama_dir
     assert len(long) and long["value"].isna().all()
     default_dir, _ = _run(llama_dir, tmp_path)
     assert default_dir.name != run_dir.name
+    with pytest.raises(UserError, match="outside 2..128"):
+        HFModel.from_checkpoint(llama_dir, ModelSettings(max_length=129))
 
 
 def test_cli_flags_reach_the_run_config():
