@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Iterable
 
 from harness.weights import (
-    TOKENIZER_FILES, architecture_name, count_params_safetensors, gguf_info, is_pickle_weights, weight_files, weights_hash,
+    TOKENIZER_FILES, architecture_name, count_params_safetensors, gguf_info, is_pickle_weights, weight_files,
+    weights_hash,
 )
 from skill_catalog.errors import UserError
 
@@ -154,7 +155,8 @@ def hub_snapshot(folder: Path) -> Path | None:
     """
     snapshots = sorted(p for p in folder.glob("models--*/snapshots/*") if p.is_dir() and _has_weights(p))
     if len(snapshots) > 1:
-        raise UserError(f"{folder}: holds {len(snapshots)} cached snapshots ({', '.join(p.name[:8] for p in snapshots)}); "
+        names = ", ".join(p.name[:8] for p in snapshots)
+        raise UserError(f"{folder}: holds {len(snapshots)} cached snapshots ({names}); "
                         "fix: keep one revision per step folder")
     return snapshots[0] if snapshots else None
 

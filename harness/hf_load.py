@@ -107,7 +107,8 @@ def _check_causal(model: Any, path: Path) -> None:
     except RuntimeError as exc:  # e.g. a half-precision kernel missing on this device
         if is_oom(exc):
             raise
-        raise UserError(f"{path}: a forward pass fails ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"{path}: a forward pass fails ({first}); "
                         "fix: use --dtype float32, or another device") from exc
     if not torch.allclose(logits[0, 0], logits[1, 0], atol=1e-4, rtol=0):
         raise UserError(f"{path}: not a causal language model (position 0 sees later tokens); "
@@ -179,7 +180,8 @@ def _load_model(checkpoint: Checkpoint, source: dict[str, Any], dtype: torch.dty
     """The causal LM in eval mode on `device`, or placed by accelerate when `placement` holds a device map."""
     try:
         with _quiet_gguf_bar():
-            model = transformers.AutoModelForCausalLM.from_pretrained(**source, **{_DTYPE_KW: dtype}, **(placement or {}))
+            model = transformers.AutoModelForCausalLM.from_pretrained(**source, **{_DTYPE_KW: dtype},
+                                                                      **(placement or {}))
     except Exception as exc:  # from_pretrained raises ValueError, OSError, KeyError, ... on bad input
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise UserError(f"{checkpoint.path}: cannot load as a causal language model "

@@ -50,7 +50,7 @@ class ModelSettings:
     device_map: str | None = None
     """``"auto"``: accelerate spreads a model larger than one device over GPUs, CPU and disk; None: one device."""
     max_memory: tuple[tuple[str | int, str], ...] | None = None
-    """Memory per device for the device map, e.g. ``((0, "70GiB"), ("cpu", "100GiB"))``; None lets accelerate measure."""
+    """Memory per device for the device map, e.g. ``((0, "70GiB"), ("cpu", "100GiB"))``; None: accelerate measures."""
     offload_folder: str | None = None
     """Folder for layers the device map puts on disk."""
     prefix_reuse: bool = True

@@ -36,11 +36,12 @@ class RunConfig:
     device: str = "auto"
     """``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
     dtype: str = "float32"
-    """Compute dtype: float32, bfloat16 or float16 (on CPU where its kernels exist); GGUF files are de-quantized to it."""
+    """Compute dtype: float32, bfloat16 or float16 (on CPU where its kernels exist); GGUF is de-quantized to it."""
     device_map: str | None = None
     """``auto``: accelerate spreads a checkpoint larger than one GPU over the GPUs, CPU memory and disk."""
     max_length: int | None = None
-    """Longest model input per row (default: the model's own context from its config); longer prompts are NaN with a reason."""
+    """Longest model input per row (default: the model's own context, from its config); longer prompts are NaN
+    with a reason."""
     chat_template: bool = False
     """Wrap every prompt in the tokenizer's own chat template (instruct models); part of the run's identity."""
     allow_pickle: bool = False

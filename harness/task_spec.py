@@ -165,8 +165,8 @@ def from_dict(d: dict) -> Task:
         n_choices=d.get("choices", 4), seed=d.get("seed", 0), split_seed=d.get("split_seed", 0),
         template_version=d.get("template_version", "v1"),
     )
-    return CompositeTask(d["name"], d["version"], spec, tuple(d.get("scoring", SCORING_MODES)), d.get("max_new_tokens", 64),
-                         d.get("cross_entropy"))
+    return CompositeTask(d["name"], d["version"], spec, tuple(d.get("scoring", SCORING_MODES)),
+                         d.get("max_new_tokens", 64), d.get("cross_entropy"))
 
 
 def load_task(path: Path | str) -> Task:

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+from tokenizers import Tokenizer, models
+from transformers import PreTrainedTokenizerFast
 
 from harness.analysis.schema import prepare_checkpoints
 from harness.chat_prompts import WITHOUT_TEMPLATE_NOTE, ChatPrompts, chat_renderer
@@ -146,10 +146,12 @@ def test_training_run_checkpoint_folders_are_discovered_with_steps(tmp_path, lla
             (ckpt / name).write_bytes((llama_dir / name).read_bytes())
         (ckpt / "optimizer.pt").write_bytes(b"not a pickle: never opened")
         (ckpt / "rng_state.pth").write_bytes(b"not a pickle either")
-        (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": step, "num_input_tokens_seen": step * 4096}))
+        state = {"global_step": step, "num_input_tokens_seen": step * 4096}
+        (ckpt / "trainer_state.json").write_text(json.dumps(state))
     found = discover(run_dir)
     assert [(c.label, c.step, c.tokens_seen) for c in found] == [
-        ("my-run", None, None), ("my-run/checkpoint-500", 500, 500 * 4096), ("my-run/checkpoint-1500", 1500, 1500 * 4096)]
+        ("my-run", None, None), ("my-run/checkpoint-500", 500, 500 * 4096),
+        ("my-run/checkpoint-1500", 1500, 1500 * 4096)]
     assert all(c.tokenizer_path == run_dir for c in found)
     members, _ = resolve_family([str(p) for p in sorted(run_dir.glob("checkpoint-*"))])
     assert {m.size for m in members} == {"my-run"}
@@ -219,8 +221,7 @@ def test_chat_template_wraps_both_likelihood_and_generation_contexts():
             seen.extend(r.context for r in requests)
             return []
 
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=__import__("tokenizers").Tokenizer(
-        __import__("tokenizers").models.WordLevel({"<unk>": 0}, unk_token="<unk>")))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"<unk>": 0}, unk_token="<unk>")))
     tokenizer.chat_template = CHAT
     model = ChatPrompts(Recorder(), chat_renderer(tokenizer))
     model.loglikelihood([LoglikelihoodRequest("Q: 2+2?", " 4")])
@@ -253,7 +254,8 @@ def test_cli_flags_reach_the_run_config():
     add_config_flags(parser)
     args = parser.parse_args(["--chat-template", "--max-length", "2048", "--device-map", "auto", "--dtype", "bfloat16"])
     config = config_from_args(args)
-    assert (config.chat_template, config.max_length, config.device_map, config.dtype) == (True, 2048, "auto", "bfloat16")
+    got = (config.chat_template, config.max_length, config.device_map, config.dtype)
+    assert got == (True, 2048, "auto", "bfloat16")
 
 
 # ---- a measured loss for every model --------------------------------------------------------------
@@ -266,7 +268,8 @@ def test_natural_suite_carries_the_shipped_english_corpus(llama_dir, tmp_path):
     assert files and sum(f.stat().st_size for f in files) < 4 << 20
     assert "public domain" in (folder / "README.md").read_text().lower()
     (tmp_path / "mine.txt").write_text("my own held-out text")
-    (tmp_path / "mine.yaml").write_text(f"name: mine\nversion: 1\nkind: cross_entropy\nsource: {tmp_path / 'mine.txt'}\n")
+    mine = f"name: mine\nversion: 1\nkind: cross_entropy\nsource: {tmp_path / 'mine.txt'}\n"
+    (tmp_path / "mine.yaml").write_text(mine)
     named = plan_run(RunConfig(family=(str(llama_dir),), tasks=("natural_composite.yaml", str(tmp_path / "mine.yaml")),
                                limit=1, out=str(tmp_path)))
     assert [t.name for t in named.tasks if isinstance(t, CrossEntropyTask)] == ["mine", ce.name]
