@@ -26,6 +26,7 @@ from harness.model import (
     failed_loglikelihood, pair_texts, rolling_windows,
 )
 from harness.token_scoring import TokenScoring
+from skill_catalog.errors import UserError
 from harness.tree_packing import attention_span
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,20 @@ class ModelSettings:
     """Load pickle weight files (they can run code); only for trusted checkpoints."""
 
 
+def _max_length(override: int | None, own: int, name: str) -> int:
+    """The override when it is within the model's own context (read from its config), else that context.
+
+    Raises:
+        UserError: The override is below 2 or beyond the model's context (positions it was never trained on).
+    """
+    if override is None:
+        return own
+    if not 2 <= override <= own:
+        raise UserError(f"{name}: --max-length {override} is outside 2..{own} (the model's own context); "
+                        f"fix: use at most {own}")
+    return override
+
+
 class HFModel(TokenScoring):
     """The model protocol for a transformers causal LM. Learned state ends in ``_``."""
 
@@ -82,7 +97,7 @@ class HFModel(TokenScoring):
         self.settings = settings or ModelSettings()
         self.device_ = input_device(model)
         self.compute_dtype_ = str(next(model.parameters()).dtype).removeprefix("torch.")
-        self.max_length_ = self.settings.max_length or model_max_length(model, tokenizer)
+        self.max_length_ = _max_length(self.settings.max_length, model_max_length(model, tokenizer), name)
         size = self.settings.batch_size
         self.batch_size_ = AUTO_BATCH_START.get(self.device_.type, 32) if size == "auto" else int(size)
         bos, eos, pad = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
