@@ -204,6 +204,10 @@ def test_chat_template_is_recorded_part_of_the_run_id_and_noted_when_missing(cha
     assert plain_dir.name != chat_run_dir.name
     assert json.loads((chat_run_dir / "manifest.json").read_text())["config"]["chat_template"] is True
     assert plain["checkpoints"]["note"].tolist() == [WITHOUT_TEMPLATE_NOTE]
+    from harness.report.build import write_analysis, write_report
+
+    write_analysis(plain_dir)
+    assert f"Note: {WITHOUT_TEMPLATE_NOTE} (1 checkpoint: instruct)" in write_report(plain_dir).read_text()
     assert chat["checkpoints"]["note"].isna().all() and chat["checkpoints"]["chat_template"].all()
     gold = [t["records"].query("metric == 'gold_logprob'").set_index("item_id")["value"] for t in (plain, chat)]
     assert not np.allclose(gold[0].sort_index(), gold[1].sort_index())  # the model saw other prompts
