@@ -111,6 +111,9 @@ def _composite_problems(d: dict) -> list[str]:
     for key in ("shots", "choices", "seed", "split_seed", "max_new_tokens"):
         if isinstance(d.get(key), int) and d[key] < (1 if key in ("choices", "max_new_tokens") else 0):
             problems.append(f"{key!r} must be >= {1 if key in ('choices', 'max_new_tokens') else 0}, got {d[key]}")
+    corpus = d.get("cross_entropy")
+    if isinstance(corpus, str) and not (Path(corpus).is_file() or (TASKS_DIR / corpus).is_file()):
+        problems.append(f"'cross_entropy' names {corpus!r}, neither a file nor a suite under {TASKS_DIR}")
     version = d.get("template_version", "v1")
     if not list(TEMPLATE_DIR.glob(f"*.{version}.txt")):
         problems.append(f"no templates of version {version!r}")

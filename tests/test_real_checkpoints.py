@@ -23,7 +23,7 @@ from harness.model import GenerationRequest, LoglikelihoodRequest
 from harness.run_config import RunConfig
 from harness.runner import plan_run, run
 from harness.store import load_run
-from harness.task_spec import CrossEntropyTask
+from harness.task_spec import CrossEntropyTask, read_yaml, validate
 from skill_catalog.errors import UserError
 from test_model_scoring import build_checkpoint, choice_requests, write_llama_gguf
 
@@ -267,6 +267,8 @@ def test_cli_flags_reach_the_run_config():
 def test_natural_suite_carries_the_shipped_english_corpus(llama_dir, tmp_path):
     plan = plan_run(RunConfig(family=(str(llama_dir),), tasks=("natural_composite.yaml",), limit=1, out=str(tmp_path)))
     (ce,) = [t for t in plan.tasks if isinstance(t, CrossEntropyTask)]
+    data = read_yaml(Path("natural_composite.yaml"))
+    assert validate(data) == [] and "neither a file" in validate({**data, "cross_entropy": "nope.yaml"})[0]
     folder = corpus_path(ce.source)
     files = sorted(folder.glob("*.txt"))
     assert files and sum(f.stat().st_size for f in files) < 4 << 20
