@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Iterable
 
 from harness.weights import (
-    TOKENIZER_FILES, count_params_safetensors, gguf_info, is_pickle_weights, weight_files, weights_hash,
+    TOKENIZER_FILES, architecture_name, count_params_safetensors, gguf_info, is_pickle_weights, weight_files,
+    weights_hash,
 )
 from skill_catalog.errors import UserError
 
@@ -32,13 +33,14 @@ class Checkpoint:
     checkpoint_id: str
     """sha256 over the weight files' contents (sorted by file name): the identity of the model."""
     architecture: str
-    """``architectures[0]`` of config.json (or the model type / GGUF architecture)."""
+    """transformers class name, e.g. ``LlamaForCausalLM``: ``architectures[0]`` of config.json, else the class of
+    its model type or GGUF architecture (one vocabulary for folders and GGUF files)."""
     params: int | None
     """Number of parameters, counted from file headers; None when that needs unpickling."""
     params_nonembedding: int | None
     """`params` minus input, output (if untied) and position embeddings."""
     dtype: str
-    """Storage dtype of most weights, e.g. ``F32``, ``BF16``, ``Q8_0``."""
+    """Storage dtype of most weights, e.g. ``F32``, ``BF16``; for GGUF the file's quantization type (``Q4_K_M``)."""
     step: int | None
     """Training step from ``train_meta.json`` or the folder name."""
     tokens_seen: int | None
@@ -57,23 +59,30 @@ def parse_step(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _train_meta(folder: Path) -> tuple[int | None, int | None]:
-    """(step, tokens_seen) from ``train_meta.json`` if present, else the step parsed from the name."""
-    meta_path = folder / "train_meta.json"
-    meta = {}
-    if meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{meta_path}: unreadable train_meta.json ({exc}); fix or remove it") from exc
-    step = meta.get("step", parse_step(folder.name))
-    tokens = meta.get("tokens_seen")
+def _read_json(path: Path, what: str) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: unreadable {what} ({exc}); fix or remove it") from exc
+    return data if isinstance(data, dict) else {}
+
+
+def _train_meta(folder: Path, step_folder: Path | None = None) -> tuple[int | None, int | None]:
+    """(step, tokens_seen) from ``train_meta.json``, else a Trainer's ``trainer_state.json``, else the step in
+    the name of `step_folder` (the folder itself unless its weights sit deeper, as in a Pythia revision folder)."""
+    meta = _read_json(folder / "train_meta.json", "train_meta.json")
+    trainer = _read_json(folder / "trainer_state.json", "trainer_state.json")
+    step = meta.get("step", trainer.get("global_step", parse_step((step_folder or folder).name)))
+    tokens = meta.get("tokens_seen", trainer.get("num_input_tokens_seen") or None)
     return (None if step is None else int(step)), (None if tokens is None else int(tokens))
 
 
 def _find_tokenizer(folder: Path) -> Path:
     """The folder itself, or for a step subfolder its family folder (which often holds the tokenizer)."""
-    for candidate in (folder, folder.parent) if parse_step(folder.name) is not None else (folder,):
+    snapshot = hub_snapshot(folder) if parse_step(folder.name) is not None else None
+    for candidate in (snapshot or folder, folder.parent) if parse_step(folder.name) is not None else (folder,):
         if any((candidate / name).is_file() for name in TOKENIZER_FILES):
             return candidate
     raise UserError(
@@ -92,22 +101,23 @@ def _read_config(folder: Path) -> dict:
         raise UserError(f"{config_path}: unreadable config.json ({exc}); fix: re-save the model") from exc
 
 
-def _hf_checkpoint(folder: Path, label: str, allow_pickle: bool, hash_cache: Path | None) -> Checkpoint:
+def _hf_checkpoint(folder: Path, label: str, allow_pickle: bool, hash_cache: Path | None,
+                   step_folder: Path | None = None) -> Checkpoint:
     config = _read_config(folder)
     fmt, files = weight_files(folder, allow_pickle)
     counts = count_params_safetensors(files) if fmt == "safetensors" else None
-    step, tokens_seen = _train_meta(folder)
+    step, tokens_seen = _train_meta(folder, step_folder)
     return Checkpoint(
         path=folder,
         label=label,
         checkpoint_id=weights_hash(files, hash_cache),
-        architecture=(config.get("architectures") or [config.get("model_type", "unknown")])[0],
+        architecture=(config.get("architectures") or [architecture_name(config.get("model_type", "unknown"))])[0],
         params=counts.total if counts else None,
         params_nonembedding=counts.nonembedding if counts else None,
         dtype=counts.dtype if counts else str(config.get("torch_dtype") or config.get("dtype") or "unknown"),
         step=step,
         tokens_seen=tokens_seen,
-        tokenizer_path=_find_tokenizer(folder),
+        tokenizer_path=_find_tokenizer(step_folder or folder),
         fmt=fmt,
         weight_files=tuple(files),
     )
@@ -136,6 +146,34 @@ def _has_weights(folder: Path) -> bool:
     return any(p.suffix == ".safetensors" or is_pickle_weights(p) for p in folder.iterdir() if p.is_file())
 
 
+def hub_snapshot(folder: Path) -> Path | None:
+    """The model folder inside a Hugging Face cache tree, as the Pythia suite's revisions are stored
+    (``pythia-70m/step1000/models--EleutherAI--pythia-70m/snapshots/<commit>/``); None when there is none.
+
+    Raises:
+        UserError: The tree holds several snapshots (which revision is meant is ambiguous).
+    """
+    snapshots = sorted(p for p in folder.glob("models--*/snapshots/*") if p.is_dir() and _has_weights(p))
+    if len(snapshots) > 1:
+        names = ", ".join(p.name[:8] for p in snapshots)
+        raise UserError(f"{folder}: holds {len(snapshots)} cached snapshots ({names}); "
+                        "fix: keep one revision per step folder")
+    return snapshots[0] if snapshots else None
+
+
+def _label(path: Path) -> str:
+    """``pythia-70m/step1000`` for a step folder named on its own (its size is its parent), else the folder name."""
+    return f"{path.parent.name}/{path.name}" if parse_step(path.name) is not None else path.name
+
+
+def _folder_checkpoint(folder: Path, label: str, allow_pickle: bool, hash_cache: Path | None) -> Checkpoint | None:
+    """The checkpoint of a folder holding weights or a Hugging Face cache tree (a Pythia revision), else None."""
+    if _has_weights(folder):
+        return _hf_checkpoint(folder, label, allow_pickle, hash_cache)
+    snapshot = hub_snapshot(folder)
+    return _hf_checkpoint(snapshot, label, allow_pickle, hash_cache, step_folder=folder) if snapshot else None
+
+
 def _discover_path(path: Path, allow_pickle: bool, hash_cache: Path | None) -> list[Checkpoint]:
     if path.is_file():
         if path.suffix != ".gguf":
@@ -143,16 +181,20 @@ def _discover_path(path: Path, allow_pickle: bool, hash_cache: Path | None) -> l
         return [_gguf_checkpoint(path, path.stem, hash_cache)]
     if not path.is_dir():
         raise UserError(f"{path}: no such checkpoint folder or file; fix: check the path")
-    found = []
-    if _has_weights(path):
-        found.append(_hf_checkpoint(path, path.name, allow_pickle, hash_cache))
+    own = _folder_checkpoint(path, _label(path), allow_pickle, hash_cache)
+    found = [own] if own else []
     steps = [p for p in path.iterdir() if p.is_dir() and parse_step(p.name) is not None]
     steps.sort(key=lambda p: (parse_step(p.name), p.name))
-    found += [_hf_checkpoint(p, f"{path.name}/{p.name}", allow_pickle, hash_cache) for p in steps]
+    for step in steps:
+        ckpt = _folder_checkpoint(step, f"{path.name}/{step.name}", allow_pickle, hash_cache)
+        if ckpt is None:
+            raise UserError(f"{step}: step folder without weights (no *.safetensors, no cached snapshot); "
+                            "fix: finish copying it or remove it")
+        found.append(ckpt)
     found += [_gguf_checkpoint(p, p.stem, hash_cache) for p in sorted(path.glob("*.gguf"))]
     if not found:
         raise UserError(
-            f"{path}: no weights (no *.safetensors, *.gguf or step subfolders); "
+            f"{path}: no weights (no *.safetensors, *.gguf, step or checkpoint-N subfolders, or cached snapshot); "
             "fix: point at a folder written by model.save_pretrained()"
         )
     return found

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 from harness.model import LanguageModel
-from harness.task_spec import CrossEntropyTask
+from harness.task_spec import TASKS_DIR, CrossEntropyTask
 from skill_catalog.errors import UserError
 from skill_catalog.training_text import TextSpec, iter_pieces, stream_text
 
@@ -36,9 +36,17 @@ def catalog_text(task: CrossEntropyTask) -> tuple[list[str], float]:
     return docs + [current] if current else docs, -sum(p.log_prob for p in pieces)
 
 
+def corpus_path(source: str) -> Path:
+    """The path a corpus source names: as given (relative to the current folder), else under tasks/ (where
+    the shipped corpora live, e.g. ``corpora/english``)."""
+    path = Path(source).expanduser()
+    shipped = TASKS_DIR / source
+    return shipped if not path.exists() and not path.is_absolute() and shipped.exists() else path
+
+
 def corpus_texts(source: str) -> list[str]:
     """Documents of a local corpus: a .txt file, a folder of .txt files, or a saved `datasets` dataset."""
-    path = Path(source).expanduser()
+    path = corpus_path(source)
     if path.is_file():
         return [path.read_text(encoding="utf-8")]
     if path.is_dir() and ((path / "dataset_info.json").exists() or (path / "state.json").exists()):

@@ -1,10 +1,13 @@
 """Loading a transformers checkpoint offline, and the checks around it.
 
 Local files only, no remote code, no pickles unless allowed; encoder-decoder, masked and
-bidirectional models are refused, as are half precision on CPU and out-of-memory moves.
+bidirectional models are refused, as are a dtype the device has no kernels for and out-of-memory moves.
+A model larger than one device is spread over GPUs, CPU and disk by accelerate (``device_map="auto"``).
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +44,18 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def input_device(model: Any) -> torch.device:
+    """Where a model's inputs go: the device of its first module under an accelerate device map (a
+    CPU- or disk-offloaded module runs from the CPU), else the device of its parameters."""
+    device_map = getattr(model, "hf_device_map", None)
+    if device_map:
+        first = next(iter(device_map.values()))
+        if first in ("cpu", "disk"):
+            return torch.device("cpu")
+        return torch.device(f"cuda:{first}" if isinstance(first, int) else first)
+    return next(model.parameters()).device
 
 
 def model_max_length(model: Any, tokenizer: Any) -> int:
@@ -85,22 +100,26 @@ def _check_causal_config(checkpoint: Checkpoint) -> None:
 
 def _check_causal(model: Any, path: Path) -> None:
     """Refuse a model whose first-position prediction depends on later tokens (bidirectional attention)."""
-    ids = torch.tensor([[0, 1], [0, 2]], device=next(model.parameters()).device)
-    with torch.inference_mode():
-        logits = model(input_ids=ids).logits.float()
+    ids = torch.tensor([[0, 1], [0, 2]], device=input_device(model))
+    try:
+        with torch.inference_mode():
+            logits = model(input_ids=ids).logits.float()
+    except RuntimeError as exc:  # e.g. a half-precision kernel missing on this device
+        if is_oom(exc):
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"{path}: a forward pass fails ({first}); "
+                        "fix: use --dtype float32, or another device") from exc
     if not torch.allclose(logits[0, 0], logits[1, 0], atol=1e-4, rtol=0):
         raise UserError(f"{path}: not a causal language model (position 0 sees later tokens); "
                         "fix: pass a decoder-only checkpoint (...ForCausalLM)")
 
 
-def _torch_dtype(checkpoint: Checkpoint, name: str, device: torch.device) -> torch.dtype:
-    """The torch dtype named by the settings; half precision is refused on CPU."""
+def _torch_dtype(checkpoint: Checkpoint, name: str) -> torch.dtype:
+    """The torch dtype named by the settings (half precision on CPU too: a missing kernel fails the causal check)."""
     if name not in _DTYPES:
         raise UserError(f"{checkpoint.path}: unknown dtype {name!r}; fix: use one of {', '.join(_DTYPES)}")
-    dtype = _DTYPES[name]
-    if dtype != torch.float32 and device.type == "cpu":
-        raise UserError(f"{checkpoint.path}: dtype {name} is only used on a GPU; fix: use float32 on CPU")
-    return dtype
+    return _DTYPES[name]
 
 
 def _sources(checkpoint: Checkpoint) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -124,14 +143,51 @@ def _load_tokenizer(checkpoint: Checkpoint, source: dict[str, Any]) -> Any:
                         "fix: save it with tokenizer.save_pretrained()") from exc
 
 
-def _load_model(checkpoint: Checkpoint, source: dict[str, Any], dtype: torch.dtype, device: torch.device) -> Any:
-    """The causal LM in eval mode on `device`."""
+@contextlib.contextmanager
+def _quiet_gguf_bar():
+    """Silences transformers' de-quantizing bar (a plain tqdm that the library's progress switch misses)."""
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+    bar = gguf_utils.tqdm
+    gguf_utils.tqdm = functools.partial(bar, disable=True)
     try:
-        model = transformers.AutoModelForCausalLM.from_pretrained(**source, **{_DTYPE_KW: dtype})
+        yield
+    finally:
+        gguf_utils.tqdm = bar
+
+
+def _placement(settings: ModelSettings, device: torch.device) -> dict[str, Any]:
+    """``from_pretrained`` arguments that let accelerate place the layers (only with a device map); with
+    ``--device cpu`` on a GPU machine, only CPU memory and disk are used."""
+    if settings.device_map is None:
+        return {}
+    if settings.device_map != "auto":
+        raise UserError(f"--device-map {settings.device_map!r} is not supported; fix: use --device-map auto")
+    placement: dict[str, Any] = {"device_map": "auto"}
+    if settings.max_memory is not None:
+        placement["max_memory"] = dict(settings.max_memory)
+    elif device.type == "cpu" and torch.cuda.is_available():
+        from accelerate.utils import get_max_memory
+
+        placement["max_memory"] = {"cpu": get_max_memory()["cpu"]}
+    if settings.offload_folder is not None:
+        placement["offload_folder"] = settings.offload_folder
+    return placement
+
+
+def _load_model(checkpoint: Checkpoint, source: dict[str, Any], dtype: torch.dtype, device: torch.device,
+                placement: dict[str, Any] | None = None) -> Any:
+    """The causal LM in eval mode on `device`, or placed by accelerate when `placement` holds a device map."""
+    try:
+        with _quiet_gguf_bar():
+            model = transformers.AutoModelForCausalLM.from_pretrained(**source, **{_DTYPE_KW: dtype},
+                                                                      **(placement or {}))
     except Exception as exc:  # from_pretrained raises ValueError, OSError, KeyError, ... on bad input
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise UserError(f"{checkpoint.path}: cannot load as a causal language model "
                         f"({type(exc).__name__}: {first}); fix: pass a decoder-only transformers checkpoint") from exc
+    if placement:
+        return model.eval()
     try:
         model.to(device).eval()
     except Exception as exc:
@@ -146,17 +202,17 @@ def load_model_and_tokenizer(checkpoint: Checkpoint, settings: ModelSettings) ->
     """Load a checkpoint's model (eval mode, on its device) and tokenizer, offline and without remote code.
 
     Raises:
-        UserError: Refused pickle, half precision on CPU, unloadable tokenizer or weights, non-causal model.
+        UserError: Refused pickle, a dtype without kernels, unloadable tokenizer or weights, non-causal model.
     """
     enforce_offline()
     if checkpoint.fmt == "pickle" and not settings.allow_pickle:
         raise UserError(f"{checkpoint.path}: pickle weights can run code when loaded; "
                         "fix: convert them to safetensors, or pass allow_pickle=True if you trust their source")
     device = resolve_device(settings.device)
-    dtype = _torch_dtype(checkpoint, settings.dtype, device)
+    dtype = _torch_dtype(checkpoint, settings.dtype)
     _check_causal_config(checkpoint)
     model_source, tokenizer_source = _sources(checkpoint)
     tokenizer = _load_tokenizer(checkpoint, tokenizer_source)
-    model = _load_model(checkpoint, model_source, dtype, device)
+    model = _load_model(checkpoint, model_source, dtype, device, _placement(settings, device))
     _check_causal(model, checkpoint.path)
     return model, tokenizer

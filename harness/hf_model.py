@@ -20,12 +20,13 @@ import torch
 from harness.batching import TokenRequest
 from harness.checkpoints import Checkpoint
 from harness.hf_generate import generate_batch, generation_failure
-from harness.hf_load import load_model_and_tokenizer, model_max_length, single_checkpoint
+from harness.hf_load import input_device, load_model_and_tokenizer, model_max_length, single_checkpoint
 from harness.model import (
     GenerationRequest, GenerationResult, LoglikelihoodRequest, LoglikelihoodResult, RollingResult, encode_pair,
     failed_loglikelihood, pair_texts, rolling_windows,
 )
 from harness.token_scoring import TokenScoring
+from skill_catalog.errors import UserError
 from harness.tree_packing import attention_span
 
 log = logging.getLogger(__name__)
@@ -42,11 +43,17 @@ class ModelSettings:
     device: str = "auto"
     """``"auto"`` (cuda if available, else cpu), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ..."""
     dtype: str = "float32"
-    """``"float32"``; ``"bfloat16"`` or ``"float16"`` only on a GPU."""
+    """``"float32"``, ``"bfloat16"`` or ``"float16"`` (on CPU too, where its kernels exist)."""
     batch_size: int | str = "auto"
     """Rows per forward pass, or ``"auto"``; halved on out-of-memory either way."""
     max_length: int | None = None
     """Maximum model inputs per row; None reads it from the model config."""
+    device_map: str | None = None
+    """``"auto"``: accelerate spreads a model larger than one device over GPUs, CPU and disk; None: one device."""
+    max_memory: tuple[tuple[str | int, str], ...] | None = None
+    """Memory per device for the device map, e.g. ``((0, "70GiB"), ("cpu", "100GiB"))``; None: accelerate measures."""
+    offload_folder: str | None = None
+    """Folder for layers the device map puts on disk."""
     prefix_reuse: bool = True
     """Compute the key/value cache of a shared prefix once per group of rows."""
     prefix_min_tokens: int = 16
@@ -56,6 +63,20 @@ class ModelSettings:
     model against plain rows and turned off, with a warning, where they differ."""
     allow_pickle: bool = False
     """Load pickle weight files (they can run code); only for trusted checkpoints."""
+
+
+def _max_length(override: int | None, own: int, name: str) -> int:
+    """The override when it is within the model's own context (read from its config), else that context.
+
+    Raises:
+        UserError: The override is below 2 or beyond the model's context (positions it was never trained on).
+    """
+    if override is None:
+        return own
+    if not 2 <= override <= own:
+        raise UserError(f"{name}: --max-length {override} is outside 2..{own} (the model's own context); "
+                        f"fix: use at most {own}")
+    return override
 
 
 class HFModel(TokenScoring):
@@ -74,8 +95,9 @@ class HFModel(TokenScoring):
         """
         self.model, self.tokenizer, self.name = model, tokenizer, name
         self.settings = settings or ModelSettings()
-        self.device_ = next(model.parameters()).device
-        self.max_length_ = self.settings.max_length or model_max_length(model, tokenizer)
+        self.device_ = input_device(model)
+        self.compute_dtype_ = str(next(model.parameters()).dtype).removeprefix("torch.")
+        self.max_length_ = _max_length(self.settings.max_length, model_max_length(model, tokenizer), name)
         size = self.settings.batch_size
         self.batch_size_ = AUTO_BATCH_START.get(self.device_.type, 32) if size == "auto" else int(size)
         bos, eos, pad = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id

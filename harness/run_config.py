@@ -15,7 +15,8 @@ from skill_catalog.errors import UserError
 
 DEFAULT_TASKS = ("symbolic_composite.yaml", "symbolic_heldout_text.yaml")
 """Suites of the main job (under tasks/)."""
-NOT_IDENTITY = ("out", "batch_size", "device", "fail_fast", "check_drift", "cache_dir", "analyze", "plain_scoring")
+NOT_IDENTITY = ("out", "batch_size", "device", "device_map", "fail_fast", "check_drift", "cache_dir", "analyze",
+                "plain_scoring")
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,14 @@ class RunConfig:
     device: str = "auto"
     """``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
     dtype: str = "float32"
-    """Compute dtype; bf16/fp16 only on a GPU and only when asked."""
+    """Compute dtype: float32, bfloat16 or float16 (on CPU where its kernels exist); GGUF is de-quantized to it."""
+    device_map: str | None = None
+    """``auto``: accelerate spreads a checkpoint larger than one GPU over the GPUs, CPU memory and disk."""
+    max_length: int | None = None
+    """Longest model input per row (default: the model's own context, from its config); longer prompts are NaN
+    with a reason."""
+    chat_template: bool = False
+    """Wrap every prompt in the tokenizer's own chat template (instruct models); part of the run's identity."""
     allow_pickle: bool = False
     """Accept pickle weight files (they can execute code); recorded in the manifest."""
     check_drift: bool = False

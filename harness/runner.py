@@ -16,6 +16,7 @@ from transformers.utils import logging as hf_logging
 
 from harness.cache import ResultCache, default_cache_dir
 from harness.cached_model import CachedModel
+from harness.chat_prompts import WITHOUT_TEMPLATE_NOTE, ChatPrompts, chat_renderer, has_chat_template
 from harness.checkpoints import find_duplicate_weights
 from harness.cross_entropy import measure_cross_entropy
 from harness.family_spec import Member, Unresolved, resolve_family
@@ -66,6 +67,17 @@ def _limited(items: list[Item], limit: int | None) -> tuple[Item, ...]:
     return tuple(kept)
 
 
+def _with_default_corpora(tasks: list[Task]) -> tuple[Task, ...]:
+    """The tasks plus the cross-entropy suite each composite suite carries (after the named ones, so a
+    corpus the user names stays the checkpoint's primary loss), each suite once."""
+    for task in list(tasks):
+        if isinstance(task, CompositeTask) and task.cross_entropy:
+            default = load_task(task.cross_entropy)
+            if all(t.name != default.name for t in tasks):
+                tasks.append(default)
+    return tuple(tasks)
+
+
 def _default_family() -> tuple[str, ...]:
     from harness.zoo.family import family_path
 
@@ -77,7 +89,7 @@ def plan_run(config: RunConfig) -> Plan:
     if config.limit is not None and config.limit < 1:
         raise UserError(f"--limit {config.limit} must be >= 1")
     config = config if config.family else replace(config, family=_default_family())
-    tasks = tuple(load_task(t) for t in config.tasks)
+    tasks = _with_default_corpora([load_task(t) for t in config.tasks])
     items = {t.name: _limited(list(compose_items(t.composition)), config.limit)
              for t in tasks if isinstance(t, CompositeTask)}
     members, unresolved = resolve_family(config.family, config.allow_pickle, _hash_cache(config))
@@ -111,11 +123,17 @@ def _score_member(plan: Plan, member: Member, cache: ResultCache, w: World) -> N
     started, config = time.perf_counter(), plan.config
     shortcuts = not config.plain_scoring
     settings = ModelSettings(device=config.device, dtype=config.dtype, batch_size=_batch(config.batch_size),
-                             allow_pickle=config.allow_pickle, prefix_reuse=shortcuts, tree_packing=shortcuts)
+                             allow_pickle=config.allow_pickle, prefix_reuse=shortcuts, tree_packing=shortcuts,
+                             max_length=config.max_length, device_map=config.device_map,
+                             offload_folder=str(_cache_root(config) / "offload") if config.device_map else None)
     hf = HFModel.from_checkpoint(member.checkpoint, settings)
     identity = (member.checkpoint.checkpoint_id, tokenizer_hash(member.checkpoint.tokenizer_path), config.dtype)
-    model = CachedModel(hf, cache, identity, {"max_length": hf.max_length_})
+    cached = CachedModel(hf, cache, identity, {"max_length": hf.max_length_})
+    model = ChatPrompts(cached, chat_renderer(hf.tokenizer, hf.name)) if config.chat_template else cached
     row, texts, rows = _checkpoint_row(member), [], []
+    row.update(_model_row(hf, identity[1], config))
+    if row["note"] and w.is_main:
+        tqdm.write(f"note: {row['label']}: {row['note']}")
     n_items = sum(len(plan.items.get(t.name, ())[w.rank::w.size]) for t in plan.tasks)
     bar = tqdm(total=n_items, desc=row["label"], unit="item", leave=False, disable=not w.is_main)
     for task in plan.tasks:
@@ -135,12 +153,20 @@ def _score_member(plan: Plan, member: Member, cache: ResultCache, w: World) -> N
         return
     if config.check_drift and rows:
         row["drift"] = _drift(hf, plan)
-    row.update(_primary_ce(texts), seconds=time.perf_counter() - started, cache_hits=model.hits_,
-               cache_misses=model.misses_,
+    row.update(_primary_ce(texts), seconds=time.perf_counter() - started, cache_hits=cached.hits_,
+               cache_misses=cached.misses_,
                prefix_reuse_off=hf.reuse_disabled_reason_, tree_packing_off=hf.packing_disabled_reason_)
     write_table(part_path(plan.run_dir, "records", row["checkpoint_id"]), _ordered(rows))
     write_json(part_path(plan.run_dir, "checkpoint", row["checkpoint_id"]), {"checkpoint": row, "cross_entropy": texts})
     part_path(plan.run_dir, "failure", row["checkpoint_id"]).unlink(missing_ok=True)
+
+
+def _model_row(hf: HFModel, tokenizer_id: str, config: RunConfig) -> dict:
+    """How the checkpoint was run: the dtype its weights were loaded (de-quantized) to, its context, its prompts."""
+    instruct = has_chat_template(hf.tokenizer)
+    return {"tokenizer_hash": tokenizer_id, "compute_dtype": hf.compute_dtype_, "max_length": hf.max_length_,
+            "device_map": config.device_map, "chat_template": config.chat_template,
+            "note": WITHOUT_TEMPLATE_NOTE if instruct and not config.chat_template else None}
 
 
 def _ordered(rows: list[dict]):

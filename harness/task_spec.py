@@ -37,6 +37,9 @@ class CompositeTask:
     """Scoring modes, a subset of `SCORING_MODES`."""
     max_new_tokens: int
     """Generation budget per item for exact match and partial credit."""
+    cross_entropy: str | None = None
+    """A cross-entropy suite (file name under tasks/ or path) every run of this suite measures, so a run that
+    names no corpus still relates competence to a measured loss; None: none."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,8 @@ Task = CompositeTask | CrossEntropyTask
 
 _COMPOSITE_KEYS = {"name": str, "version": int, "kind": str, "skill_set": str, "skills": (list, str), "ks": list,
                    "modes": list, "items": dict, "shots": int, "choices": int, "scoring": list, "seed": int,
-                   "split_seed": int, "template_version": str, "max_new_tokens": int, "description": str}
+                   "split_seed": int, "template_version": str, "max_new_tokens": int, "description": str,
+                   "cross_entropy": str}
 _CE_KEYS = {"name": str, "version": int, "kind": str, "source": str, "skill_set": str, "seed": int, "pieces": int,
             "description": str}
 
@@ -107,6 +111,9 @@ def _composite_problems(d: dict) -> list[str]:
     for key in ("shots", "choices", "seed", "split_seed", "max_new_tokens"):
         if isinstance(d.get(key), int) and d[key] < (1 if key in ("choices", "max_new_tokens") else 0):
             problems.append(f"{key!r} must be >= {1 if key in ('choices', 'max_new_tokens') else 0}, got {d[key]}")
+    corpus = d.get("cross_entropy")
+    if isinstance(corpus, str) and not (Path(corpus).is_file() or (TASKS_DIR / corpus).is_file()):
+        problems.append(f"'cross_entropy' names {corpus!r}, neither a file nor a suite under {TASKS_DIR}")
     version = d.get("template_version", "v1")
     if not list(TEMPLATE_DIR.glob(f"*.{version}.txt")):
         problems.append(f"no templates of version {version!r}")
@@ -161,7 +168,8 @@ def from_dict(d: dict) -> Task:
         n_choices=d.get("choices", 4), seed=d.get("seed", 0), split_seed=d.get("split_seed", 0),
         template_version=d.get("template_version", "v1"),
     )
-    return CompositeTask(d["name"], d["version"], spec, tuple(d.get("scoring", SCORING_MODES)), d.get("max_new_tokens", 64))
+    return CompositeTask(d["name"], d["version"], spec, tuple(d.get("scoring", SCORING_MODES)),
+                         d.get("max_new_tokens", 64), d.get("cross_entropy"))
 
 
 def load_task(path: Path | str) -> Task:

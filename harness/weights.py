@@ -130,8 +130,37 @@ def count_params_safetensors(files: Iterable[Path]) -> ParamCounts:
     return ParamCounts(total, total - sum(embed.values()), dtype)
 
 
+def architecture_name(model_type: str) -> str:
+    """The transformers causal-LM class name of a model type or GGUF architecture (``llama`` ->
+    ``LlamaForCausalLM``), so a GGUF file and the same model as a folder share one vocabulary;
+    the name itself when transformers has no causal-LM class for it."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES as names
+
+    key = re.sub(r"(\d)moe$", r"\1_moe", model_type.replace("-", "_"))
+    return names.get(f"{key}_text") or names.get(key) or model_type
+
+
+def gguf_file_type(reader) -> str | None:
+    """The quantization type a GGUF file declares for itself (``general.file_type``, e.g. ``Q4_K_M``), or None.
+
+    A mixed file (Q4_K_M keeps some tensors in Q6_K or Q8_0) is named by this field, not by the type of
+    whichever tensor holds the most parameters (often the embedding).
+    """
+    from gguf import LlamaFileType
+
+    field = reader.fields.get("general.file_type")
+    try:
+        return LlamaFileType(int(field.contents())).name.removeprefix("MOSTLY_") if field is not None else None
+    except (ValueError, TypeError):
+        return None
+
+
 def gguf_info(path: Path) -> tuple[str, ParamCounts]:
-    """(architecture, parameter counts) of a GGUF file; refuses architectures transformers cannot load."""
+    """(architecture class name, parameter counts) of a GGUF file; refuses architectures transformers cannot load.
+
+    The counts' dtype is the file's declared quantization type (`gguf_file_type`), else the storage
+    type holding the most parameters.
+    """
     try:
         from gguf import GGUFReader
         from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
@@ -157,8 +186,8 @@ def gguf_info(path: Path) -> tuple[str, ParamCounts]:
         by_type[tensor.tensor_type.name] += numel
         if tensor.name in ("token_embd.weight", "output.weight", "position_embd.weight"):
             embed += numel
-    dtype = by_type.most_common(1)[0][0] if by_type else "unknown"
-    return architecture, ParamCounts(total, total - embed, dtype)
+    dtype = gguf_file_type(reader) or (by_type.most_common(1)[0][0] if by_type else "unknown")
+    return architecture_name(normalized), ParamCounts(total, total - embed, dtype)
 
 
 def is_pickle_weights(path: Path) -> bool:

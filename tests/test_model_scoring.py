@@ -308,11 +308,6 @@ def test_load_succeeds_with_network_blocked(models_dir, monkeypatch):
     assert model.loglikelihood([LoglikelihoodRequest("the", " cat")])[0].error is None
 
 
-def test_half_precision_on_cpu_is_a_user_error(models_dir):
-    with pytest.raises(UserError, match=str(models_dir["neox"])):
-        HFModel.from_checkpoint(models_dir["neox"], ModelSettings(device="cpu", dtype="bfloat16"))
-
-
 def write_llama_gguf(path, model, tokenizer) -> None:
     """Write a Llama model and its BPE tokenizer as llama.cpp does (q/k rows permuted for its rotary layout)."""
     from gguf import GGUFWriter

@@ -83,8 +83,22 @@ def prepare_records(records: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def loss_unit(checkpoints: pd.DataFrame) -> str:
+    """``"bits/byte"`` when the checkpoints' tokenizers differ (their per-token losses count different units)
+    and every checkpoint with a loss has a byte count; else ``"nats/token"``."""
+    if "tokenizer_hash" not in checkpoints.columns or "ce_bytes" not in checkpoints.columns:
+        return "nats/token"
+    if checkpoints["tokenizer_hash"].dropna().nunique() < 2:
+        return "nats/token"
+    tokens = pd.to_numeric(checkpoints["ce_tokens"], errors="coerce")
+    n_bytes = pd.to_numeric(checkpoints["ce_bytes"], errors="coerce")
+    return "bits/byte" if (n_bytes[tokens > 0] > 0).all() else "nats/token"
+
+
 def prepare_checkpoints(checkpoints: pd.DataFrame) -> pd.DataFrame:
-    """Returns one row per checkpoint with per-token loss ``loss`` = ce_nats_sum / ce_tokens.
+    """Returns one row per checkpoint with its loss ``loss`` in the unit ``loss_unit`` (see `loss_unit`):
+    ce_nats_sum / ce_tokens, or ce_nats_sum / ce_bytes / ln 2 when tokenizers differ within the family
+    (``entropy_floor`` converted alike).
 
     Missing optional columns (step, tokens_seen, entropy_floor, params_nonembedding) are NaN.
     """
@@ -99,7 +113,19 @@ def prepare_checkpoints(checkpoints: pd.DataFrame) -> pd.DataFrame:
     for column in ("label", "size"):
         if column not in out.columns:
             out[column] = out["checkpoint_id"]
-    tokens = pd.to_numeric(out["ce_tokens"], errors="coerce").astype(float)
-    nats = pd.to_numeric(out["ce_nats_sum"], errors="coerce").astype(float)
-    out["loss"] = np.where(tokens > 0, nats / tokens.where(tokens > 0, np.nan), np.nan)
+    out["loss"], out["entropy_floor"], out["loss_unit"] = checkpoint_loss(out)
     return out.reset_index(drop=True)
+
+
+def checkpoint_loss(checkpoints: pd.DataFrame) -> tuple[pd.Series, pd.Series, str]:
+    """(loss, entropy floor, unit) of each checkpoint row in the unit `loss_unit` picks; NaN without tokens."""
+    unit = loss_unit(checkpoints)
+    tokens = pd.to_numeric(checkpoints["ce_tokens"], errors="coerce").astype(float)
+    nats = pd.to_numeric(checkpoints["ce_nats_sum"], errors="coerce").astype(float)
+    floor = pd.to_numeric(checkpoints["entropy_floor"], errors="coerce").astype(float)
+    loss = nats / tokens.where(tokens > 0, np.nan)
+    if unit == "bits/byte":
+        n_bytes = pd.to_numeric(checkpoints["ce_bytes"], errors="coerce").astype(float)
+        per_byte = tokens / n_bytes.where(n_bytes > 0, np.nan) / np.log(2)
+        loss, floor = loss * per_byte, floor * per_byte
+    return loss, floor, unit

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.result import TABLE_COLUMNS
+from harness.analysis.schema import checkpoint_loss
 from harness.report.fmt import short_id
 
 SINGLE_MODE = "single"
@@ -75,7 +76,8 @@ def prepare_checkpoints(checkpoints: pd.DataFrame, excess: pd.DataFrame | None =
         excess: the analyzer's `excess_loss` table (adds excess_loss, excess_lo, excess_hi, E).
 
     Returns:
-        The table with `loss` (nats/token; NaN when no tokens were scored) and unique `label`.
+        The table with `loss` (in `loss_unit`: nats/token, or bits/byte when tokenizers differ; NaN when no
+        tokens were scored) and unique `label`.
     """
     out = checkpoints.copy()
     if "checkpoint_id" not in out.columns:
@@ -88,9 +90,7 @@ def prepare_checkpoints(checkpoints: pd.DataFrame, excess: pd.DataFrame | None =
     labels = out["label"].where(out["label"].notna(), out["checkpoint_id"].map(short_id)).astype(str)
     dup = labels.duplicated(keep=False)
     out["label"] = np.where(dup, labels + "#" + out["checkpoint_id"].map(short_id), labels)
-    tokens = pd.to_numeric(out["ce_tokens"], errors="coerce")
-    nats = pd.to_numeric(out["ce_nats_sum"], errors="coerce")
-    out["loss"] = (nats / tokens.where(tokens > 0)).astype(float)
+    out["loss"], out["entropy_floor"], out["loss_unit"] = checkpoint_loss(out)
     cols = ["checkpoint_id", "E", "excess_loss", "excess_lo", "excess_hi", "reason"]
     if excess is not None and len(excess):
         ex = excess.reindex(columns=cols).rename(columns={"reason": "excess_reason"})

@@ -29,11 +29,19 @@ def value(entry: dict[str, Any], key: str, missing: dict[str, str] | None = None
 def _overview(data: ReportData) -> str:
     ck, s = data.checkpoints, data.summary
     loss = ck["loss"].dropna()
-    span = f"loss {num(loss.max())} → {num(loss.min())} nats/token" if len(loss) else "no checkpoint has a loss"
+    unit = ck["loss_unit"].iloc[0] if "loss_unit" in ck.columns and len(ck) else "nats/token"
+    span = f"loss {num(loss.max())} → {num(loss.min())} {unit}" if len(loss) else "no checkpoint has a loss"
+    notes: dict[str, list[str]] = {}
+    for label, note in zip(ck["label"], ck["note"] if "note" in ck.columns else []):
+        if not is_missing(note):
+            notes.setdefault(str(note), []).append(str(label))
     n_bad = int(ck["error"].map(lambda e: not is_missing(e)).sum())
     return (f"<p class=\"overview\">Run <code>{esc(data.run_id)}</code>: {len(ck)} checkpoints ({n_bad} failed), "
             f"{esc(span)}; metric <code>{esc(data.metric)}</code>; k = {esc(', '.join(map(str, s.get('ks', []))) or DASH)}; "
-            f"modes {esc(', '.join(s.get('modes', [])) or DASH)}.</p>")
+            f"modes {esc(', '.join(s.get('modes', [])) or DASH)}.</p>"
+            + "".join(f'<p class="why">Note: {esc(note)} ({esc(plural(len(labels), "checkpoint"))}: '
+                      f'{esc(", ".join(labels[:3]) + (", ..." if len(labels) > 3 else ""))}).</p>'
+                      for note, labels in sorted(notes.items())))
 
 
 def _cell_text(data: ReportData, r: dict[str, Any]) -> str:
