@@ -36,6 +36,9 @@ class RunConfig:
     """``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
     dtype: str = "float32"
     """Compute dtype; bf16/fp16 only on a GPU and only when asked."""
+    bos: str = "auto"
+    """Start every context with the BOS token: ``auto`` (Gemma family, or a tokenizer that adds BOS), ``always``
+    or ``never``; each checkpoint's resolved policy is recorded in checkpoints.parquet and the manifest."""
     allow_pickle: bool = False
     """Accept pickle weight files (they can execute code); recorded in the manifest."""
     check_drift: bool = False

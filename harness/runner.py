@@ -19,7 +19,7 @@ from harness.cached_model import CachedModel
 from harness.checkpoints import find_duplicate_weights
 from harness.cross_entropy import measure_cross_entropy
 from harness.family_spec import Member, Unresolved, resolve_family
-from harness.hf_model import HFModel, ModelSettings
+from harness.hf_model import BOS_POLICIES, HFModel, ModelSettings
 from harness.offline import enforce_offline
 from harness.parallel import World, gather_rows, world
 from harness.run_config import RunConfig, run_id
@@ -76,6 +76,8 @@ def plan_run(config: RunConfig) -> Plan:
     """Resolves checkpoints and tasks, composes items and names the run directory."""
     if config.limit is not None and config.limit < 1:
         raise UserError(f"--limit {config.limit} must be >= 1")
+    if config.bos not in BOS_POLICIES:
+        raise UserError(f"--bos {config.bos!r} must be one of {', '.join(BOS_POLICIES)}")
     config = config if config.family else replace(config, family=_default_family())
     tasks = tuple(load_task(t) for t in config.tasks)
     items = {t.name: _limited(list(compose_items(t.composition)), config.limit)
@@ -111,11 +113,14 @@ def _score_member(plan: Plan, member: Member, cache: ResultCache, w: World) -> N
     started, config = time.perf_counter(), plan.config
     shortcuts = not config.plain_scoring
     settings = ModelSettings(device=config.device, dtype=config.dtype, batch_size=_batch(config.batch_size),
-                             allow_pickle=config.allow_pickle, prefix_reuse=shortcuts, tree_packing=shortcuts)
+                             allow_pickle=config.allow_pickle, prefix_reuse=shortcuts, tree_packing=shortcuts,
+                             max_length=getattr(config, "max_length", None), bos=config.bos)
     hf = HFModel.from_checkpoint(member.checkpoint, settings)
     identity = (member.checkpoint.checkpoint_id, tokenizer_hash(member.checkpoint.tokenizer_path), config.dtype)
-    model = CachedModel(hf, cache, identity, {"max_length": hf.max_length_})
+    model = CachedModel(hf, cache, identity,
+                        {"max_length": hf.max_length_, "window": hf.window_length_, "bos": hf.bos_})
     row, texts, rows = _checkpoint_row(member), [], []
+    row.update(bos=hf.bos_, bos_rule=hf.bos_rule_, ce_window=hf.window_length_)
     n_items = sum(len(plan.items.get(t.name, ())[w.rank::w.size]) for t in plan.tasks)
     bar = tqdm(total=n_items, desc=row["label"], unit="item", leave=False, disable=not w.is_main)
     for task in plan.tasks:
@@ -160,10 +165,10 @@ def _primary_ce(texts: list[dict]) -> dict:
 
 
 def _drift(hf: HFModel, plan: Plan) -> float:
-    from harness.model import LoglikelihoodRequest
+    from harness.scoring import gold_request
 
     items = [i for task_items in plan.items.values() for i in task_items]
-    requests = [LoglikelihoodRequest(i.prompt, i.answer + i.stop) for i in items]
+    requests = [gold_request(i) for i in items]
     return hf.drift(requests, sample_size=32) if requests else math.nan
 
 
