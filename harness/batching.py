@@ -5,6 +5,7 @@ what follows, so one row can score several requests and a shared prefix can be c
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
@@ -270,6 +271,32 @@ def gather(
         else:
             out.append(LoglikelihoodResult(sums[s], misses[s] == 0, len(where)))
     return out
+
+
+def logprob_gap(reference: Scores, ref_at: tuple[Sequence[int], Sequence[int]], other: Scores,
+                other_at: tuple[Sequence[int], Sequence[int]]) -> float:
+    """Largest |log-softmax difference| between `reference` and `other` at paired (rows, positions), computed a
+    bounded chunk at a time (for the one-time checks of the scoring shortcuts).
+
+    Returns:
+        The difference; NaN when the reference is not finite there (no verdict), inf when only `other` is not.
+    """
+    def picked(scores: Scores, at: tuple[Sequence[int], Sequence[int]]) -> torch.Tensor:
+        device = scores.states.device
+        return scores.states[torch.tensor(list(at[0]), device=device), torch.tensor(list(at[1]), device=device)]
+
+    def logprobs(scores: Scores, states: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax((scores.head(states) if scores.head is not None else states).float(), -1)
+
+    a, b = picked(reference, ref_at), picked(other, other_at)
+    step, worst = max(1, CHUNK_LOGITS // max(1, reference.vocab)), 0.0
+    for start in range(0, len(a), step):
+        ours, theirs = logprobs(reference, a[start:start + step]), logprobs(other, b[start:start + step])
+        if not bool(torch.isfinite(ours).all()):
+            return math.nan
+        gap = float((ours - theirs).abs().max())
+        worst = max(worst, gap if math.isfinite(gap) else math.inf)
+    return worst
 
 
 def plain_positions(request: TokenRequest, prefix_len: int) -> range:

@@ -15,8 +15,8 @@ from typing import Any, Callable, Sequence
 import torch
 
 from harness.batching import (
-    RowPlan, Scores, TokenRequest, gather, length_failure, pad_rows, plain_positions, plan_rows, prefix_inputs,
-    select_cache, stack_caches, unsafe_cache_reason,
+    RowPlan, Scores, TokenRequest, gather, length_failure, logprob_gap, pad_rows, plain_positions, plan_rows,
+    prefix_inputs, select_cache, stack_caches, unsafe_cache_reason,
 )
 from harness.hf_load import is_oom
 from harness.model import LoglikelihoodResult
@@ -157,17 +157,13 @@ class TokenScoring:
         errors: list[float] = []
 
         def compare(chunk: list[tuple[int, list[int]]]) -> None:
-            plain = torch.log_softmax(self._logits(self._forward_rows([rows[r] for r, _ in chunk], 0, None)), -1)
+            plain = self._forward_rows([rows[r] for r, _ in chunk], 0, None)
             for b, (_, path) in enumerate(chunk):
-                ours = plain[b, starts[g]:starts[g] + len(path)]
-                if not bool(torch.isfinite(ours).all()):
-                    errors.append(math.nan)  # no verdict: the model itself is not finite here
-                    continue
-                error = float((ours - got[path]).abs().max())
-                errors.append(error if math.isfinite(error) else math.inf)
+                n = len(path)  # NaN: no verdict, the model itself is not finite here
+                errors.append(logprob_gap(plain, ([b] * n, range(starts[g], starts[g] + n)), got, ([0] * n, path)))
 
         try:
-            got = torch.log_softmax(self._logits(self._forward_packed([item], starts, slots, caches))[0], -1)
+            got = self._forward_packed([item], starts, slots, caches)
         except Exception as exc:
             if is_oom(exc):
                 raise
@@ -279,11 +275,6 @@ class TokenScoring:
         log.warning("%s: full-vocabulary logits at every position (more memory): %s", self.name, reason)
         self.head_, self.head_disabled_reason_ = None, reason
 
-    @staticmethod
-    def _logits(scores: Scores) -> torch.Tensor:
-        """float32 logits at every position of `scores` (for the one-row checks of the shortcuts)."""
-        return (scores.head(scores.states) if scores.head is not None else scores.states).float()
-
     def _prefix_cache(self, prefix: Sequence[int], probe_row: tuple[int, ...]) -> list | None:
         """Per-layer (keys, values) of `prefix`, or None when reuse is unsafe for this model (then disabled)."""
         kv = self._window_caches([tuple(prefix)])
@@ -303,9 +294,10 @@ class TokenScoring:
 
     def _reuse_error(self, row: tuple[int, ...], kv: list, prefix_len: int) -> float:
         """Max |log-prob difference| on one row between a full forward and one continuing the cached prefix."""
-        full = torch.log_softmax(self._logits(self._forward_rows([row], 0, None))[0, prefix_len:], -1)
-        part = torch.log_softmax(self._logits(self._forward_rows([row[prefix_len:]], prefix_len, kv))[0], -1)
-        return float((full - part).abs().max())
+        n = len(row) - prefix_len
+        full = self._forward_rows([row], 0, None)
+        part = self._forward_rows([row[prefix_len:]], prefix_len, kv)
+        return logprob_gap(full, ([0] * n, range(prefix_len, len(row))), part, ([0] * n, range(n)))
 
     def _disable_reuse(self, reason: str) -> None:
         if self.prefix_reuse_:
