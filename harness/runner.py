@@ -142,7 +142,8 @@ def _score_member(plan: Plan, member: Member, cache: ResultCache, w: World) -> N
         row["drift"] = _drift(hf, plan)
     row.update(_primary_ce(texts), seconds=time.perf_counter() - started, cache_hits=model.hits_,
                cache_misses=model.misses_,
-               prefix_reuse_off=hf.reuse_disabled_reason_, tree_packing_off=hf.packing_disabled_reason_)
+               prefix_reuse_off=hf.reuse_disabled_reason_, tree_packing_off=hf.packing_disabled_reason_,
+               chunked_logits_off=hf.head_disabled_reason_)
     write_table(part_path(plan.run_dir, "records", row["checkpoint_id"]), _ordered(rows))
     write_json(part_path(plan.run_dir, "checkpoint", row["checkpoint_id"]), {"checkpoint": row, "cross_entropy": texts})
     part_path(plan.run_dir, "failure", row["checkpoint_id"]).unlink(missing_ok=True)

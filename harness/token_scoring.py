@@ -5,6 +5,8 @@ prefix's key/value cache from one batched forward per window of groups; the rows
 tree-packed (`tree_packing`) so each distinct token prefix runs once, and packed rows of different
 groups share forward passes. Both shortcuts are checked once per model against plain rows and
 turned off, with a warning and a recorded reason, where a model does not reproduce plain scores.
+Logits are computed only at the scored positions, a bounded chunk at a time (`output_head`), so memory
+does not grow with rows x positions x vocabulary.
 """
 from __future__ import annotations
 
@@ -118,10 +120,10 @@ class TokenScoring:
                 return False
 
         def run(chunk: list[Packed]) -> None:
-            logits = self._forward_packed(chunk, starts, slots, caches)
+            scores = self._forward_packed(chunk, starts, slots, caches)
             picks = [(i, b, [path[j] for j in plain_positions(requests[i], starts[g])])
                      for b, (g, p) in enumerate(chunk) for r, path in p.members for i in plan.uses[r]]
-            for (i, _, _), result in zip(picks, gather(logits, picks, requests, self.stop_sets_)):
+            for (i, _, _), result in zip(picks, gather(scores, picks, requests, self.stop_sets_)):
                 results[i] = result
 
         longest_plain = max(len(rows[r]) - starts[g] for g, (_, members) in enumerate(window) for r in members)
@@ -230,9 +232,9 @@ class TokenScoring:
             prefix_len = prefix_len if kv is not None else 0
 
         def run(chunk: list[int]) -> None:
-            logits = self._forward_rows([rows[r][prefix_len:] for r in chunk], prefix_len, kv)
+            scores = self._forward_rows([rows[r][prefix_len:] for r in chunk], prefix_len, kv)
             picks = [(i, b, plain_positions(requests[i], prefix_len)) for b, r in enumerate(chunk) for i in plan.uses[r]]
-            for (i, _, _), result in zip(picks, gather(logits, picks, requests, self.stop_sets_)):
+            for (i, _, _), result in zip(picks, gather(scores, picks, requests, self.stop_sets_)):
                 results[i] = result
 
         self._in_batches(sorted(members, key=lambda r: len(rows[r]), reverse=True), run, batch_size)

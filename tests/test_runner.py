@@ -212,6 +212,7 @@ def test_bos_policy_is_part_of_the_run_id_and_recorded(tiny_family: Path, tasks,
     assert auto.name != never.name  # a different BOS policy is a different measurement
     ckpt = load_run(auto)["checkpoints"].iloc[0]
     assert not ckpt["bos"] and ckpt["bos_rule"].startswith("never (") and ckpt["ce_window"] > 0
+    assert pd.isna(ckpt["chunked_logits_off"])  # the output layer ran only where scores were needed
     manifest = (auto / "manifest.json").read_text()
     assert '"bos": "auto"' in manifest and '"bos_rule"' in manifest
     assert '"bos": "never"' in (never / "manifest.json").read_text()
