@@ -5,7 +5,8 @@ what follows, so one row can score several requests and a shared prefix can be c
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+import math
+from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
 
@@ -16,7 +17,8 @@ class TokenRequest(NamedTuple):
     """One continuation to score, as tokens."""
 
     tokens: tuple[int, ...]
-    """Context + continuation; the model reads ``tokens[:-1]``."""
+    """Context + continuation; the model reads ``tokens[:-1]``. A negative last token ``-(s + 1)`` is a stop:
+    scored as any token of stop set `s` (see `gather`)."""
     n_context: int
     """``tokens[n_context:]`` are scored, from the logits at ``n_context - 1`` on."""
 
@@ -187,21 +189,59 @@ def unsafe_cache_reason(cache: Any) -> str | None:
     return f"cache layers of type {odd[0]} (sliding window, recurrent, ...)" if odd else None
 
 
+class Scores(NamedTuple):
+    """What one forward pass leaves for scoring: the states before the output layer, and that layer."""
+
+    states: torch.Tensor
+    """``(rows, positions, width)``: final hidden states, or the logits themselves when `head` is None."""
+    head: Callable[[torch.Tensor], torch.Tensor] | None = None
+    """Maps ``(n, width)`` states to ``(n, vocabulary)`` logits; applied a chunk of positions at a time."""
+    vocab: int = 0
+    """Logits per position (the vocabulary of the output layer)."""
+
+
+CHUNK_LOGITS = 1 << 23
+"""Logit values computed and log-softmaxed at once while gathering (32 MB in fp32): with `Scores.head`,
+the working set of scoring is bounded by this, not by rows x positions x vocabulary."""
+
+
+def _chunk_scores(logits: torch.Tensor, target: torch.Tensor, stop_sets: Sequence[torch.Tensor]
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per position: log-prob of its target, whether the target is the argmax, whether the logits are not finite.
+
+    A negative target ``-(s + 1)`` stands for stop set `s`: its log-prob is that of any token of the set,
+    and it is greedy when the argmax is in the set.
+    """
+    logprobs = torch.log_softmax(logits, dim=-1)
+    chosen = logprobs.gather(-1, target.clamp(min=0)[:, None]).squeeze(-1)
+    best = logits.argmax(-1)
+    greedy = best == target
+    for j in (target < 0).nonzero().flatten().tolist():
+        ids = stop_sets[-int(target[j]) - 1]
+        chosen[j] = torch.logsumexp(logprobs[j, ids], 0)
+        greedy[j] = bool(torch.isin(best[j], ids))
+    return chosen, greedy, ~torch.isfinite(logits).all(-1)
+
+
 def gather(
-    logits: torch.Tensor, picks: Sequence[tuple[int, int, Sequence[int]]], requests: Sequence[TokenRequest]
+    scores: Scores | torch.Tensor, picks: Sequence[tuple[int, int, Sequence[int]]], requests: Sequence[TokenRequest],
+    stop_sets: Sequence[torch.Tensor] = (),
 ) -> list[LoglikelihoodResult]:
-    """Score requests from the logits of one forward pass, with one gather for all of them.
+    """Score requests from one forward pass, computing logits only at the scored positions, a chunk at a time.
 
     Args:
-        logits: ``(rows, positions, vocabulary)`` logits of the batch.
+        scores: The forward pass's `Scores` (or its ``(rows, positions, vocabulary)`` logits).
         picks: Per request to score, (request index, batch row, the row positions whose logits predict
             its continuation tokens, in order).
-        requests: All token requests.
+        requests: All token requests; a negative last token ``-(s + 1)`` is the stop set ``stop_sets[s]``.
+        stop_sets: Token ids of each stop set, on the scores' device.
 
     Returns:
         One result per pick: the summed log-probability, whether every token is the argmax, the token
         count; NaN plus a reason when a scored position has non-finite logits.
     """
+    if isinstance(scores, torch.Tensor):
+        scores = Scores(scores, None, scores.shape[-1])
     rows, positions, targets, segments = [], [], [], []
     for s, (i, b, where) in enumerate(picks):
         continuation = requests[i].tokens[requests[i].n_context:]
@@ -209,15 +249,20 @@ def gather(
         positions += where
         targets += continuation
         segments += [s] * len(continuation)
-    device = logits.device
-    chosen = logits[torch.tensor(rows, device=device), torch.tensor(positions, device=device)].float()
+    device = scores.states.device
+    states = scores.states[torch.tensor(rows, device=device), torch.tensor(positions, device=device)]
     target = torch.tensor(targets, dtype=torch.long, device=device)
     segment = torch.tensor(segments, dtype=torch.long, device=device)
-    logprobs = torch.log_softmax(chosen, dim=-1).gather(-1, target[:, None]).squeeze(-1)
     per_pick = torch.zeros((3, len(picks)), dtype=torch.float64, device=device)
-    per_pick[0].index_add_(0, segment, logprobs.double())
-    per_pick[1].index_add_(0, segment, (chosen.argmax(-1) != target).double())
-    per_pick[2].index_add_(0, segment, (~torch.isfinite(chosen).all(-1)).double())
+    step = max(1, CHUNK_LOGITS // max(1, scores.vocab or states.shape[-1]))
+    for start in range(0, len(targets), step):
+        chunk = states[start:start + step]
+        logits = (scores.head(chunk) if scores.head is not None else chunk).float()
+        logprobs, greedy, bad = _chunk_scores(logits, target[start:start + step], stop_sets)
+        where = segment[start:start + step]
+        per_pick[0].index_add_(0, where, logprobs.double())
+        per_pick[1].index_add_(0, where, (~greedy).double())
+        per_pick[2].index_add_(0, where, bad.double())
     sums, misses, bad = per_pick.tolist()
     out = []
     for s, (i, _, where) in enumerate(picks):
@@ -226,6 +271,32 @@ def gather(
         else:
             out.append(LoglikelihoodResult(sums[s], misses[s] == 0, len(where)))
     return out
+
+
+def logprob_gap(reference: Scores, ref_at: tuple[Sequence[int], Sequence[int]], other: Scores,
+                other_at: tuple[Sequence[int], Sequence[int]]) -> float:
+    """Largest |log-softmax difference| between `reference` and `other` at paired (rows, positions), computed a
+    bounded chunk at a time (for the one-time checks of the scoring shortcuts).
+
+    Returns:
+        The difference; NaN when the reference is not finite there (no verdict), inf when only `other` is not.
+    """
+    def picked(scores: Scores, at: tuple[Sequence[int], Sequence[int]]) -> torch.Tensor:
+        device = scores.states.device
+        return scores.states[torch.tensor(list(at[0]), device=device), torch.tensor(list(at[1]), device=device)]
+
+    def logprobs(scores: Scores, states: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax((scores.head(states) if scores.head is not None else states).float(), -1)
+
+    a, b = picked(reference, ref_at), picked(other, other_at)
+    step, worst = max(1, CHUNK_LOGITS // max(1, reference.vocab)), 0.0
+    for start in range(0, len(a), step):
+        ours, theirs = logprobs(reference, a[start:start + step]), logprobs(other, b[start:start + step])
+        if not bool(torch.isfinite(ours).all()):
+            return math.nan
+        gap = float((ours - theirs).abs().max())
+        worst = max(worst, gap if math.isfinite(gap) else math.inf)
+    return worst
 
 
 def plain_positions(request: TokenRequest, prefix_len: int) -> range:

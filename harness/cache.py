@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
-KEY_VERSION = 1
-"""Bumped when the meaning of a cached result changes, which invalidates every old key."""
+KEY_VERSION = 2
+"""Bumped when the meaning of a cached result changes, which invalidates every old key (2: a gold
+answer's stop is any token starting with the stop string; BOS policy and window in the settings)."""
 _CHUNK = 500  # rows per transaction: keeps write locks short and stays under SQLite's variable limit
 _ATTEMPTS = 12
 T = TypeVar("T")

@@ -25,15 +25,21 @@ from harness.model import (
     GenerationRequest, GenerationResult, LoglikelihoodRequest, LoglikelihoodResult, RollingResult, encode_pair,
     failed_loglikelihood, pair_texts, rolling_windows,
 )
+from harness.output_head import output_head
 from harness.token_scoring import TokenScoring
-from skill_catalog.errors import UserError
 from harness.tree_packing import attention_span
+from skill_catalog.errors import UserError
 
 log = logging.getLogger(__name__)
 AUTO_BATCH_START = {"cuda": 256, "cpu": 32}
 """First batch size tried by ``batch_size="auto"`` (halved on out-of-memory); CPU starts lower
 because running out of host memory often kills the process instead of raising."""
 _MEMO_SIZE = 65536  # encoded strings kept; contexts repeat across the choices of an item
+DEFAULT_WINDOW = 2048
+"""Longest cross-entropy window without an explicit `max_length`: a 32k-token config window must not be
+used blindly (attention cost grows with its square); the same on every device, so runs agree."""
+BOS_POLICIES = ("auto", "always", "never")
+"""Values of `ModelSettings.bos`."""
 
 
 @dataclass(frozen=True)
@@ -47,13 +53,16 @@ class ModelSettings:
     batch_size: int | str = "auto"
     """Rows per forward pass, or ``"auto"``; halved on out-of-memory either way."""
     max_length: int | None = None
-    """Maximum model inputs per row; None reads it from the model config."""
+    """Maximum model inputs per row and cross-entropy window; None reads the limit from the model config and
+    caps windows at `DEFAULT_WINDOW`."""
     device_map: str | None = None
     """``"auto"``: accelerate spreads a model larger than one device over GPUs, CPU and disk; None: one device."""
     max_memory: tuple[tuple[str | int, str], ...] | None = None
     """Memory per device for the device map, e.g. ``((0, "70GiB"), ("cpu", "100GiB"))``; None: accelerate measures."""
     offload_folder: str | None = None
     """Folder for layers the device map puts on disk."""
+    bos: str = "auto"
+    """Start every context with BOS: ``"always"``, ``"never"``, or ``"auto"`` (`bos_policy`)."""
     prefix_reuse: bool = True
     """Compute the key/value cache of a shared prefix once per group of rows."""
     prefix_min_tokens: int = 16
@@ -98,10 +107,17 @@ class HFModel(TokenScoring):
         self.device_ = input_device(model)
         self.compute_dtype_ = str(next(model.parameters()).dtype).removeprefix("torch.")
         self.max_length_ = _max_length(self.settings.max_length, model_max_length(model, tokenizer), name)
+        self.window_length_ = self.settings.max_length or min(self.max_length_, DEFAULT_WINDOW)
+        self.bos_, self.bos_rule_ = bos_policy(model, tokenizer, self.settings.bos)
         size = self.settings.batch_size
         self.batch_size_ = AUTO_BATCH_START.get(self.device_.type, 32) if size == "auto" else int(size)
         bos, eos, pad = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
         self.prefix_token_ = bos if bos is not None else eos
+        self.head_, self.head_verified_ = output_head(model), False
+        self.head_disabled_reason_: str | None = None if self.head_ else "the model has no output layer module"
+        self.stop_sets_: list[torch.Tensor] = []
+        self._stop_index: dict[str, int] = {}
+        self._token_texts: list[str] | None = None
         self.pad_token_ = next((t for t in (pad, eos) if t is not None), 0)
         off = "off in the settings (plain scoring)"
         self.prefix_reuse_ = self.settings.prefix_reuse
@@ -139,6 +155,29 @@ class HFModel(TokenScoring):
             self._encoded[text] = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         return self._encoded[text]
 
+    def context_tokens(self, context: str) -> list[int | None]:
+        """Token ids a generation starts from: the prefix token for an empty context, and BOS first
+        under the BOS policy (``[None]`` for an empty context without BOS/EOS token)."""
+        if not context:
+            return [self.prefix_token_]
+        return ([self.prefix_token_] if self.bos_ else []) + self._encode(context)
+
+    def _stop_set(self, stop: str) -> int | None:
+        """Index in `stop_sets_` of the tokens that end a continuation at `stop` (EOS and every token whose
+        text starts with `stop`), or None when no token does."""
+        if stop not in self._stop_index:
+            if self._token_texts is None:
+                vocab = min(len(self.tokenizer), _vocab_size(self.model))
+                self._token_texts = self.tokenizer.batch_decode([[i] for i in range(vocab)],
+                                                                clean_up_tokenization_spaces=False)
+            ids = {i for i, text in enumerate(self._token_texts) if text.startswith(stop)}
+            eos = self.tokenizer.eos_token_id
+            ids |= {eos} if eos is not None and eos < len(self._token_texts) else set()
+            self._stop_index[stop] = len(self.stop_sets_)
+            self.stop_sets_.append(torch.tensor(sorted(ids), dtype=torch.long, device=self.device_))
+        index = self._stop_index[stop]
+        return index if len(self.stop_sets_[index]) else None
+
     def _encode_all(self, texts: set[str]) -> dict[str, list[int]]:
         """Token ids of each text without special tokens, in one batched tokenizer call."""
         ordered = sorted(texts)
@@ -156,14 +195,22 @@ class HFModel(TokenScoring):
     ) -> list[LoglikelihoodResult]:
         results: list[LoglikelihoodResult | None] = [None] * len(requests)
         token_requests, owners = [], []
-        encoded = self._encode_all({text for request in requests for text in pair_texts(*request)})
-        for i, (context, continuation) in enumerate(requests):
+        encoded = self._encode_all({text for r in requests for text in pair_texts(r.context, r.continuation)})
+        for i, request in enumerate(requests):
             try:
-                pair = encode_pair(encoded.__getitem__, context, continuation, self.prefix_token_)
+                pair = encode_pair(encoded.__getitem__, request.context, request.continuation, self.prefix_token_,
+                                   always_prefix=self.bos_)
             except ValueError as exc:
                 results[i] = failed_loglikelihood(str(exc))
                 continue
-            token_requests.append(TokenRequest(tuple(pair.context + pair.continuation), len(pair.context)))
+            stop: list[int] = []
+            if request.stop:
+                index = self._stop_set(request.stop)
+                if index is None:
+                    results[i] = failed_loglikelihood(f"no token starts with the stop string {request.stop!r}")
+                    continue
+                stop = [-(index + 1)]  # scored as any token of the set (`batching.gather`)
+            token_requests.append(TokenRequest(tuple(pair.context + pair.continuation + stop), len(pair.context)))
             owners.append(i)
         for i, score in zip(owners, self._score_tokens(token_requests, batch_size, reuse)):
             results[i] = score
@@ -180,7 +227,7 @@ class HFModel(TokenScoring):
                 results[i] = RollingResult(math.nan, len(tokens), n_bytes, reason)
                 continue
             results[i] = RollingResult(0.0, len(tokens), n_bytes)
-            for window in rolling_windows(tokens, self.prefix_token_, self.max_length_):
+            for window in rolling_windows(tokens, self.prefix_token_, self.window_length_):
                 tokens = tuple(window.context + window.targets)
                 token_requests.append(TokenRequest(tokens, len(window.context)))
                 owners.append(i)
@@ -196,7 +243,7 @@ class HFModel(TokenScoring):
         results: list[GenerationResult | None] = [None] * len(requests)
         by_length: dict[int, list[tuple[int, list[int]]]] = {}
         for i, request in enumerate(requests):
-            context = self._encode(request.context) if request.context else [self.prefix_token_]
+            context = self.context_tokens(request.context)
             results[i] = generation_failure(context, request.max_new_tokens, self.max_length_)
             if results[i] is None:
                 by_length.setdefault(len(context), []).append((i, context))
@@ -235,3 +282,42 @@ class HFModel(TokenScoring):
         done = generate_batch(self.model, self.tokenizer, ids, [requests[i] for i, _ in chunk], self.pad_token_)
         for (i, _), result in zip(chunk, done):
             results[i] = result
+
+
+def _vocab_size(model: Any) -> int:
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    size = getattr(config, "vocab_size", None)
+    return size if isinstance(size, int) and size > 0 else 1 << 62
+
+
+def bos_policy(model: Any, tokenizer: Any, setting: str = "auto") -> tuple[bool, str]:
+    """Whether every context starts with BOS, and why.
+
+    ``"auto"`` follows the model: yes for the Gemma family (lm-evaluation-harness forces it there: Gemma
+    degenerates without BOS), yes when the tokenizer adds BOS itself (``add_bos_token``, or BOS first
+    in what it encodes with special tokens), otherwise no. ``"always"`` and ``"never"`` override it.
+
+    Raises:
+        UserError: An unknown setting, or ``"always"`` for a tokenizer without a BOS token.
+    """
+    if setting not in BOS_POLICIES:
+        raise UserError(f"bos {setting!r} is not one of {', '.join(BOS_POLICIES)}; fix: pass --bos auto")
+    bos = tokenizer.bos_token_id
+    if setting == "always":
+        if bos is None:
+            raise UserError("--bos always, but the tokenizer has no BOS token; fix: use --bos auto or never")
+        return True, "always (--bos always)"
+    if setting == "never":
+        return False, "never (--bos never)"
+    if bos is None:
+        return False, "never (the tokenizer has no BOS token)"
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    family = f"{getattr(model.config, 'model_type', '')} {getattr(config, 'model_type', '')}"
+    if "gemma" in family.lower():
+        return True, f"always (model type {family.split()[-1]} is in the Gemma family)"
+    if getattr(tokenizer, "add_bos_token", None) is True:
+        return True, "always (the tokenizer sets add_bos_token)"
+    probe = tokenizer("a", add_special_tokens=True)["input_ids"]
+    if probe and probe[0] == bos and tokenizer("a", add_special_tokens=False)["input_ids"][:1] != [bos]:
+        return True, "always (the tokenizer adds BOS when it encodes)"
+    return False, "never (neither the model family nor the tokenizer asks for BOS)"

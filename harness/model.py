@@ -13,12 +13,16 @@ Encode = Callable[[str], list[int]]
 
 
 class LoglikelihoodRequest(NamedTuple):
-    """Score `continuation` given `context`."""
+    """Score `continuation` given `context`, and with a `stop`, that the model ends it there."""
 
     context: str
     """Text the model conditions on; may be empty."""
     continuation: str
     """Text whose log-probability is summed."""
+    stop: str = ""
+    """When not empty, one more scored step after the continuation: the probability that the next token's
+    text starts with `stop` (any such token, so a merged ``"\\n\\n"`` counts for ``"\\n"``) or is EOS,
+    i.e. that greedy generation would end the continuation here. It counts as one token."""
 
 
 class LoglikelihoodResult(NamedTuple):
@@ -27,9 +31,10 @@ class LoglikelihoodResult(NamedTuple):
     logprob: float
     """Sum over continuation tokens of log p(token | prefix), in nats."""
     is_greedy: bool
-    """Whether the argmax token equals the continuation token at every continuation position."""
+    """Whether the argmax token equals the continuation token at every continuation position (and, with a
+    stop, is a stop token after it)."""
     n_tokens: int
-    """Number of continuation tokens (known even when scoring failed)."""
+    """Number of continuation tokens, plus one for a stop (known even when scoring failed)."""
     error: str | None = None
     """Why the request failed, or None."""
 
@@ -129,7 +134,9 @@ def pair_texts(context: str, continuation: str) -> tuple[str, ...]:
     return (context + continuation, context)
 
 
-def encode_pair(encode: Encode, context: str, continuation: str, prefix_token: int | None) -> EncodedPair:
+def encode_pair(
+    encode: Encode, context: str, continuation: str, prefix_token: int | None, always_prefix: bool = False
+) -> EncodedPair:
     """Tokenize a (context, continuation) pair as lm-evaluation-harness `HFLM._encode_pair` does.
 
     Trailing whitespace of the context moves onto the continuation; continuation tokens are
@@ -141,6 +148,8 @@ def encode_pair(encode: Encode, context: str, continuation: str, prefix_token: i
         context: Context text.
         continuation: Continuation text.
         prefix_token: Token that stands in for an empty context.
+        always_prefix: Start every context with `prefix_token` (the BOS policy of Gemma-style models;
+            lm-eval's ``add_bos_token=True``).
 
     Raises:
         ValueError: The context is empty and there is no prefix token.
@@ -152,7 +161,8 @@ def encode_pair(encode: Encode, context: str, continuation: str, prefix_token: i
     context, continuation = split_trailing_whitespace(context, continuation)
     whole = encode(context + continuation)
     n_context = len(encode(context))
-    return EncodedPair(whole[:n_context], whole[n_context:])
+    start = [prefix_token] if always_prefix and prefix_token is not None else []
+    return EncodedPair(start + whole[:n_context], whole[n_context:])
 
 
 def rolling_windows(

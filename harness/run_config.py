@@ -44,6 +44,9 @@ class RunConfig:
     with a reason."""
     chat_template: bool = False
     """Wrap every prompt in the tokenizer's own chat template (instruct models); part of the run's identity."""
+    bos: str = "auto"
+    """Start every context with the BOS token: ``auto`` (Gemma family, or a tokenizer that adds BOS), ``always``
+    or ``never``; each checkpoint's resolved policy is recorded in checkpoints.parquet and the manifest."""
     allow_pickle: bool = False
     """Accept pickle weight files (they can execute code); recorded in the manifest."""
     check_drift: bool = False

@@ -20,7 +20,7 @@ from harness.chat_prompts import WITHOUT_TEMPLATE_NOTE, ChatPrompts, chat_render
 from harness.checkpoints import find_duplicate_weights
 from harness.cross_entropy import measure_cross_entropy
 from harness.family_spec import Member, Unresolved, resolve_family
-from harness.hf_model import HFModel, ModelSettings
+from harness.hf_model import BOS_POLICIES, HFModel, ModelSettings
 from harness.offline import enforce_offline
 from harness.parallel import World, gather_rows, world
 from harness.run_config import RunConfig, run_id
@@ -88,6 +88,8 @@ def plan_run(config: RunConfig) -> Plan:
     """Resolves checkpoints and tasks, composes items and names the run directory."""
     if config.limit is not None and config.limit < 1:
         raise UserError(f"--limit {config.limit} must be >= 1")
+    if config.bos not in BOS_POLICIES:
+        raise UserError(f"--bos {config.bos!r} must be one of {', '.join(BOS_POLICIES)}")
     config = config if config.family else replace(config, family=_default_family())
     tasks = _with_default_corpora([load_task(t) for t in config.tasks])
     items = {t.name: _limited(list(compose_items(t.composition)), config.limit)
@@ -124,14 +126,16 @@ def _score_member(plan: Plan, member: Member, cache: ResultCache, w: World) -> N
     shortcuts = not config.plain_scoring
     settings = ModelSettings(device=config.device, dtype=config.dtype, batch_size=_batch(config.batch_size),
                              allow_pickle=config.allow_pickle, prefix_reuse=shortcuts, tree_packing=shortcuts,
-                             max_length=config.max_length, device_map=config.device_map,
+                             max_length=config.max_length, device_map=config.device_map, bos=config.bos,
                              offload_folder=str(_cache_root(config) / "offload") if config.device_map else None)
     hf = HFModel.from_checkpoint(member.checkpoint, settings)
     identity = (member.checkpoint.checkpoint_id, tokenizer_hash(member.checkpoint.tokenizer_path), config.dtype)
-    cached = CachedModel(hf, cache, identity, {"max_length": hf.max_length_})
+    cached = CachedModel(hf, cache, identity,
+                         {"max_length": hf.max_length_, "window": hf.window_length_, "bos": hf.bos_})
     model = ChatPrompts(cached, chat_renderer(hf.tokenizer, hf.name)) if config.chat_template else cached
     row, texts, rows = _checkpoint_row(member), [], []
     row.update(_model_row(hf, identity[1], config))
+    row.update(bos=hf.bos_, bos_rule=hf.bos_rule_, ce_window=hf.window_length_)
     if row["note"] and w.is_main:
         tqdm.write(f"note: {row['label']}: {row['note']}")
     n_items = sum(len(plan.items.get(t.name, ())[w.rank::w.size]) for t in plan.tasks)
@@ -155,7 +159,8 @@ def _score_member(plan: Plan, member: Member, cache: ResultCache, w: World) -> N
         row["drift"] = _drift(hf, plan)
     row.update(_primary_ce(texts), seconds=time.perf_counter() - started, cache_hits=cached.hits_,
                cache_misses=cached.misses_,
-               prefix_reuse_off=hf.reuse_disabled_reason_, tree_packing_off=hf.packing_disabled_reason_)
+               prefix_reuse_off=hf.reuse_disabled_reason_, tree_packing_off=hf.packing_disabled_reason_,
+               chunked_logits_off=hf.head_disabled_reason_)
     write_table(part_path(plan.run_dir, "records", row["checkpoint_id"]), _ordered(rows))
     write_json(part_path(plan.run_dir, "checkpoint", row["checkpoint_id"]), {"checkpoint": row, "cross_entropy": texts})
     part_path(plan.run_dir, "failure", row["checkpoint_id"]).unlink(missing_ok=True)
@@ -186,10 +191,10 @@ def _primary_ce(texts: list[dict]) -> dict:
 
 
 def _drift(hf: HFModel, plan: Plan) -> float:
-    from harness.model import LoglikelihoodRequest
+    from harness.scoring import gold_request
 
     items = [i for task_items in plan.items.values() for i in task_items]
-    requests = [LoglikelihoodRequest(i.prompt, i.answer + i.stop) for i in items]
+    requests = [gold_request(i) for i in items]
     return hf.drift(requests, sample_size=32) if requests else math.nan
 
 

@@ -4,15 +4,22 @@ One row per (item, metric), with sums and counts rather than means, and NaN plus
 request failed. Metrics:
 
 - ``exact_match``: greedy generation graded part by part by the skills' checkers (all parts right);
-- ``partial_credit``: fraction of parts right in that generation;
-- ``greedy_match``: teacher-forced check that argmax equals the gold at every answer token and at
-  the stop token (equals greedy exact match when the checker is plain string equality);
+- ``partial_credit``: parts right in their position / max(gold parts, generated parts) in that
+  generation (`skill_catalog.grading`: extra or repeated parts cost credit);
+- ``greedy_match``: teacher-forced check that the argmax is the gold token at every answer token and,
+  after the answer, a stop token: EOS or any token whose text starts with the stop string (so a
+  tokenizer that merges ``"\n\n"`` can match a ``"\n"`` stop); what greedy generation of the gold
+  tokens would produce;
 - ``mc_accuracy``, ``mc_accuracy_char``, ``mc_accuracy_byte``: multiple choice over gold and
   one-skill-broken answers, by summed log-prob, per character, per byte;
-- ``gold_logprob``: log-prob of the gold answer plus its stop string, in nats.
+- ``gold_logprob``: log-prob of the gold answer plus the probability of ending it there (any stop
+  token, as for greedy match), in nats.
 
 ``chance`` is each metric's guessing baseline: 1 / choices for multiple choice, the best constant
 answer's accuracy (`skill_catalog.guessing`) for exact match, greedy match and partial credit.
+``choices_only`` is, for multiple choice, whether the same rule picks the gold with the question
+removed (each choice scored after an empty context, lm-eval's unconditional score): averaged over
+items it is the accuracy that the choices' own bias earns, the baseline a model can fall below.
 """
 from __future__ import annotations
 
@@ -37,13 +44,13 @@ def _row(item: Item, metric: str, value: float, **extra) -> dict:
     row = {"item_id": item.item_id, "skill_set": item.skill_set, "skills": "+".join(item.skills), "k": item.k,
            "mode": item.mode, "split": item.split, "n_shots": item.n_shots, "metric": metric, "value": value,
            "error": None, "chance": math.nan, "prediction": None, "logprob_sum": math.nan, "n_tokens": 0, "n_bytes": 0,
-           "n_chars": 0, "parts_correct": -1, "parts_total": len(item.part_answers)}
+           "n_chars": 0, "parts_correct": -1, "parts_total": len(item.part_answers), "choices_only": math.nan}
     row.update(extra)
     return row
 
 
 def _gold_rows(item: Item, result: LoglikelihoodResult) -> list[dict]:
-    text = item.answer + item.stop
+    text = item.answer + item.stop  # the stop token's text may be longer; the counts use the stop string
     common = dict(logprob_sum=result.logprob, n_tokens=result.n_tokens, n_chars=len(text),
                   n_bytes=len(text.encode()), error=result.error)
     greedy = math.nan if result.error else float(result.is_greedy)
@@ -51,21 +58,35 @@ def _gold_rows(item: Item, result: LoglikelihoodResult) -> list[dict]:
             _row(item, "greedy_match", greedy, chance=item_chance(item)[0], **common)]
 
 
-def _choice_rows(item: Item, results: Sequence[LoglikelihoodResult]) -> list[dict]:
+def _failure(results: Sequence[LoglikelihoodResult]) -> str | None:
     failed = next((r.error for r in results if r.error), None)
-    if failed or any(math.isnan(r.logprob) for r in results):
-        reason = failed or "NaN log-probability for a choice"
-        return [_row(item, m, math.nan, error=reason, chance=1 / len(item.choices))
-                for m in SCORING_METRICS["multiple_choice"]]
-    scores = {
+    return failed or ("NaN log-probability for a choice" if any(math.isnan(r.logprob) for r in results) else None)
+
+
+def _choice_scores(item: Item, results: Sequence[LoglikelihoodResult]) -> dict[str, list[float]]:
+    return {
         "mc_accuracy": [r.logprob for r in results],
         "mc_accuracy_char": [r.logprob / max(1, len(c)) for r, c in zip(results, item.choices)],
         "mc_accuracy_byte": [r.logprob / max(1, len(c.encode())) for r, c in zip(results, item.choices)],
     }
+
+
+def _best(values: list[float]) -> int:
+    return max(range(len(values)), key=values.__getitem__)
+
+
+def _choice_rows(item: Item, results: Sequence[LoglikelihoodResult],
+                 unconditional: Sequence[LoglikelihoodResult]) -> list[dict]:
+    chance = 1 / len(item.choices)
+    failed = _failure(results)
+    if failed:
+        return [_row(item, m, math.nan, error=failed, chance=chance) for m in SCORING_METRICS["multiple_choice"]]
+    bias = None if _failure(unconditional) else _choice_scores(item, unconditional)
     rows = []
-    for metric, values in scores.items():
-        best = max(range(len(values)), key=values.__getitem__)
-        rows.append(_row(item, metric, float(best == item.gold_index), chance=1 / len(item.choices),
+    for metric, values in _choice_scores(item, results).items():
+        best = _best(values)
+        choices_only = math.nan if bias is None else float(_best(bias[metric]) == item.gold_index)
+        rows.append(_row(item, metric, float(best == item.gold_index), chance=chance, choices_only=choices_only,
                          prediction=item.choices[best], logprob_sum=results[item.gold_index].logprob,
                          n_tokens=results[item.gold_index].n_tokens))
     return rows
@@ -79,21 +100,27 @@ def _generation_rows(item: Item, text: str, n_tokens: int, error: str | None) ->
     g = grade(item, text)
     common = dict(prediction=text, n_tokens=n_tokens, parts_correct=g.parts_correct)
     return [_row(item, "exact_match", float(g.exact), chance=exact_chance, **common),
-            _row(item, "partial_credit", g.parts_correct / g.parts_total, chance=partial_chance, **common)]
+            _row(item, "partial_credit", g.partial, chance=partial_chance, **common)]
+
+
+def gold_request(item: Item) -> LoglikelihoodRequest:
+    """The request behind ``gold_logprob`` and ``greedy_match``: the answer, then any token that ends it."""
+    return LoglikelihoodRequest(item.prompt, item.answer, item.stop)
 
 
 def score_items(model: LanguageModel, items: Sequence[Item], scoring: Sequence[str], max_new_tokens: int) -> list[dict]:
     """All metric rows of `items` under the task's scoring modes (one batched call per request kind)."""
     modes = set(scoring)
     ll_requests: list[LoglikelihoodRequest] = []
-    spans: list[tuple[int, int, int]] = []  # per item: start of gold request, start and end of choices
+    spans: list[tuple[int, int, int]] = []  # per item: start of gold request, of choices, of choices alone
     for item in items:
         start = len(ll_requests)
         if "gold_logprob" in modes:
-            ll_requests.append(LoglikelihoodRequest(item.prompt, item.answer + item.stop))
+            ll_requests.append(gold_request(item))
         choice_start = len(ll_requests)
         if "multiple_choice" in modes:
             ll_requests.extend(LoglikelihoodRequest(item.prompt, c) for c in item.choices)
+            ll_requests.extend(LoglikelihoodRequest("", c) for c in item.choices)
         spans.append((start, choice_start, len(ll_requests)))
     ll_results = model.loglikelihood(ll_requests) if ll_requests else []
     generate = modes & {"exact_match", "partial_credit"}
@@ -104,7 +131,8 @@ def score_items(model: LanguageModel, items: Sequence[Item], scoring: Sequence[s
         if "gold_logprob" in modes:
             rows += _gold_rows(item, ll_results[start])
         if "multiple_choice" in modes:
-            rows += _choice_rows(item, ll_results[choice_start:end])
+            middle = choice_start + len(item.choices)
+            rows += _choice_rows(item, ll_results[choice_start:middle], ll_results[middle:end])
         if generate:
             g = gen_results[n]
             rows += _generation_rows(item, g.text, g.n_tokens, g.error)

@@ -5,6 +5,8 @@ prefix's key/value cache from one batched forward per window of groups; the rows
 tree-packed (`tree_packing`) so each distinct token prefix runs once, and packed rows of different
 groups share forward passes. Both shortcuts are checked once per model against plain rows and
 turned off, with a warning and a recorded reason, where a model does not reproduce plain scores.
+Logits are computed only at the scored positions, a bounded chunk at a time (`output_head`), so memory
+does not grow with rows x positions x vocabulary.
 """
 from __future__ import annotations
 
@@ -15,11 +17,12 @@ from typing import Any, Callable, Sequence
 import torch
 
 from harness.batching import (
-    RowPlan, TokenRequest, gather, length_failure, pad_rows, plain_positions, plan_rows, prefix_inputs,
-    select_cache, stack_caches, unsafe_cache_reason,
+    RowPlan, Scores, TokenRequest, gather, length_failure, logprob_gap, pad_rows, plain_positions, plan_rows,
+    prefix_inputs, select_cache, stack_caches, unsafe_cache_reason,
 )
 from harness.hf_load import is_oom
 from harness.model import LoglikelihoodResult
+from harness.output_head import head_error, narrowed_forward
 from harness.tree_packing import MIN_SAVING, ROW_TOKENS_FLOOR, PackedRow, pack_rows, pack_width, tree_inputs
 from skill_catalog.errors import UserError
 
@@ -53,6 +56,10 @@ class TokenScoring:
     packing_verified_: bool
     packing_disabled_reason_: str | None
     attention_span_: int | None
+    head_: tuple[Any, Callable[[torch.Tensor], torch.Tensor]] | None
+    head_verified_: bool
+    head_disabled_reason_: str | None
+    stop_sets_: list[torch.Tensor]
     _cache_kw: str
 
     @torch.inference_mode()
@@ -113,10 +120,10 @@ class TokenScoring:
                 return False
 
         def run(chunk: list[Packed]) -> None:
-            logits = self._forward_packed(chunk, starts, slots, caches)
+            scores = self._forward_packed(chunk, starts, slots, caches)
             picks = [(i, b, [path[j] for j in plain_positions(requests[i], starts[g])])
                      for b, (g, p) in enumerate(chunk) for r, path in p.members for i in plan.uses[r]]
-            for (i, _, _), result in zip(picks, gather(logits, picks, requests)):
+            for (i, _, _), result in zip(picks, gather(scores, picks, requests, self.stop_sets_)):
                 results[i] = result
 
         longest_plain = max(len(rows[r]) - starts[g] for g, (_, members) in enumerate(window) for r in members)
@@ -125,17 +132,21 @@ class TokenScoring:
         return True
 
     def _forward_packed(self, chunk: Sequence[Packed], starts: list[int], slots: dict[int, int],
-                        caches: list | None) -> torch.Tensor:
-        """float32 logits of packed rows, each continuing its own group's cached prefix (if any)."""
+                        caches: list | None) -> Scores:
+        """Scores of packed rows, each continuing its own group's cached prefix (if any)."""
         prefix_lens = [starts[g] for g, _ in chunk]
         ids, positions, mask = tree_inputs([p for _, p in chunk], prefix_lens, self.pad_token_, self.model.dtype,
                                            self.device_)
         longest = max(prefix_lens)
-        kwargs: dict[str, Any] = {"input_ids": ids, "position_ids": positions, "attention_mask": mask,
-                                  "use_cache": bool(longest)}
-        if longest:
-            kwargs[self._cache_kw] = select_cache(caches, [slots.get(g, 0) for g, _ in chunk], longest)
-        return self.model(**kwargs).logits.float()
+
+        def inputs() -> dict[str, Any]:
+            kwargs: dict[str, Any] = {"input_ids": ids, "position_ids": positions, "attention_mask": mask,
+                                      "use_cache": bool(longest)}
+            if longest:
+                kwargs[self._cache_kw] = select_cache(caches, [slots.get(g, 0) for g, _ in chunk], longest)
+            return kwargs
+
+        return self._forward(inputs)
 
     def _verify_packing(self, item: Packed, starts: list[int], slots: dict[int, int], caches: list | None,
                         rows: list) -> bool:
@@ -148,17 +159,13 @@ class TokenScoring:
         errors: list[float] = []
 
         def compare(chunk: list[tuple[int, list[int]]]) -> None:
-            plain = torch.log_softmax(self._forward_rows([rows[r] for r, _ in chunk], 0, None), -1)
+            plain = self._forward_rows([rows[r] for r, _ in chunk], 0, None)
             for b, (_, path) in enumerate(chunk):
-                ours = plain[b, starts[g]:starts[g] + len(path)]
-                if not bool(torch.isfinite(ours).all()):
-                    errors.append(math.nan)  # no verdict: the model itself is not finite here
-                    continue
-                error = float((ours - got[path]).abs().max())
-                errors.append(error if math.isfinite(error) else math.inf)
+                n = len(path)  # NaN: no verdict, the model itself is not finite here
+                errors.append(logprob_gap(plain, ([b] * n, range(starts[g], starts[g] + n)), got, ([0] * n, path)))
 
         try:
-            got = torch.log_softmax(self._forward_packed([item], starts, slots, caches)[0], -1)
+            got = self._forward_packed([item], starts, slots, caches)
         except Exception as exc:
             if is_oom(exc):
                 raise
@@ -188,7 +195,9 @@ class TokenScoring:
         def run(chunk: list[tuple[int, ...]]) -> None:
             # Right padding after a prefix cannot change it: causal attention never looks ahead.
             ids, _ = pad_rows(chunk, self.pad_token_)
-            out = self.model(input_ids=ids.to(self.device_), use_cache=True)
+            kwargs = {"input_ids": ids.to(self.device_), "use_cache": True}
+            # Only the cache is used: the output layer runs on one position, not on every prefix token.
+            out = narrowed_forward(self.model, self.head_[0], kwargs)[0] if self.head_ else self.model(**kwargs)
             cache = getattr(out, "cache", None)
             cache = cache if cache is not None else getattr(out, "past_key_values", None)
             reason = unsafe_cache_reason(cache)
@@ -223,20 +232,50 @@ class TokenScoring:
             prefix_len = prefix_len if kv is not None else 0
 
         def run(chunk: list[int]) -> None:
-            logits = self._forward_rows([rows[r][prefix_len:] for r in chunk], prefix_len, kv)
+            scores = self._forward_rows([rows[r][prefix_len:] for r in chunk], prefix_len, kv)
             picks = [(i, b, plain_positions(requests[i], prefix_len)) for b, r in enumerate(chunk) for i in plan.uses[r]]
-            for (i, _, _), result in zip(picks, gather(logits, picks, requests)):
+            for (i, _, _), result in zip(picks, gather(scores, picks, requests, self.stop_sets_)):
                 results[i] = result
 
         self._in_batches(sorted(members, key=lambda r: len(rows[r]), reverse=True), run, batch_size)
 
-    def _forward_rows(self, rows: Sequence[Sequence[int]], prefix_len: int, kv: list | None) -> torch.Tensor:
-        """float32 logits of right-padded rows that continue a cached prefix of `prefix_len` tokens."""
+    def _forward_rows(self, rows: Sequence[Sequence[int]], prefix_len: int, kv: list | None) -> Scores:
+        """Scores of right-padded rows that continue a cached prefix of `prefix_len` tokens."""
         ids, mask = (t.to(self.device_) for t in pad_rows(rows, self.pad_token_))
-        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "use_cache": False}
-        if prefix_len:
-            kwargs.update(prefix_inputs(kv, mask, prefix_len, self._cache_kw))
-        return self.model(**kwargs).logits.float()
+
+        def inputs() -> dict[str, Any]:
+            kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "use_cache": False}
+            if prefix_len:
+                kwargs.update(prefix_inputs(kv, mask, prefix_len, self._cache_kw))
+            return kwargs
+
+        return self._forward(inputs)
+
+    def _forward(self, inputs: Callable[[], dict[str, Any]]) -> Scores:
+        """One forward pass on fresh `inputs()` (a cache in them is filled by the pass); its logits are left to
+        `gather` to compute where needed (bounded memory), unless the output layer cannot be separated
+        from the model, which is checked once per model."""
+        if self.head_ is None:
+            logits = self.model(**inputs()).logits
+            return Scores(logits, None, logits.shape[-1])
+        layer, head = self.head_
+        out, hidden = narrowed_forward(self.model, layer, inputs())
+        if hidden is None:
+            self._disable_head("the output layer is not called once on the final hidden states")
+            return self._forward(inputs)
+        if not self.head_verified_:
+            error = head_error(hidden, out.logits, head)
+            if not error <= tolerance(self.model.dtype):  # NaN: no verdict (non-finite logits), use full logits
+                if not math.isnan(error):
+                    self._disable_head(f"logits from the output layer differ from the model's by {error:.1e}")
+                logits = self.model(**inputs()).logits
+                return Scores(logits, None, logits.shape[-1])
+            self.head_verified_ = True
+        return Scores(hidden, head, layer.weight.shape[0] if hasattr(layer, "weight") else 0)
+
+    def _disable_head(self, reason: str) -> None:
+        log.warning("%s: full-vocabulary logits at every position (more memory): %s", self.name, reason)
+        self.head_, self.head_disabled_reason_ = None, reason
 
     def _prefix_cache(self, prefix: Sequence[int], probe_row: tuple[int, ...]) -> list | None:
         """Per-layer (keys, values) of `prefix`, or None when reuse is unsafe for this model (then disabled)."""
@@ -257,9 +296,10 @@ class TokenScoring:
 
     def _reuse_error(self, row: tuple[int, ...], kv: list, prefix_len: int) -> float:
         """Max |log-prob difference| on one row between a full forward and one continuing the cached prefix."""
-        full = torch.log_softmax(self._forward_rows([row], 0, None)[0, prefix_len:], -1)
-        part = torch.log_softmax(self._forward_rows([row[prefix_len:]], prefix_len, kv)[0], -1)
-        return float((full - part).abs().max())
+        n = len(row) - prefix_len
+        full = self._forward_rows([row], 0, None)
+        part = self._forward_rows([row[prefix_len:]], prefix_len, kv)
+        return logprob_gap(full, ([0] * n, range(prefix_len, len(row))), part, ([0] * n, range(n)))
 
     def _disable_reuse(self, reason: str) -> None:
         if self.prefix_reuse_:

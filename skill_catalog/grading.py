@@ -1,7 +1,10 @@
 """Grades a model's answer to an item: exact match and partial credit, part by part.
 
 Each part is compared with the checker of the skill that produced it, so normalisation (case,
-quotes, spacing) follows the skill, and a composite is right only when every part is.
+quotes, spacing) follows the skill, and a composite is right only when every part is. Parts are
+graded by position, and partial credit divides by the larger of the gold and predicted part counts,
+so extra or repeated parts cost credit ("1 -> 1 -> 1 -> 1 -> 1 -> 1 -> 1 -> 1" against a four-part
+gold starting with "1" earns 1/8, not 1/4).
 """
 from __future__ import annotations
 
@@ -21,6 +24,13 @@ class Grade(NamedTuple):
     """Parts equal to their gold part under the part's checker."""
     parts_total: int
     """Gold parts of the item."""
+    parts_predicted: int
+    """Parts in the prediction."""
+
+    @property
+    def partial(self) -> float:
+        """Partial credit: parts right in their position / max(gold parts, predicted parts)."""
+        return self.parts_correct / max(self.parts_total, self.parts_predicted)
 
 
 def part_skills(item: Item) -> tuple[str, ...]:
@@ -35,4 +45,4 @@ def grade(item: Item, prediction: str) -> Grade:
     for name, gold, guess in zip(part_skills(item), item.part_answers, predicted):
         correct += get_skill(item.skill_set, name).check(guess, gold)
     total = len(item.part_answers)
-    return Grade(correct == total and len(predicted) == total, correct, total)
+    return Grade(correct == total and len(predicted) == total, correct, total, len(predicted))

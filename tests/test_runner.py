@@ -203,3 +203,20 @@ def test_plain_scoring_gives_the_same_records_and_says_so(tiny_family: Path, tas
     shortcuts = load_run(plain)["checkpoints"].iloc[0]
     assert shortcuts["prefix_reuse_off"] == shortcuts["tree_packing_off"] == "off in the settings (plain scoring)"
     assert load_run(fast)["checkpoints"]["tree_packing_off"].isna().all()
+
+
+def test_bos_policy_is_part_of_the_run_id_and_recorded(tiny_family: Path, tasks, tmp_path: Path) -> None:
+    family = [tiny_family / "n20k" / "step00064"]
+    auto, _ = run(_config(family, tasks, tmp_path / "auto", cache_dir=str(tmp_path / "c")))
+    never, _ = run(_config(family, tasks, tmp_path / "never", cache_dir=str(tmp_path / "c"), bos="never"))
+    assert auto.name != never.name  # a different BOS policy is a different measurement
+    ckpt = load_run(auto)["checkpoints"].iloc[0]
+    assert not ckpt["bos"] and ckpt["bos_rule"].startswith("never (") and ckpt["ce_window"] > 0
+    assert pd.isna(ckpt["chunked_logits_off"])  # the output layer ran only where scores were needed
+    manifest = (auto / "manifest.json").read_text()
+    assert '"bos": "auto"' in manifest and '"bos_rule"' in manifest
+    assert '"bos": "never"' in (never / "manifest.json").read_text()
+    records = load_run(auto)["records"]
+    mc = records[records["metric"] == "mc_accuracy"]
+    assert mc["choices_only"].isin([0.0, 1.0]).all()
+    assert records.loc[records["metric"] == "exact_match", "choices_only"].isna().all()

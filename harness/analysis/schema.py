@@ -10,7 +10,7 @@ import pandas as pd
 
 RECORD_COLUMNS: tuple[str, ...] = (
     "checkpoint_id", "item_id", "skill_set", "skills", "k", "mode", "split", "n_shots",
-    "metric", "value", "error", "chance", "n_tokens", "parts_correct", "parts_total",
+    "metric", "value", "error", "chance", "n_tokens", "parts_correct", "parts_total", "choices_only",
 )
 """Columns the runner writes into the records table."""
 REQUIRED_RECORD_COLUMNS: tuple[str, ...] = (

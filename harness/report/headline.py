@@ -156,7 +156,33 @@ def _generalization(data: ReportData) -> str:
             f"{': ' + esc(', '.join(not_ok)) if not_ok else ''} (see <a href=\"#failures\">Failures</a>).</li></ul>")
 
 
+def below_choices_only(records: pd.DataFrame, metric: str = "mc_accuracy") -> pd.DataFrame:
+    """Checkpoints whose multiple-choice accuracy is below their choices-only baseline (the same choices scored
+    with the question removed), over the items where both are known: checkpoint_id, accuracy, baseline, n."""
+    columns = ["checkpoint_id", "accuracy", "baseline", "n"]
+    if records.empty or "choices_only" not in records.columns:
+        return pd.DataFrame(columns=columns)
+    rows = records[records["metric"] == metric]
+    value = pd.to_numeric(rows["value"], errors="coerce")
+    base = pd.to_numeric(rows["choices_only"], errors="coerce")
+    ok = rows.assign(accuracy=value, baseline=base)[value.notna() & base.notna()]
+    per = ok.groupby("checkpoint_id").agg(accuracy=("accuracy", "mean"), baseline=("baseline", "mean"),
+                                          n=("accuracy", "size")).reset_index()
+    return per[per["accuracy"] < per["baseline"]][columns].reset_index(drop=True)
+
+
+def _mc_baseline(data: ReportData) -> str:
+    below = below_choices_only(data.records)
+    if below.empty:
+        return ""
+    items = "".join(f"<li>{esc(data.label(r.checkpoint_id))}: {esc(num(r.accuracy))} &lt; {esc(num(r.baseline))} "
+                    f"({esc(num(r.n))} items)</li>" for r in below.itertuples())
+    return ("<p><b>Multiple choice below its choices-only baseline</b> (<code>mc_accuracy</code> vs the same "
+            "choices scored with the question removed; the distractors' own bias, not 1/choices, is what "
+            f"such a model fails to beat):</p><ul>{items}</ul>")
+
+
 def headline(data: ReportData) -> str:
     """The headline box (`<section id="headline">`)."""
     return (f'<section id="headline" class="headline"><h2>Headline</h2>{_overview(data)}{_emergence(data)}'
-            f"{_theory(data)}{_generalization(data)}</section>")
+            f"{_theory(data)}{_generalization(data)}{_mc_baseline(data)}</section>")
