@@ -31,7 +31,13 @@ class AnalysisConfig:
     reference_checkpoint: str | None = None
     """Checkpoint on which the failure law is calibrated; None picks the one with failure nearest 1/2."""
     test_level: float = 0.05
-    """Significance level of the above-chance and likelihood-ratio tests."""
+    """Significance level of the above-chance, collapse and breakpoint tests."""
+    trained_ks: tuple[int, ...] | None = None
+    """k the family was trained on (the built-in family: 1-4, read from its manifest by `write_analysis`).
+    The collapse test, Cor. 13, largest composable k and the product-rule median use only these k and
+    report the others as out of distribution; None treats every administered k as trained."""
+    n_forecast_boot: int = 60
+    """Cluster-bootstrap refits per curve form behind the forecast prediction intervals."""
 
 
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {

@@ -28,6 +28,21 @@ _KEYS = ("E", "E_lo", "E_hi", "A", "alpha", "alpha_lo", "alpha_hi", "B", "beta",
 _CI_REASON = "fewer than half of the bootstrap replicates could be fitted (too few distinct checkpoints)"
 
 
+def _trained(table: pd.DataFrame, state: State) -> pd.Series:
+    """True for rows whose k the family was trained on (`AnalysisConfig.trained_ks`; None: every k)."""
+    ks = state["config"].trained_ks
+    return pd.Series(True, index=table.index) if ks is None else table["k"].astype(int).isin(set(ks))
+
+
+def _out_of_distribution(table: pd.DataFrame, state: State) -> list[dict[str, Any]]:
+    """Per (mode, k) beyond the trained k: the largest competence over checkpoints, reported apart from the tests."""
+    ood = table[~_trained(table, state) & (table["metric"] == state["config"].metric)]
+    if ood.empty:
+        return []
+    top = ood.groupby(["mode", "k"], sort=True)["competence"].max().reset_index()
+    return [{"mode": r["mode"], "k": int(r["k"]), "max_competence": r["competence"]} for r in top.to_dict("records")]
+
+
 def _needs(state: State, *keys: str) -> str | None:
     missing = [k for k in keys if k not in state]
     return f"needs {', '.join(missing)}, which did not run" if missing else None
@@ -155,10 +170,14 @@ def product_rule(state: State) -> Output:
     table = product_rule_table(state["sums"], state["clusters"], state["weights"], rng_for(state["seed"], "product"),
                                metric=cfg.metric, threshold=cfg.gap_threshold)
     reason = _empty_reason(table, "observed", f"needs k = 1 and k > 1 items scored with {cfg.metric}")
+    trained = _trained(table, state) if len(table) else pd.Series(dtype=bool)
+    ood = pd.to_numeric(table.loc[~trained, "ratio"], errors="coerce") if len(table) else pd.Series(dtype=float)
+    table_all, table = table, table[trained] if len(table) else table
     ratio = pd.to_numeric(table["ratio"], errors="coerce")
     why = {"median_ratio": f"no cell has predicted competence >= {MIN_PREDICTED} and >= {MIN_EXPECTED:g} expected "
                            "successes: every ratio is uninformative"}
-    return {"product_rule": table}, {"median_ratio": ratio.median() if ratio.notna().any() else np.nan,
+    return {"product_rule": table_all}, {"median_ratio": ratio.median() if ratio.notna().any() else np.nan,
+                                     "median_ratio_out_of_distribution": ood.median() if ood.notna().any() else None,
                                      "n_ratio_cells": int(ratio.notna().sum()),
                                      "n_uninformative_cells": int(ratio.isna().sum()),
                                      "mean_gap": table["gap"].mean() if len(table) else np.nan, "reason": reason,
@@ -206,7 +225,7 @@ def collapse(state: State) -> Output:
     if reason := _needs(state, "competence"):
         return {}, {"reason": reason}
     table, cfg = state["competence"], state["config"]
-    main = table[table["metric"] == cfg.metric]
+    main = table[(table["metric"] == cfg.metric) & _trained(table, state)]
     rows = []
     for mode in sorted(set(main.loc[main["k"] > 1, "mode"])):
         cells = main[(main["mode"] == mode) | ((main["mode"] == SINGLE_MODE) & (main["k"] == 1))]
@@ -217,7 +236,9 @@ def collapse(state: State) -> Output:
                                 if np.isfinite(r.get("a", np.nan)) and r["a"] != 0}
     reason = _empty_reason(out, "a", "no composite (k > 1) items")
     keys = ("mode", "a", "a_lo", "a_hi", "b", "b_lo", "b_hi", "p_a_eq_b", "p_a_eq_1", "dispersion", "verdict", "reason")
-    return {"collapse": out}, {"tests": summary_records(out, keys), "reason": reason}
+    return {"collapse": out}, {"tests": summary_records(out, keys), "trained_ks": cfg.trained_ks,
+                               "test": "cluster bootstrap over skill tuples (percentile interval inverted)",
+                               "out_of_distribution": _out_of_distribution(table, state), "reason": reason}
 
 
 def composable(state: State) -> Output:
@@ -225,7 +246,8 @@ def composable(state: State) -> Output:
     if reason := _needs(state, "competence"):
         return {}, {"reason": reason}
     cfg = state["config"]
-    table = comp.composable_table(state["competence"], metric=cfg.metric, level=cfg.level)
+    competence = state["competence"]
+    table = comp.composable_table(competence[_trained(competence, state)], metric=cfg.metric, level=cfg.level)
     scale = comp.composable_scaling(table, n_boot=state["n_boot"], rng=rng_for(state["seed"], "composable"),
                                     collapse_slopes=state.get("collapse_slopes"))
     no_fit = _empty_reason(table, "k_star_fit", "no composite (k > 1) cell with scored items")

@@ -1,0 +1,146 @@
+"""Calibration of the analyzer's theory tests and intervals on simulated runs (`simulate`).
+
+Each ``*_rows(n_reps, seed)`` function simulates runs under a stated truth, runs the analyzer's own
+steps on them and reports size, power, coverage or bias as `CalibrationRow`s; `rows` collects all.
+The simulated family has 12 checkpoints spanning the transition (the built-in family has 42; fewer
+keep a replicate cheap, and every item count per checkpoint is the built-in suite's).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.calibration.rows import CalibrationRow, coverage_row, power_row, rate_se, size_row
+from benchmarks.calibration.simulate import Scenario, simulate
+from harness.analysis import steps
+from harness.analysis.analyze import _prepare
+from harness.analysis.result import AnalysisConfig
+
+N_BOOT = 99
+"""Bootstrap replicates inside each simulated analysis (the analyzer's default is 200)."""
+AG = Scenario(name="a = b", a=1.5, b=1.5)
+"""Arora-Goyal truth: competence depends on k * delta only."""
+INDEPENDENT = Scenario(name="a = 1", a=1.0, b=1.5)
+"""Independent skills: q_k = q_1^k."""
+
+
+def analysed(sc: Scenario, seed: int, *, trained_ks: tuple[int, ...] | None = None,
+             n_boot: int = N_BOOT, **config: Any) -> dict[str, Any]:
+    """The analyzer's state after the excess-loss and competence steps on one simulated run."""
+    records, checkpoints = simulate(sc, seed)
+    cfg = AnalysisConfig(trained_ks=trained_ks if trained_ks is not None else tuple(sc.ks), **config)
+    state = _prepare(records, checkpoints, seed, n_boot, cfg)
+    steps.excess(state)
+    steps.competence(state)
+    return state
+
+
+def _replicate(fn: Callable[[int], Any], n_reps: int, seed: int) -> list[Any]:
+    return [fn(seed * 100_003 + r) for r in range(n_reps)]
+
+
+def _rejections(values: Iterable[float], level: float = 0.05) -> tuple[int, int, int]:
+    """(rejections, valid, failed) of p-values at `level`; NaN counts as failed."""
+    v = np.asarray(list(values), float)
+    ok = np.isfinite(v)
+    return int((v[ok] < level).sum()), int(ok.sum()), int((~ok).sum())
+
+
+def _covers(intervals: Iterable[tuple[float, float]], truth: float) -> tuple[int, int, int]:
+    arr = np.asarray(list(intervals), float).reshape(-1, 2)
+    ok = np.isfinite(arr).all(axis=1)
+    return int(((arr[ok, 0] <= truth) & (truth <= arr[ok, 1])).sum()), int(ok.sum()), int((~ok).sum())
+
+
+def _collapse_run(sc: Scenario, seed: int) -> dict[str, float]:
+    out, _ = steps.collapse(analysed(sc, seed))
+    row = out["collapse"].iloc[0]
+    return {c: float(row[c]) for c in ("p_a_eq_b", "p_a_eq_1", "a", "a_lo", "a_hi", "b", "b_lo", "b_hi",
+                                       "a_minus_b_lo", "a_minus_b_hi")}
+
+
+def collapse_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
+    """Size and power of the two collapse tests, coverage of a - b, a and b (defect 1)."""
+    ag = _replicate(lambda s: _collapse_run(AG, s), n_reps, seed)
+    ind = _replicate(lambda s: _collapse_run(INDEPENDENT, s), n_reps, seed + 1)
+    scen_ag = "a = b = 1.5, tuple sd 0.4, item sd 0.3, 12 ckpts, k 1-4"
+    scen_ind = "a = 1, b = 1.5, tuple sd 0.4, item sd 0.3, 12 ckpts, k 1-4"
+    rows = []
+    rej, n, fail = _rejections(r["p_a_eq_b"] for r in ag)
+    rows.append(size_row("collapse_test a=b", scen_ag, rej, n, fail))
+    rej, n, fail = _rejections(r["p_a_eq_b"] for r in ind)
+    rows.append(power_row("collapse_test a=b", scen_ind, rej, n, 0.9, fail))
+    rej, n, fail = _rejections(r["p_a_eq_1"] for r in ind)
+    rows.append(size_row("collapse_test a=1", scen_ind, rej, n, fail))
+    rej, n, fail = _rejections(r["p_a_eq_1"] for r in ag)
+    rows.append(power_row("collapse_test a=1", scen_ag, rej, n, 0.9, fail))
+    tells = [(r1["p_a_eq_1"] < 0.05 and r1["p_a_eq_b"] >= 0.05) for r1 in ag]
+    rows.append(power_row("collapse verdict (A&G data -> 'consistent with a=b')", scen_ag, int(sum(tells)),
+                          len(tells), 0.9))
+    for name, runs, truth in (("a - b", ag, 0.0), ("a", ag, 1.5), ("b", ag, 1.5), ("a", ind, 1.0)):
+        lo, hi = {"a - b": ("a_minus_b_lo", "a_minus_b_hi"), "a": ("a_lo", "a_hi"), "b": ("b_lo", "b_hi")}[name]
+        cov, n, fail = _covers(((r[lo], r[hi]) for r in runs), truth)
+        rows.append(coverage_row(f"collapse interval of {name}", scen_ag if runs is ag else scen_ind, cov, n, fail))
+    return rows
+
+
+def ood_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
+    """The collapse test with k = 5, 6 always wrong: excluded (trained k only) vs included (the old behaviour)."""
+    sc = AG.with_(ood_ks=(5, 6))
+    ok, bad = [], []
+    for r in range(n_reps):
+        s = seed * 100_003 + r
+        out, _ = steps.collapse(analysed(sc, s, trained_ks=(1, 2, 3, 4)))
+        ok.append(float(out["collapse"]["p_a_eq_b"].iloc[0]))
+    rej, n, fail = _rejections(ok)
+    return [size_row("collapse_test a=b, trained k only", "a = b, plus k = 5, 6 always 0 (out of distribution)",
+                     rej, n, fail)]
+
+
+def _product_run(chance: float, seed: int, lam: float = 5.0) -> tuple[float, float, float, int]:
+    sc = Scenario(name="parts", generator="parts", chance=chance, b=1.5, lam=lam, tuple_sd=0.0, item_sd=0.0,
+                  skill_sd=0.3, deltas=tuple(np.geomspace(0.02, 0.3, 6).round(5)))
+    state = analysed(sc, seed, n_boot=N_BOOT)
+    out, _ = steps.product_rule(state)
+    table = out["product_rule"]
+    ok = table[table["ratio"].notna()]
+    ratio = ok["ratio"].to_numpy(float)
+    cover = ((ok["ratio_lo"] <= 1.0) & (1.0 <= ok["ratio_hi"])).to_numpy()
+    return float(np.mean(ratio)) if len(ratio) else np.nan, float(cover.mean()) if len(cover) else np.nan, \
+        float(np.median(ratio)) if len(ratio) else np.nan, len(ratio)
+
+
+def product_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
+    """Bias of the product-rule ratio under exact independence at chance 0.001, 0.12, 0.5, and its coverage."""
+    rows = []
+    for chance in (0.001, 0.12, 0.5):
+        runs = _replicate(lambda s: _product_run(chance, s), n_reps, seed + int(chance * 1000))
+        means = np.array([r[0] for r in runs], float)
+        ok = np.isfinite(means)
+        bias = float(np.mean(means[ok])) - 1.0 if ok.any() else np.nan
+        se = float(np.std(means[ok], ddof=1) / np.sqrt(ok.sum())) if ok.sum() > 1 else np.nan
+        scen = f"exact independence of parts, chance {chance}, k 2-4, 6 ckpts"
+        rows.append(CalibrationRow("product_rule ratio", scen, "bias", float("nan"), bias, se, int(ok.sum()),
+                                   "|mean ratio - 1| <= 0.03", bool(abs(bias) <= 0.03), int((~ok).sum())))
+        cover = np.array([r[1] for r in runs], float)
+        okc = np.isfinite(cover)
+        est = float(np.mean(cover[okc])) if okc.any() else np.nan
+        n_cells = int(sum(r[3] for r in runs))
+        # cells of one run share items: the s.e. is over runs, not over cells
+        se_c = float(np.std(cover[okc], ddof=1) / np.sqrt(okc.sum())) if okc.sum() > 1 else np.nan
+        rows.append(CalibrationRow("product_rule ratio interval", scen + f" ({n_cells} cells)", "coverage", 0.95,
+                                   est, se_c, int(okc.sum()), ">= 0.93 - 2 s.e.",
+                                   bool(est >= 0.93 - 2 * se_c), int((~okc).sum())))
+    return rows
+
+
+ROW_FUNCTIONS: tuple[Callable[[int, int], list[CalibrationRow]], ...] = (collapse_rows, ood_rows, product_rows)
+"""Every calibration of this module, in table order."""
+
+
+def rows(n_reps: int, seed: int) -> list[CalibrationRow]:
+    """All rows of this module."""
+    return [row for fn in ROW_FUNCTIONS for row in fn(n_reps, seed)]
