@@ -24,7 +24,8 @@ FIT_COLUMNS: tuple[str, ...] = ("mode", "k", "metric", "form", "n_checkpoints", 
                                 "converged", "reason")
 PARAM_COLUMNS: tuple[str, ...] = ("mode", "k", "metric", "form", "param", "value")
 FORECAST_COLUMNS: tuple[str, ...] = ("mode", "k", "metric", "form", "checkpoint_id", "loss", "excess_loss", "n",
-                                     "observed", "observed_lo", "observed_hi", "predicted", "inside", "reason")
+                                     "observed", "observed_lo", "observed_hi", "predicted", "predicted_lo",
+                                     "predicted_hi", "inside", "reason")
 CURVE_COLUMNS: tuple[str, ...] = ("mode", "k", "metric", "form", "covariate", "x", "competence")
 CELL: list[str] = ["mode", "k", "metric"]
 
@@ -66,18 +67,47 @@ def _fit(rows: pd.DataFrame, form: str) -> CompetenceCurve:
     return curve.fit(x, rows["successes"].to_numpy(float), rows["n"].to_numpy(float), rows["chance"].to_numpy(float))
 
 
-def _forecast(rows: pd.DataFrame, form: str, n_holdout: int) -> list[dict]:
+def _forecast(rows: pd.DataFrame, form: str, n_holdout: int, boot: dict[str, np.ndarray] | None = None,
+              n_pi: int = 60) -> list[dict]:
+    """Fits `form` without the `n_holdout` lowest-loss checkpoints and predicts their success rate.
+
+    The prediction interval is for the observed rate: predicted + the 2.5-97.5% percentiles of
+    (obs* - obs) - (pred* - pred) over item-cluster bootstrap replicates (refit on the replicate's
+    training counts, pred*; the replicate's held-out rate, obs*), so it carries the parameters'
+    uncertainty, the held-out cell's own noise and their correlation (the same items at every
+    checkpoint). Without replicates (boot None) the interval is NaN and "inside" falls back to the
+    predicted rate lying in the observed Jeffreys interval.
+    """
     held, train = rows.head(n_holdout), rows.iloc[n_holdout:]
     base = [{"checkpoint_id": r.checkpoint_id, "loss": r.loss, "excess_loss": r.excess_loss, "n": r.n}
             for r in held.itertuples()]
     if len(train) < 3 or n_holdout < 1:
         return [dict(b, reason=f"{len(train)} checkpoints left to fit; need 3") for b in base]
     curve = _fit(train, form)
-    pred = curve.predict(held[curve.covariate].to_numpy(float), held["chance"].to_numpy(float))
+    x_held = held[curve.covariate].to_numpy(float)
+    pred = curve.predict(x_held, held["chance"].to_numpy(float))
     lo, hi = jeffreys_interval(held["successes"].to_numpy(float), held["n"].to_numpy(float))
     observed = (held["successes"] / held["n"]).to_numpy(float)
-    return [dict(b, observed=o, observed_lo=a, observed_hi=c, predicted=p, inside=bool(a <= p <= c), reason=None)
-            for b, o, a, c, p in zip(base, observed, lo, hi, pred)]
+    p_lo = p_hi = np.full(len(held), np.nan)
+    if boot is not None and n_pi > 0:
+        diffs = np.full((len(held), min(n_pi, boot["n"].shape[1])), np.nan)
+        t_idx, h_idx = train.index.to_numpy(), held.index.to_numpy()
+        x_train, g_train = train[curve.covariate].to_numpy(float), train["chance"].to_numpy(float)
+        for b in range(diffs.shape[1]):
+            n_t, n_h = boot["n"][t_idx, b], boot["n"][h_idx, b]
+            if np.count_nonzero(n_t) < 3 or not np.all(n_h > 0):
+                continue
+            refit = CompetenceCurve(form, init=curve.theta_).fit(x_train, boot["total"][t_idx, b], n_t, g_train)
+            obs_b = boot["total"][h_idx, b] / n_h
+            diffs[:, b] = (obs_b - observed) - (refit.predict(x_held, held["chance"].to_numpy(float)) - pred)
+        q_lo, q_hi = percentile_ci(diffs, axis=1)
+        p_lo, p_hi = np.clip(pred + q_lo, 0.0, 1.0), np.clip(pred + q_hi, 0.0, 1.0)
+    rows_out = []
+    for b, o, a, c, p, pl, ph in zip(base, observed, lo, hi, pred, p_lo, p_hi):
+        inside = bool(pl <= o <= ph) if np.isfinite(pl) else bool(a <= p <= c)
+        rows_out.append(dict(b, observed=o, observed_lo=a, observed_hi=c, predicted=p, predicted_lo=pl,
+                             predicted_hi=ph, inside=inside, reason=None))
+    return rows_out
 
 
 def _curve_points(rows: pd.DataFrame, curve: CompetenceCurve, n_points: int = 40) -> pd.DataFrame:
@@ -87,8 +117,15 @@ def _curve_points(rows: pd.DataFrame, curve: CompetenceCurve, n_points: int = 40
     return pd.DataFrame({"covariate": curve.covariate, "x": grid, "competence": curve.predict_competence(grid)})
 
 
-def fit_competence_curves(competence: pd.DataFrame, n_holdout: int = 2) -> dict[str, pd.DataFrame]:
+def fit_competence_curves(competence: pd.DataFrame, n_holdout: int = 2, boot: dict[str, np.ndarray] | None = None,
+                          n_pi: int = 60) -> dict[str, pd.DataFrame]:
     """Fits every form to every (mode, k, metric) cell of a rate metric and runs the forecast test.
+
+    Args:
+        competence: the competence table.
+        n_holdout: lowest-loss checkpoints held out by the forecast.
+        boot: the competence table's item-cluster replicates (rows aligned), for prediction intervals.
+        n_pi: replicates refitted per form and cell for the prediction intervals.
 
     Returns:
         Tables `competence_fits`, `competence_params`, `competence_forecast` and `competence_curves`.
@@ -113,7 +150,7 @@ def fit_competence_curves(competence: pd.DataFrame, n_holdout: int = 2) -> dict[
             fits.append(dict(key, form=form, n_checkpoints=len(usable), nll=curve.nll_, aic=curve.aic_,
                              converged=curve.converged_, reason=None))
             params += [dict(key, form=form, param=p, value=v) for p, v in curve.params_.items()]
-            forecasts += [dict(key, form=form, **r) for r in _forecast(usable, form, n_holdout)]
+            forecasts += [dict(key, form=form, **r) for r in _forecast(usable, form, n_holdout, boot, n_pi)]
             curves.append(_curve_points(usable, curve).assign(form=form, **key))
     fit_table = pd.DataFrame(fits, columns=list(FIT_COLUMNS))
     fit_table["delta_aic"] = fit_table["aic"] - fit_table.groupby(CELL)["aic"].transform("min")

@@ -138,13 +138,17 @@ def competence_fits(state: State) -> Output:
     """Three curve forms per cell, AIC and the forecasting test."""
     if reason := _needs(state, "competence"):
         return {}, {"reason": reason}
-    out = fit_competence_curves(state["competence"], n_holdout=state["config"].n_holdout)
+    cfg = state["config"]
+    out = fit_competence_curves(state["competence"], n_holdout=cfg.n_holdout, boot=state["boot"],
+                                n_pi=cfg.n_forecast_boot)
     fits = out["competence_fits"]
     best = fits.loc[fits["delta_aic"] == 0, "form"].value_counts().to_dict()
     fc = out["competence_forecast"]
-    coverage = float(fc["inside"].dropna().astype(bool).mean()) if fc["inside"].notna().any() else np.nan
+    fc = fc[fc["metric"] == cfg.metric]
+    coverage = {form: float(g["inside"].dropna().astype(bool).mean())
+                for form, g in fc.groupby("form", sort=True) if g["inside"].notna().any()}
     reason = _empty_reason(fits, "nll", "no rate metric scored")
-    return out, {"best_form_counts": best, "forecast_coverage": coverage, "reason": reason}
+    return out, {"best_form_counts": best, "forecast_coverage_by_form": coverage, "reason": reason}
 
 
 def emergence(state: State) -> Output:
@@ -154,14 +158,15 @@ def emergence(state: State) -> Output:
     table, cfg = state["competence"], state["config"]
     above = em.above_chance_table(table, level=cfg.test_level)
     emerg = em.emergence_table(table, state["boot"], above)
-    mirage = em.mirage_table(table)
+    mirage = em.mirage_table(table, state["boot"], emerg, level=cfg.test_level)
     main = emerg[emerg["metric"] == cfg.metric]
     no_tests = _empty_reason(above, "p_value", "no binary metric scored")
     reason = no_tests if no_tests and _empty_reason(emerg, "breakpoint_loss", "no rate metric scored") else None
     return ({"above_chance": above, "emergence": emerg, "mirage": mirage},
             {"emergence": summary_records(main, ("mode", "k", "n_above_chance", "sharpness", "breakpoint_loss",
                                                  "breakpoint_lo", "breakpoint_hi", "breakpoint_in_range")),
-             "mirage": summary_records(mirage, ("mode", "k", "verdict")), "reason": reason})
+             "mirage": summary_records(mirage, ("mode", "k", "reference", "p_breakpoint", "eta_breakpoint", "verdict")),
+             "reason": reason})
 
 
 def product_rule(state: State) -> Output:

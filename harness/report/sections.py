@@ -143,9 +143,12 @@ def _fits_table(data: ReportData) -> str:
                      f"{int(inside.astype(bool).sum())}/{len(inside)}" if len(inside) else None])
         fit_reasons = group["reason"].dropna()
         reasons.append(None if form else str(fit_reasons.iloc[0]) if len(fit_reasons) else "not fitted")
-    coverage = data.analysis("competence_fits").get("forecast_coverage")
-    caption = (f'<p class="caption">Curve forms compared by AIC; forecast: the best form fitted without the lowest-loss '
-               f"checkpoints predicts them inside the Jeffreys 95% interval (overall coverage {esc(num(coverage))}).</p>")
+    coverage = data.analysis("competence_fits").get("forecast_coverage_by_form") or {}
+    per_form = ", ".join(f"{esc(f)} {esc(num(c))}" for f, c in coverage.items()) or "not available"
+    caption = (f'<p class="caption">Curve forms compared by AIC; forecast: each form fitted without the lowest-loss '
+               "checkpoints predicts them with a 95% prediction interval (cluster bootstrap: parameter uncertainty "
+               "and the held-out cell's own noise); the table counts held-out points inside the best form's interval. "
+               f"Share inside, per form: {per_form}.</p>")
     return caption + table(["mode", "k", "best form", "ΔAIC of the others", "checkpoints", "forecast inside"], rows,
                            keys=["mode", "k", "best", "others", "n", "forecast"], row_reasons=reasons)
 
