@@ -71,12 +71,12 @@ def _forecast(rows: pd.DataFrame, form: str, n_holdout: int, boot: dict[str, np.
               n_pi: int = 60) -> list[dict]:
     """Fits `form` without the `n_holdout` lowest-loss checkpoints and predicts their success rate.
 
-    The prediction interval is for the observed rate: predicted + the 2.5-97.5% percentiles of
-    (obs* - obs) - (pred* - pred) over item-cluster bootstrap replicates (refit on the replicate's
-    training counts, pred*; the replicate's held-out rate, obs*), so it carries the parameters'
-    uncertainty, the held-out cell's own noise and their correlation (the same items at every
-    checkpoint). Without replicates (boot None) the interval is NaN and "inside" falls back to the
-    predicted rate lying in the observed Jeffreys interval.
+    The prediction interval is for the observed rate: the 2.5-97.5% percentiles of Binomial(n, pred*) / n,
+    where pred* is the prediction of the form refitted to an item-cluster bootstrap replicate of the
+    training checkpoints. It carries the parameters' uncertainty (clusters of items shared by every
+    checkpoint) and the held-out cell's own sampling noise; a point prediction against the observed
+    Jeffreys interval carried neither and covered 0.61-0.87 of held-out points for the true form.
+    Without replicates (boot None) the interval is NaN and "inside" falls back to that old check.
     """
     held, train = rows.head(n_holdout), rows.iloc[n_holdout:]
     base = [{"checkpoint_id": r.checkpoint_id, "loss": r.loss, "excess_loss": r.excess_loss, "n": r.n}
@@ -91,17 +91,19 @@ def _forecast(rows: pd.DataFrame, form: str, n_holdout: int, boot: dict[str, np.
     p_lo = p_hi = np.full(len(held), np.nan)
     if boot is not None and n_pi > 0:
         diffs = np.full((len(held), min(n_pi, boot["n"].shape[1])), np.nan)
+        rng = np.random.default_rng(len(held) * 1_000_003 + len(train))  # seeded: same data, same interval
+        n_held = np.round(held["n"].to_numpy(float)).astype(np.int64)
         t_idx, h_idx = train.index.to_numpy(), held.index.to_numpy()
         x_train, g_train = train[curve.covariate].to_numpy(float), train["chance"].to_numpy(float)
         for b in range(diffs.shape[1]):
-            n_t, n_h = boot["n"][t_idx, b], boot["n"][h_idx, b]
-            if np.count_nonzero(n_t) < 3 or not np.all(n_h > 0):
+            n_t = boot["n"][t_idx, b]
+            if np.count_nonzero(n_t) < 3:
                 continue
             refit = CompetenceCurve(form, init=curve.theta_).fit(x_train, boot["total"][t_idx, b], n_t, g_train)
-            obs_b = boot["total"][h_idx, b] / n_h
-            diffs[:, b] = (obs_b - observed) - (refit.predict(x_held, held["chance"].to_numpy(float)) - pred)
-        q_lo, q_hi = percentile_ci(diffs, axis=1)
-        p_lo, p_hi = np.clip(pred + q_lo, 0.0, 1.0), np.clip(pred + q_hi, 0.0, 1.0)
+            p_b = np.clip(refit.predict(x_held, held["chance"].to_numpy(float)), 0.0, 1.0)
+            diffs[:, b] = rng.binomial(n_held, np.nan_to_num(p_b)) / np.maximum(n_held, 1)
+            diffs[~np.isfinite(p_b), b] = np.nan
+        p_lo, p_hi = percentile_ci(diffs, axis=1)
     rows_out = []
     for b, o, a, c, p, pl, ph in zip(base, observed, lo, hi, pred, p_lo, p_hi):
         inside = bool(pl <= o <= ph) if np.isfinite(pl) else bool(a <= p <= c)

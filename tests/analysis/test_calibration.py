@@ -1,0 +1,55 @@
+"""Seeded, small versions of the calibration study (benchmarks/bench_calibration.py): a regression in the size,
+power or coverage of a verdict fails here. Bounds are wide enough for a dozen simulated runs, tight enough that
+the replaced procedures (independent-cells chi-square, chance-corrected product, window sharpness) fail them."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.calibration import theory as T
+
+REPS = 12
+
+
+@pytest.fixture(scope="module")
+def collapse_rows():
+    return {(r.procedure, r.quantity, r.scenario.split(",")[0]): r for r in T.collapse_rows(REPS, seed=3)}
+
+
+def _row(rows, procedure, quantity, truth):
+    return rows[(procedure, quantity, truth)]
+
+
+def test_collapse_test_of_a_eq_b_keeps_its_size_with_shared_items_and_tuple_effects(collapse_rows):
+    assert _row(collapse_rows, "collapse_test a=b", "size", "a = b = 1.5").estimate <= 3 / REPS
+
+
+def test_collapse_test_tells_ag_from_independence_at_the_suite_item_counts(collapse_rows):
+    assert _row(collapse_rows, "collapse_test a=b", "power", "a = 1").estimate >= 10 / REPS
+    assert _row(collapse_rows, "collapse_test a=1", "power", "a = b = 1.5").estimate >= 10 / REPS
+
+
+def test_collapse_interval_of_a_minus_b_covers_zero_under_ag(collapse_rows):
+    assert _row(collapse_rows, "collapse interval of a - b", "coverage", "a = b = 1.5").estimate >= 10 / REPS
+
+
+def test_collapse_test_ignores_out_of_distribution_k():
+    (row,) = T.ood_rows(6, seed=4)
+    assert row.estimate <= 1 / 6
+
+
+@pytest.mark.parametrize("chance", [0.001, 0.12, 0.5])
+def test_product_rule_ratio_is_one_under_exact_independence(chance):
+    medians = [T._product_run(chance, seed) for seed in range(4)]
+    assert abs(np.mean([m[0] for m in medians]) - 1.0) <= 0.05
+
+
+def test_mirage_breakpoint_test_keeps_its_size_when_high_loss_checkpoints_are_added():
+    smooth = [T._mirage_run("smooth", deltas, s)[0] for deltas in (T.BASE_DELTAS, T.EXTENDED_DELTAS)
+              for s in range(6)]
+    assert np.mean(np.asarray(smooth) < 0.05) <= 3 / 12
+
+
+def test_mirage_breakpoint_test_finds_a_real_breakpoint():
+    hinge = [T._mirage_run("hinge", T.BASE_DELTAS, s)[0] for s in range(5)]
+    assert np.mean(np.asarray(hinge) < 0.05) >= 4 / 5
