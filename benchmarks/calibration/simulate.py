@@ -161,8 +161,8 @@ def simulate(sc: Scenario, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     ce_tokens = 20_000
     checkpoints = pd.DataFrame({
         "checkpoint_id": [f"c{m:02d}" for m in range(n_ck)], "label": [f"c{m:02d}" for m in range(n_ck)],
-        "size": "sim", "params": (1e4 * np.exp(np.arange(n_ck))).astype(np.int64),
-        "params_nonembedding": (1e4 * np.exp(np.arange(n_ck))).astype(np.int64), "step": np.arange(n_ck),
+        "size": "sim", "params": (1e4 * 1.2 ** np.arange(n_ck)).astype(np.int64),
+        "params_nonembedding": (1e4 * 1.2 ** np.arange(n_ck)).astype(np.int64), "step": np.arange(n_ck),
         "tokens_seen": np.nan, "ce_nats_sum": loss * ce_tokens, "ce_tokens": ce_tokens, "entropy_floor": FLOOR,
     })
     return records, checkpoints
