@@ -66,11 +66,14 @@ class Scenario:
     per_cell: int = 40
     """Items per (k, mode, split) cell."""
     tuples_per_cell: int = 10
-    """Distinct skill tuples per (k, split): the clusters."""
+    """Distinct skill tuples per (k, split): the clusters (the built-in suite has 14-33)."""
+    single_tuple_effect: bool = False
+    """Give each skill's own k = 1 items a cluster effect of sd `tuple_sd` too (with skill_sd = 0 every k
+    then has the same effect distribution, and the mean curves collapse exactly under a = b)."""
     continuous: str = "smooth"
     """Truth of the continuous metric: ``"smooth"`` exponential or ``"hinge"``."""
-    hinge_loss: float = 1.1
-    """Loss below which the hinge continuous metric starts to rise."""
+    hinge_loss: float = 1.55
+    """Loss below which the hinge continuous metric starts to rise (where exact match at k = 2 jumps)."""
     metrics: tuple[str, ...] = ("exact_match",)
     """Metrics written (``exact_match`` and optionally ``gold_logprob``)."""
     extra: dict = field(default_factory=dict, compare=False)
@@ -105,7 +108,7 @@ def _effects(sc: Scenario, items: pd.DataFrame, rng: np.random.Generator) -> tup
     keys = pd.unique(items["key"])
     tup = dict(zip(keys, rng.normal(0.0, sc.tuple_sd, len(keys))))
     for key in keys:  # a single skill's own items share the skill effect, not an extra tuple effect
-        if "+" not in key:
+        if "+" not in key and not sc.single_tuple_effect:
             tup[key] = 0.0
     base = items["key"].map(tup).to_numpy(float) + rng.normal(0.0, sc.item_sd, len(items))
     k_max = int(items["k"].max())

@@ -33,7 +33,7 @@ RESTRICTIONS: tuple[str | None, ...] = (None, "a=b", "a=1")
 COLLAPSE_COLUMNS: tuple[str, ...] = (
     "mode", "metric", "n_cells", "log_lambda", "a", "a_lo", "a_hi", "b", "b_lo", "b_hi", "a_minus_b",
     "a_minus_b_lo", "a_minus_b_hi", "nll_free", "nll_a_eq_b", "nll_a_eq_1", "dispersion", "lr_a_eq_b",
-    "p_a_eq_b", "lr_a_eq_1", "p_a_eq_1", "verdict", "reason",
+    "p_a_eq_b", "lr_a_eq_1", "p_a_eq_1", "verdict", "p_shared_curve", "t_shared_curve", "reason",
 )
 
 

@@ -120,7 +120,7 @@ def _curve_points(rows: pd.DataFrame, curve: CompetenceCurve, n_points: int = 40
 
 
 def fit_competence_curves(competence: pd.DataFrame, n_holdout: int = 2, boot: dict[str, np.ndarray] | None = None,
-                          n_pi: int = 60) -> dict[str, pd.DataFrame]:
+                          n_pi: int = 60, pi_metric: str | None = None) -> dict[str, pd.DataFrame]:
     """Fits every form to every (mode, k, metric) cell of a rate metric and runs the forecast test.
 
     Args:
@@ -128,6 +128,8 @@ def fit_competence_curves(competence: pd.DataFrame, n_holdout: int = 2, boot: di
         n_holdout: lowest-loss checkpoints held out by the forecast.
         boot: the competence table's item-cluster replicates (rows aligned), for prediction intervals.
         n_pi: replicates refitted per form and cell for the prediction intervals.
+        pi_metric: the only metric given prediction intervals (they cost n_pi refits per form and cell);
+            None gives them to every rate metric. Other metrics' forecasts have inside NaN and a reason.
 
     Returns:
         Tables `competence_fits`, `competence_params`, `competence_forecast` and `competence_curves`.
@@ -152,7 +154,12 @@ def fit_competence_curves(competence: pd.DataFrame, n_holdout: int = 2, boot: di
             fits.append(dict(key, form=form, n_checkpoints=len(usable), nll=curve.nll_, aic=curve.aic_,
                              converged=curve.converged_, reason=None))
             params += [dict(key, form=form, param=p, value=v) for p, v in curve.params_.items()]
-            forecasts += [dict(key, form=form, **r) for r in _forecast(usable, form, n_holdout, boot, n_pi)]
+            with_pi = pi_metric is None or metric == pi_metric
+            points = _forecast(usable, form, n_holdout, boot if with_pi else None, n_pi)
+            if not with_pi:
+                points = [dict(r, inside=None, reason=r.get("reason") or
+                               f"prediction intervals are computed for {pi_metric} only") for r in points]
+            forecasts += [dict(key, form=form, **r) for r in points]
             curves.append(_curve_points(usable, curve).assign(form=form, **key))
     fit_table = pd.DataFrame(fits, columns=list(FIT_COLUMNS))
     fit_table["delta_aic"] = fit_table["aic"] - fit_table.groupby(CELL)["aic"].transform("min")

@@ -16,7 +16,9 @@
   loss? Two 3-parameter least-squares fits of the per-checkpoint means against raw loss x:
   smooth y = c0 + c1 (exp(r u) - 1) / r (u = x rescaled to [0, 1]; r free: linear at r = 0, convex or
   concave otherwise) and threshold y = c0 + c1 max(0, eta - x) (flat above the loss eta, linear
-  below). D = RSS(smooth) - RSS(threshold). Its null distribution is cluster-robust: the smooth fit
+  below), eta restricted to the exact-match breakpoint's interval when there is one (the question is
+  whether the continuous metric also breaks where exact match jumps, not anywhere: a plateau of
+  near-random checkpoints at the top of the loss range is a kink too). D = RSS(smooth) - RSS(threshold). Its null distribution is cluster-robust: the smooth fit
   plus each item-cluster bootstrap replicate's deviation of the means from the observed ones (one
   draw of skill tuples shared by all checkpoints, as the same items are scored at every one);
   p = (#{D* >= D} + 1) / (B + 1). A jump "survives" when exact match leaves chance (it has a
@@ -84,10 +86,15 @@ def _smooth_residual(x: np.ndarray, r: float) -> np.ndarray:
     return np.eye(len(x)) - design @ np.linalg.pinv(design)
 
 
-def _residual_makers(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _residual_makers(x: np.ndarray, window: tuple[float, float] | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Residual projections (I - H) of the smooth forms (one per r) and threshold forms (one per eta), and the etas."""
     ones = np.ones_like(x)
     etas = np.unique(np.concatenate([np.linspace(np.sort(x)[1], x.max(), 60), x[(x > np.sort(x)[1])]]))
+    if window is not None and np.all(np.isfinite(window)):
+        lo, hi = max(window[0], np.sort(x)[1]), min(window[1], x.max())
+        if hi > lo:
+            etas = np.unique(np.concatenate([np.linspace(lo, hi, 30), etas[(etas >= lo) & (etas <= hi)]]))
     hinge = [np.stack([ones, np.maximum(0.0, eta - x)], axis=1) for eta in etas]
     hinge_r = np.stack([np.eye(len(x)) - d @ np.linalg.pinv(d) for d in hinge])
     return np.stack([_smooth_residual(x, r) for r in _RATES]), hinge_r, etas
@@ -112,13 +119,15 @@ def _refine_rate(x: np.ndarray, y: np.ndarray, rss_grid: np.ndarray) -> float:
     return float(res.x) if res.fun < rss_grid[i] else float(_RATES[i])
 
 
-def breakpoint_test(x: np.ndarray, y: np.ndarray, y_boot: np.ndarray) -> dict[str, float]:
+def breakpoint_test(x: np.ndarray, y: np.ndarray, y_boot: np.ndarray,
+                    window: tuple[float, float] | None = None) -> dict[str, float]:
     """Smooth-versus-threshold test of one continuous curve (see the module docstring, mirage check).
 
     Args:
         x: loss per checkpoint.
         y: the metric's mean per checkpoint.
         y_boot: (n_checkpoints, B) item-cluster bootstrap replicates of the means (shared draws).
+        window: losses the threshold's eta may take (the exact-match breakpoint's interval); None: any.
 
     Returns:
         p_breakpoint, eta_breakpoint (the threshold fit's eta), rss_smooth, rss_threshold; NaN
@@ -130,7 +139,7 @@ def breakpoint_test(x: np.ndarray, y: np.ndarray, y_boot: np.ndarray) -> dict[st
     if len(np.unique(x[ok])) < 5:
         return out
     x, y, y_boot = x[ok], y[ok], y_boot[ok]
-    r_smooth, r_hinge, etas = _residual_makers(x)
+    r_smooth, r_hinge, etas = _residual_makers(x, window)
     rss_grid = (np.einsum("gij,j->gi", r_smooth, y) ** 2).sum(axis=1)
     best = _smooth_residual(x, _refine_rate(x, y, rss_grid))
     r_smooth = np.concatenate([r_smooth, best[None]])
@@ -248,9 +257,10 @@ def mirage_table(competence: pd.DataFrame, boot: dict[str, np.ndarray] | None = 
     out = []
     metrics = ("exact_match", "partial_credit", "gold_logprob")
     rows = competence[competence["metric"].isin(metrics)]
-    rises = {} if emergence is None else {
-        (r["mode"], r["k"]): bool(np.isfinite(r["breakpoint_loss"]))
-        for r in emergence[emergence["metric"] == "exact_match"].to_dict("records")}
+    em_rows = [] if emergence is None else emergence[emergence["metric"] == "exact_match"].to_dict("records")
+    rises = {(r["mode"], r["k"]): bool(np.isfinite(r["breakpoint_loss"])) for r in em_rows}
+    windows = {(r["mode"], r["k"]): (r["breakpoint_lo"], r["breakpoint_hi"]) for r in em_rows
+               if np.isfinite(r["breakpoint_loss"])}
     for (mode, k), cell in rows.groupby(["mode", "k"], sort=True):
         sharp = {}
         for metric in metrics:
@@ -267,7 +277,7 @@ def mirage_table(competence: pd.DataFrame, boot: dict[str, np.ndarray] | None = 
         if reference is not None and boot is not None:
             ref = cell[cell["metric"] == reference].sort_values("loss")
             test = breakpoint_test(ref["loss"].to_numpy(float), ref["mean"].to_numpy(float),
-                                   boot["mean"][ref.index.to_numpy()])
+                                   boot["mean"][ref.index.to_numpy()], windows.get((mode, k)))
         em = rises.get((mode, k)) if (cell["metric"] == "exact_match").any() else None
         if em is None and (cell["metric"] == "exact_match").any() and emergence is None:
             em = bool(np.isfinite(sharp.get("exact_match", np.nan)))

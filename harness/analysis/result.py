@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.analysis import (ag_bound, ag_failure, collapse, competence, composable, emergence, excess,
+from harness.analysis import (ag_bound, ag_failure, collapse, competence, composable, cor13, emergence, excess,
                               generalization, paired, product_rule)
 
 
@@ -49,6 +49,7 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "product_rule": product_rule.PRODUCT_COLUMNS, "ag_failure": ag_failure.FAILURE_COLUMNS,
     "ag_failure_fit": ag_failure.FAILURE_FIT_COLUMNS, "ag_ktuple": ag_failure.KTUPLE_COLUMNS,
     "ag_tail_bound": ag_bound.BOUND_COLUMNS, "collapse": collapse.COLLAPSE_COLUMNS,
+    "ag_cor13": cor13.COR13_COLUMNS, "ag_cor13_summary": cor13.COR13_SUMMARY_COLUMNS,
     "composable_k": composable.COMPOSABLE_COLUMNS, "composable_scaling": composable.SCALING_COLUMNS,
     "seen_heldout": generalization.GAP_COLUMNS, "paired": paired.PAIRED_COLUMNS,
 }
@@ -92,7 +93,12 @@ class AnalysisResult:
     ag_tail_bound: pd.DataFrame
     """Per (checkpoint, mode, k): theta, beta*, bound and the fraction of skills inside it."""
     collapse: pd.DataFrame
-    """Per composite mode: a, b with intervals, likelihood-ratio tests of a = b and a = 1, verdict."""
+    """Per composite mode: a, b with intervals, cluster-bootstrap tests of a = b and a = 1, verdict, and the
+    non-parametric shared-curve test."""
+    ag_cor13: pd.DataFrame
+    """Per (checkpoint, mode, k): Cor. 13, composite competence vs single-skill competence at k delta."""
+    ag_cor13_summary: pd.DataFrame
+    """Per (mode, k): mean Cor. 13 difference over checkpoints with interval."""
     composable_k: pd.DataFrame
     """Per (checkpoint, mode): largest composable k at the configured level."""
     composable_scaling: pd.DataFrame
@@ -128,7 +134,8 @@ def summary_records(frame: pd.DataFrame, columns: tuple[str, ...] | list[str]) -
     return rows
 
 
-TEXT_FIELDS: frozenset[str] = frozenset({"verdict", "at_bound", "censored", "mode", "form", "variant", "metric"})
+TEXT_FIELDS: frozenset[str] = frozenset({"verdict", "at_bound", "censored", "mode", "form", "variant", "metric",
+                                         "linear_law", "reference"})
 """Summary fields that hold text (a missing one is None, never a missing number)."""
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.analysis import ag_bound, ag_failure as agf, collapse as col, composable as comp, emergence as em
+from harness.analysis import ag_bound, ag_failure as agf, collapse as col, composable as comp, cor13, emergence as em
 from harness.analysis.bootstrap import rng_for
 from harness.analysis.competence import competence_table, fit_competence_curves
 from harness.analysis.excess import (SCALING_COLUMNS, excess_loss_table, excess_source, fit_scaling, known_floor,
@@ -140,7 +140,7 @@ def competence_fits(state: State) -> Output:
         return {}, {"reason": reason}
     cfg = state["config"]
     out = fit_competence_curves(state["competence"], n_holdout=cfg.n_holdout, boot=state["boot"],
-                                n_pi=cfg.n_forecast_boot)
+                                n_pi=cfg.n_forecast_boot, pi_metric=cfg.metric)
     fits = out["competence_fits"]
     best = fits.loc[fits["delta_aic"] == 0, "form"].value_counts().to_dict()
     fc = out["competence_forecast"]
@@ -235,15 +235,28 @@ def collapse(state: State) -> Output:
     for mode in sorted(set(main.loc[main["k"] > 1, "mode"])):
         cells = main[(main["mode"] == mode) | ((main["mode"] == SINGLE_MODE) & (main["k"] == 1))]
         test = col.collapse_test(cells, state["boot"], level=cfg.test_level)
-        rows.append({"mode": mode, "metric": cfg.metric, **test})
+        rows.append({"mode": mode, "metric": cfg.metric, **test, **cor13.shared_curve_test(cells, state["boot"])})
     out = pd.DataFrame(rows).reindex(columns=list(col.COLLAPSE_COLUMNS))
     state["collapse_slopes"] = {r["mode"]: -r["b"] / r["a"] for r in rows
                                 if np.isfinite(r.get("a", np.nan)) and r["a"] != 0}
     reason = _empty_reason(out, "a", "no composite (k > 1) items")
-    keys = ("mode", "a", "a_lo", "a_hi", "b", "b_lo", "b_hi", "p_a_eq_b", "p_a_eq_1", "dispersion", "verdict", "reason")
+    keys = ("mode", "a", "a_lo", "a_hi", "b", "b_lo", "b_hi", "a_minus_b", "a_minus_b_lo", "a_minus_b_hi", "p_a_eq_b",
+            "p_a_eq_1", "verdict", "p_shared_curve", "reason")
     return {"collapse": out}, {"tests": summary_records(out, keys), "trained_ks": cfg.trained_ks,
                                "test": "cluster bootstrap over skill tuples (percentile interval inverted)",
                                "out_of_distribution": _out_of_distribution(table, state), "reason": reason}
+
+
+def ag_cor13(state: State) -> Output:
+    """Cor. 13: k'-tuple competence against single-skill competence at k' delta (trained k only)."""
+    if reason := _needs(state, "competence"):
+        return {}, {"reason": reason}
+    table, cfg = state["competence"], state["config"]
+    rows, summary = cor13.ktuple_rule(table[_trained(table, state)], state["boot"], metric=cfg.metric,
+                                      level=cfg.test_level)
+    reason = _empty_reason(summary, "mean_diff", "needs k = 1 and composite cells over 2+ checkpoints with excess loss")
+    return {"ag_cor13": rows, "ag_cor13_summary": summary}, {
+        "rule": summary_records(summary, cor13.COR13_SUMMARY_COLUMNS), "reason": reason}
 
 
 def composable(state: State) -> Output:
