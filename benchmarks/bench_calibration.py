@@ -31,7 +31,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of the simulations")
     p.add_argument("--quick", action="store_true", help="smoke run: 10 replicates per row")
     p.add_argument("--only", nargs="*", default=None,
-                   help="row functions of theory.py to run (e.g. collapse_rows); default all modules")
+                   help="row functions of theory.py to run (e.g. collapse_rows); default all modules. The result "
+                        "file is then calibration_part_<first function>.json")
+    p.add_argument("--merge", nargs="*", default=None,
+                   help="result files of --only runs: print and write their rows as one table instead of simulating")
     args = p.parse_args()
     if args.quick:
         args.reps = 10
@@ -58,16 +61,33 @@ def collect(n_reps: int, seed: int, only: list[str] | None = None) -> tuple[list
     return rows, notes
 
 
+def merged(paths: list[str]) -> tuple[list[dict], list[str]]:
+    """Rows and notes of several result files (e.g. two --only runs made in parallel)."""
+    import json
+
+    rows, notes = [], []
+    for path in paths:
+        payload = json.loads(Path(path).read_text())
+        rows += payload["rows"]
+        notes += [f"{Path(path).name}: {n}" for n in payload["notes"]]
+    return rows, notes
+
+
 def main() -> None:
     args = parse_args()
     C.set_threads(1)
-    rows, notes = collect(args.reps, args.seed, args.only)
-    table = [{c: getattr(r, c) for c in COLUMNS} for r in rows]
+    if args.merge:
+        table, notes = merged(args.merge)
+        notes = [n for n in notes if "rows meet their target" not in n]
+        args.reps = min(r["n_reps"] + r["n_failed"] for r in table)
+    else:
+        rows, notes = collect(args.reps, args.seed, args.only)
+        table = [{c: getattr(r, c) for c in COLUMNS} for r in rows]
     C.print_table(f"calibration ({args.reps} simulated runs per row)", table, COLUMNS)
     failed = [r for r in table if not r["passed"]]
     notes.append(f"{len(table) - len(failed)} of {len(table)} rows meet their target")
     print(notes[-1])
-    name = "calibration" + ("_quick" if args.quick else "")
+    name = "calibration" + ("_quick" if args.quick else "") + (f"_part_{args.only[0]}" if args.only else "")
     print("wrote", C.write_result(name, table, vars(args), notes))
 
 

@@ -123,8 +123,7 @@ def skill_loss(run: Path, tables: dict) -> str:
     n_skills, n_ck = both["skills"].nunique(), both["checkpoint_id"].nunique()
     return (f"- **Per-skill loss**: in the skill's *own* loss (cross-entropy on its gold answers) the switch is the "
             f"same for all {n_skills} skills: over all {n_ck} checkpoints, k = 1 exact match is at least 0.5 "
-            f"whenever the answer loss is at most {on:.2f} nats/token and below 0.5 whenever it is at least "
-            f"{off:.2f}" + (" (the two ranges do not overlap)." if off > on else " (the ranges overlap)."))
+            f"whenever the answer loss is below {off:.2f} nats/token and below 0.5 whenever it is above {on:.2f}.")
 
 
 def generalization(analyses: dict) -> list[str]:
