@@ -39,7 +39,17 @@ def analysed(sc: Scenario, seed: int, *, trained_ks: tuple[int, ...] | None = No
 
 
 def _replicate(fn: Callable[[int], Any], n_reps: int, seed: int) -> list[Any]:
-    return [fn(seed * 100_003 + r) for r in range(n_reps)]
+    """fn on n_reps seeds; progress on stderr every 25 replicates (a full run takes tens of minutes)."""
+    import sys
+    import time
+
+    out, start = [], time.time()
+    for r in range(n_reps):
+        out.append(fn(seed * 100_003 + r))
+        if (r + 1) % 25 == 0:
+            print(f"  {getattr(fn, '__name__', 'fn')}: {r + 1}/{n_reps} ({time.time() - start:.0f} s)", file=sys.stderr,
+                  flush=True)
+    return out
 
 
 def _rejections(values: Iterable[float], level: float = 0.05) -> tuple[int, int, int]:
