@@ -33,6 +33,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--only", nargs="*", default=None,
                    help="row functions of theory.py to run (e.g. collapse_rows); default all modules. The result "
                         "file is then calibration_part_<first function>.json")
+    p.add_argument("--markdown", action="store_true", help="also print the table as markdown (for the README)")
     p.add_argument("--merge", nargs="*", default=None,
                    help="result files of --only runs: print and write their rows as one table instead of simulating")
     args = p.parse_args()
@@ -73,6 +74,22 @@ def merged(paths: list[str]) -> tuple[list[dict], list[str]]:
     return rows, notes
 
 
+def markdown(table: list[dict]) -> str:
+    """The table as markdown: procedure, scenario, quantity, nominal, estimate ± MC s.e., target, pass."""
+    def num(v: float) -> str:
+        return "" if v is None or v != v else f"{v:.3f}"
+
+    lines = ["| procedure | scenario | quantity | nominal | estimate ± MC s.e. | target | pass |",
+             "|---|---|---|---|---|---|---|"]
+    for r in table:
+        est = f"{num(r['estimate'])} ± {num(r['mc_se'])}" if r["quantity"] != "bias" else \
+            f"{r['estimate']:+.3f} ± {num(r['mc_se'])}"
+        lines.append(f"| {r['procedure']} | {r['scenario']} | {r['quantity']} | {num(r['nominal'])} | {est} "
+                     f"({r['n_reps']} runs{', ' + str(r['n_failed']) + ' failed' if r['n_failed'] else ''}) | "
+                     f"{r['target']} | {'yes' if r['passed'] else '**no**'} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     args = parse_args()
     C.set_threads(1)
@@ -84,6 +101,8 @@ def main() -> None:
         rows, notes = collect(args.reps, args.seed, args.only)
         table = [{c: getattr(r, c) for c in COLUMNS} for r in rows]
     C.print_table(f"calibration ({args.reps} simulated runs per row)", table, COLUMNS)
+    if args.markdown:
+        print(markdown(table))
     failed = [r for r in table if not r["passed"]]
     notes.append(f"{len(table) - len(failed)} of {len(table)} rows meet their target")
     print(notes[-1])
