@@ -105,7 +105,8 @@ def _refine_rate(x: np.ndarray, y: np.ndarray, rss_grid: np.ndarray) -> float:
 
     The null replicates are generated from the fitted smooth curve, whose r is then in the grid the
     replicates are fitted on; a grid-only fit of the observed curve would leave it a misfit the
-    replicates never have, and reject a smooth truth (measured: half the runs at a wide loss range).
+    replicates never have (with eta free over the whole loss range this rejected a smooth truth in
+    half the simulated runs at a wide loss range).
     """
     i = int(np.argmin(rss_grid))
     lo, hi = _RATES[max(i - 1, 0)], _RATES[min(i + 1, len(_RATES) - 1)]
