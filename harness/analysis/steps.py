@@ -197,7 +197,7 @@ def ag_failure(state: State) -> Output:
     singles = table[(table["k"] == 1) & (table["mode"] == SINGLE_MODE) & (table["metric"] == cfg.metric)]
     fail, fit = agf.failure_law(singles, n_boot=state["n_boot"], rng=rng_for(state["seed"], "failure"),
                                 reference=cfg.reference_checkpoint, boot=state["boot"])
-    ktuple = agf.ktuple_table(table, fail, cfg.metric)
+    ktuple = agf.ktuple_table(table[_trained(table, state)], fail, cfg.metric)  # k beyond training: reported apart
     within = ktuple["within_union"].dropna()
     fit_row = pd.DataFrame([fit]).reindex(columns=list(agf.FAILURE_FIT_COLUMNS))
     why = {"b_lo": _CI_REASON, "b_hi": _CI_REASON, "fraction_within_union": "no composite (k > 1) cell to compare"}
