@@ -100,6 +100,9 @@ def _best_ratios(data: ReportData, table_: pd.DataFrame) -> str:
 
 def _product_line(data: ReportData) -> str:
     entry, table_ = data.analysis("product_rule"), data.table("product_rule")
+    trained = data.analysis("collapse").get("trained_ks")
+    if trained:  # cells beyond the trained k are summarized apart (median_ratio_out_of_distribution)
+        table_ = table_[pd.to_numeric(table_["k"], errors="coerce").isin(trained)]
     med = entry.get("median_ratio")
     lo, hi = (pd.to_numeric(table_[c], errors="coerce") for c in ("ratio_lo", "ratio_hi"))
     has = lo.notna() & hi.notna()
