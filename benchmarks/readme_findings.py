@@ -165,9 +165,9 @@ def main() -> None:
     run = Path(sys.argv[1])
     summary, tables, ck = load(run)
     analyses = summary["analyses"]
-    lines = [f"What these numbers say (run `{summary['run_id']}`; regenerate with "
-             f"`python benchmarks/readme_findings.py RUN_DIR`; calibration of every test in "
-             "\"How far to trust the verdicts\"):", cross_entropy(ck)]
+    lines = [f"What these numbers say (run `{summary['run_id']}`; every number below is printed by `emergence run` "
+             f"then `python benchmarks/readme_findings.py results/{summary['run_id']}`; how far each test can be "
+             "trusted is in \"How far to trust the verdicts\"):", cross_entropy(ck)]
     lines += emergence(tables, ck, analyses) + [skill_loss(run, tables)] + theory(tables, analyses, ck.set_index("checkpoint_id")["label"]) + generalization(analyses) + forecast(analyses)
     import textwrap
 
