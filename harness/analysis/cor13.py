@@ -7,9 +7,9 @@ by isotonic regression, interpolated linearly in log delta on the complementary 
 the single-skill checkpoints' range). The difference has a percentile interval from the item-cluster
 bootstrap (the same draw for both sides), and per (mode, k') the mean difference over checkpoints
 has one too. This compares mean curves, not the full per-tuple failure distributions. The intervals
-are approximate: interpolating the single-skill curve between checkpoints leaves a bias that the
-bootstrap does not see (coverage 0.87 at k = 2 and 0.91 at k = 3 of a nominal 0.95 on 12 simulated
-checkpoints, benchmarks/bench_calibration.py; denser checkpoints shrink it).
+are approximate: the single-skill side rests on as many bootstrap clusters as there are skills (8 in
+the built-in catalog), too few for a percentile bootstrap (coverage 0.87 at k = 2 and 0.91 at k = 3
+of a nominal 0.95 in benchmarks/bench_calibration.py; 42 checkpoints instead of 12 did not help).
 
 Non-parametric collapse: one non-increasing F(log(k delta)) shared by every trained k against a
 separate non-increasing curve per k (isotonic fits, weighted by items). T = SSE(shared) - SSE(separate)
