@@ -67,7 +67,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from harness.report.build import write_analysis
 
     _check_n_boot(args.n_boot)
-    path = write_analysis(Path(args.run), seed=args.seed, n_boot=args.n_boot)
+    trained = tuple(args.trained_k) if args.trained_k else None
+    path = write_analysis(Path(args.run), seed=args.seed, n_boot=args.n_boot, trained_ks=trained)
     print(summary_text(Path(args.run)))
     print(f"analysis: {path}")
     return 0
@@ -136,6 +137,9 @@ def add_commands(sub) -> None:
     p.add_argument("run", help="run directory (results/<run_id>)")
     p.add_argument("--seed", type=int, default=0, help="seed of every bootstrap")
     p.add_argument("--n-boot", type=int, default=200, help="bootstrap replicates per interval")
+    p.add_argument("--trained-k", type=int, nargs="+", default=None,
+                   help="k the family was trained on (default: read from the family manifest; else every k); "
+                        "the collapse test, Cor. 13, largest k and product-rule median use only these")
     p.set_defaults(handler=cmd_analyze)
     p = sub.add_parser("report", help="write the self-contained HTML report of a run")
     p.add_argument("run", help="run directory (results/<run_id>)")

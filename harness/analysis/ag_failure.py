@@ -24,7 +24,7 @@ from harness.analysis.stats import (binomial_nll, binomial_score, chance_correct
 
 FAILURE_COLUMNS: tuple[str, ...] = ("checkpoint_id", "loss", "excess_loss", "n", "failure", "failure_lo", "failure_hi",
                                     "fitted", "calibrated", "is_reference")
-FAILURE_FIT_COLUMNS: tuple[str, ...] = ("c", "b", "b_lo", "b_hi", "b_is_1_plausible", "reference_checkpoint",
+FAILURE_FIT_COLUMNS: tuple[str, ...] = ("c", "b", "b_lo", "b_hi", "b_is_1_plausible", "linear_law", "reference_checkpoint",
                                         "c_reference", "n_checkpoints", "nll", "n_boot_valid", "reason")
 KTUPLE_COLUMNS: tuple[str, ...] = ("checkpoint_id", "mode", "k", "f1", "observed", "observed_lo", "observed_hi",
                                    "union", "independent", "within_union", "closer_to", "reason")
@@ -93,6 +93,17 @@ def _exponent_interval(delta, s, n, g, theta, counts, n_boot, rng) -> tuple[floa
     return lo, hi, int(np.isfinite(reps).sum())
 
 
+def linear_law_reading(b: float, b_lo: float, b_hi: float) -> str | None:
+    """What b's interval says about A&G's linear law theta ∝ delta (b = 1), in words; None without an interval."""
+    if not (np.isfinite(b_lo) and np.isfinite(b_hi)):
+        return None
+    if b_lo <= 1.0 <= b_hi:
+        return f"consistent with A&G's linear law: b = {b:.2f} [{b_lo:.2f}, {b_hi:.2f}] contains 1"
+    side = "faster" if b_lo > 1.0 else "slower"
+    return (f"the data disagree with A&G's linear law (b = 1): b = {b:.2f} [{b_lo:.2f}, {b_hi:.2f}] excludes 1 "
+            f"(failure falls {side} than linearly with excess loss)")
+
+
 def failure_law(singles: pd.DataFrame, *, n_boot: int, rng: np.random.Generator, reference: str | None = None,
                 boot: dict[str, np.ndarray] | None = None) -> tuple[pd.DataFrame, dict]:
     """Fits (a) on the k = 1 rows of the competence table for one metric (see module docstring).
@@ -137,6 +148,7 @@ def failure_law(singles: pd.DataFrame, *, n_boot: int, rng: np.random.Generator,
     table["is_reference"] = table["checkpoint_id"] == ref
     fit = {"c": float(np.exp(theta[0])), "b": float(theta[1]), "b_lo": b_lo, "b_hi": b_hi,
            "b_is_1_plausible": bool(b_lo <= 1.0 <= b_hi) if np.isfinite(b_lo) else None,
+           "linear_law": linear_law_reading(float(theta[1]), b_lo, b_hi),
            "reference_checkpoint": ref, "c_reference": float(c_ref), "n_checkpoints": len(rows), "nll": nll,
            "n_boot_valid": n_valid, "reason": None}
     return table[list(FAILURE_COLUMNS)], fit

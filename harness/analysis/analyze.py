@@ -22,7 +22,7 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("scaling", steps.scaling), ("excess_loss", steps.excess), ("competence", steps.competence),
     ("competence_fits", steps.competence_fits), ("emergence", steps.emergence),
     ("product_rule", steps.product_rule), ("ag_failure", steps.ag_failure), ("ag_tail_bound", steps.ag_tail_bound),
-    ("collapse", steps.collapse), ("composable_k", steps.composable), ("seen_heldout", steps.seen_heldout),
+    ("collapse", steps.collapse), ("ag_cor13", steps.ag_cor13), ("composable_k", steps.composable), ("seen_heldout", steps.seen_heldout),
     ("paired", steps.paired),
 )
 """Analyses in run order; later ones read what earlier ones left in the state."""

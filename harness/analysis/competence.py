@@ -24,7 +24,8 @@ FIT_COLUMNS: tuple[str, ...] = ("mode", "k", "metric", "form", "n_checkpoints", 
                                 "converged", "reason")
 PARAM_COLUMNS: tuple[str, ...] = ("mode", "k", "metric", "form", "param", "value")
 FORECAST_COLUMNS: tuple[str, ...] = ("mode", "k", "metric", "form", "checkpoint_id", "loss", "excess_loss", "n",
-                                     "observed", "observed_lo", "observed_hi", "predicted", "inside", "reason")
+                                     "observed", "observed_lo", "observed_hi", "predicted", "predicted_lo",
+                                     "predicted_hi", "inside", "reason")
 CURVE_COLUMNS: tuple[str, ...] = ("mode", "k", "metric", "form", "covariate", "x", "competence")
 CELL: list[str] = ["mode", "k", "metric"]
 
@@ -66,18 +67,49 @@ def _fit(rows: pd.DataFrame, form: str) -> CompetenceCurve:
     return curve.fit(x, rows["successes"].to_numpy(float), rows["n"].to_numpy(float), rows["chance"].to_numpy(float))
 
 
-def _forecast(rows: pd.DataFrame, form: str, n_holdout: int) -> list[dict]:
+def _forecast(rows: pd.DataFrame, form: str, n_holdout: int, boot: dict[str, np.ndarray] | None = None,
+              n_pi: int = 60) -> list[dict]:
+    """Fits `form` without the `n_holdout` lowest-loss checkpoints and predicts their success rate.
+
+    The prediction interval is for the observed rate: the 2.5-97.5% percentiles of Binomial(n, pred*) / n,
+    where pred* is the prediction of the form refitted to an item-cluster bootstrap replicate of the
+    training checkpoints. It carries the parameters' uncertainty (clusters of items shared by every
+    checkpoint) and the held-out cell's own sampling noise; a point prediction against the observed
+    Jeffreys interval carried neither and covered 0.61-0.87 of held-out points for the true form.
+    Without replicates (boot None) the interval is NaN and "inside" falls back to that old check.
+    """
     held, train = rows.head(n_holdout), rows.iloc[n_holdout:]
     base = [{"checkpoint_id": r.checkpoint_id, "loss": r.loss, "excess_loss": r.excess_loss, "n": r.n}
             for r in held.itertuples()]
     if len(train) < 3 or n_holdout < 1:
         return [dict(b, reason=f"{len(train)} checkpoints left to fit; need 3") for b in base]
     curve = _fit(train, form)
-    pred = curve.predict(held[curve.covariate].to_numpy(float), held["chance"].to_numpy(float))
+    x_held = held[curve.covariate].to_numpy(float)
+    pred = curve.predict(x_held, held["chance"].to_numpy(float))
     lo, hi = jeffreys_interval(held["successes"].to_numpy(float), held["n"].to_numpy(float))
     observed = (held["successes"] / held["n"]).to_numpy(float)
-    return [dict(b, observed=o, observed_lo=a, observed_hi=c, predicted=p, inside=bool(a <= p <= c), reason=None)
-            for b, o, a, c, p in zip(base, observed, lo, hi, pred)]
+    p_lo = p_hi = np.full(len(held), np.nan)
+    if boot is not None and n_pi > 0:
+        diffs = np.full((len(held), min(n_pi, boot["n"].shape[1])), np.nan)
+        rng = np.random.default_rng(len(held) * 1_000_003 + len(train))  # seeded: same data, same interval
+        n_held = np.round(held["n"].to_numpy(float)).astype(np.int64)
+        t_idx, h_idx = train.index.to_numpy(), held.index.to_numpy()
+        x_train, g_train = train[curve.covariate].to_numpy(float), train["chance"].to_numpy(float)
+        for b in range(diffs.shape[1]):
+            n_t = boot["n"][t_idx, b]
+            if np.count_nonzero(n_t) < 3:
+                continue
+            refit = CompetenceCurve(form, init=curve.theta_).fit(x_train, boot["total"][t_idx, b], n_t, g_train)
+            p_b = np.clip(refit.predict(x_held, held["chance"].to_numpy(float)), 0.0, 1.0)
+            diffs[:, b] = rng.binomial(n_held, np.nan_to_num(p_b)) / np.maximum(n_held, 1)
+            diffs[~np.isfinite(p_b), b] = np.nan
+        p_lo, p_hi = percentile_ci(diffs, axis=1)
+    rows_out = []
+    for b, o, a, c, p, pl, ph in zip(base, observed, lo, hi, pred, p_lo, p_hi):
+        inside = bool(pl <= o <= ph) if np.isfinite(pl) else bool(a <= p <= c)
+        rows_out.append(dict(b, observed=o, observed_lo=a, observed_hi=c, predicted=p, predicted_lo=pl,
+                             predicted_hi=ph, inside=inside, reason=None))
+    return rows_out
 
 
 def _curve_points(rows: pd.DataFrame, curve: CompetenceCurve, n_points: int = 40) -> pd.DataFrame:
@@ -87,8 +119,17 @@ def _curve_points(rows: pd.DataFrame, curve: CompetenceCurve, n_points: int = 40
     return pd.DataFrame({"covariate": curve.covariate, "x": grid, "competence": curve.predict_competence(grid)})
 
 
-def fit_competence_curves(competence: pd.DataFrame, n_holdout: int = 2) -> dict[str, pd.DataFrame]:
+def fit_competence_curves(competence: pd.DataFrame, n_holdout: int = 2, boot: dict[str, np.ndarray] | None = None,
+                          n_pi: int = 60, pi_metric: str | None = None) -> dict[str, pd.DataFrame]:
     """Fits every form to every (mode, k, metric) cell of a rate metric and runs the forecast test.
+
+    Args:
+        competence: the competence table.
+        n_holdout: lowest-loss checkpoints held out by the forecast.
+        boot: the competence table's item-cluster replicates (rows aligned), for prediction intervals.
+        n_pi: replicates refitted per form and cell for the prediction intervals.
+        pi_metric: the only metric given prediction intervals (they cost n_pi refits per form and cell);
+            None gives them to every rate metric. Other metrics' forecasts have inside NaN and a reason.
 
     Returns:
         Tables `competence_fits`, `competence_params`, `competence_forecast` and `competence_curves`.
@@ -113,7 +154,12 @@ def fit_competence_curves(competence: pd.DataFrame, n_holdout: int = 2) -> dict[
             fits.append(dict(key, form=form, n_checkpoints=len(usable), nll=curve.nll_, aic=curve.aic_,
                              converged=curve.converged_, reason=None))
             params += [dict(key, form=form, param=p, value=v) for p, v in curve.params_.items()]
-            forecasts += [dict(key, form=form, **r) for r in _forecast(usable, form, n_holdout)]
+            with_pi = pi_metric is None or metric == pi_metric
+            points = _forecast(usable, form, n_holdout, boot if with_pi else None, n_pi)
+            if not with_pi:
+                points = [dict(r, inside=None, reason=r.get("reason") or
+                               f"prediction intervals are computed for {pi_metric} only") for r in points]
+            forecasts += [dict(key, form=form, **r) for r in points]
             curves.append(_curve_points(usable, curve).assign(form=form, **key))
     fit_table = pd.DataFrame(fits, columns=list(FIT_COLUMNS))
     fit_table["delta_aic"] = fit_table["aic"] - fit_table.groupby(CELL)["aic"].transform("min")

@@ -100,13 +100,15 @@ class CompetenceCurve:
     Attributes set by `fit`: theta_, params_ (name -> value), nll_, aic_, n_points_, converged_.
     """
 
-    def __init__(self, form: str = "logistic") -> None:
+    def __init__(self, form: str = "logistic", init: np.ndarray | None = None) -> None:
         """Stores settings.
 
         Args:
             form: one of `FORMS`.
+            init: a start (a previous `theta_`) used instead of the grid of starts, e.g. for bootstrap refits.
         """
         self.form = form
+        self.init = init
 
     @property
     def covariate(self) -> str:
@@ -156,14 +158,15 @@ class CompetenceCurve:
             starts = [(np.log(np.log(2.0)) - ga * c, ga) for c in np.quantile(lx, [0.25, 0.5, 0.75])
                       for ga in (0.5, 1.0, 2.0, 4.0, 8.0)]
             bounds = [(-60.0, 60.0), (0.0, 30.0)]
-        starts = sorted(starts, key=lambda t: objective(np.asarray(t))[0])[:2]
+        starts = sorted(starts, key=lambda t: objective(np.asarray(t))[0])[:2] if self.init is None else [self.init]
         results = [optimize.minimize(objective, np.asarray(t), jac=True, method="L-BFGS-B", bounds=bounds)
                    for t in starts]
         best = min(results, key=lambda r: r.fun)
         return np.asarray(best.x), best.fun, best.success
 
     def _fit_threshold(self, x, s, n, g):
-        eta, rate = threshold_grid(x, s[None], n[None], g[None])
+        eta, rate = threshold_grid(x, s[None], n[None], g[None]) if self.init is None else \
+            ([self.init[0]], [self.init[1]])
 
         def objective(theta):
             return float(binomial_nll(s, n, g + (1.0 - g) * threshold_competence(theta[0], theta[1], x)))

@@ -1,11 +1,19 @@
 """Product rule and compositionality gap of composite items, per (checkpoint, mode, k).
 
-Predicted composite competence = mean over the administered composite items of
-prod_{s in item} q_s, where q_s = chance-corrected Jeffreys-smoothed k = 1 success of skill s on
-that checkpoint. Observed = chance-corrected composite success on the same items. The ratio
-observed / predicted has a percentile interval from the item-cluster bootstrap of composite
-items combined with Beta(s + 1/2, n - s + 1/2) posterior draws of each single-skill rate (single
-skills cannot be cluster-resampled: every item needs each of its skills).
+Both sides live in one space. Predicted composite success (raw, chance included) = mean over the
+administered composite items of prod_{s in item} p_s, where p_s = raw k = 1 accuracy of skill s on
+that checkpoint (an item guessed right by chance in every part counts, as it does in the composite's
+own score). Observed = raw composite success on the same items. Both are then chance-corrected the
+same way, with the composite items' own chance level g: q = (p - g) / (1 - g). Under exact
+independence of the parts the ratio of the two is 1 at every chance level; multiplying
+chance-corrected part rates instead, against a chance-corrected composite, gave 1.7 / 2.7 / 4.3 for
+k = 2 / 3 / 4 at chance 0.5, and Jeffreys-smoothed point estimates 1.04-1.08 for a perfect model
+(benchmarks/bench_calibration.py). Point estimates are unsmoothed. The ratio observed / predicted
+has a percentile interval from the item-cluster bootstrap of composite items combined with a
+resample of each skill's k = 1 items (binomial draws at its observed rate: single skills cannot be
+cluster-resampled, since every composite item needs each of its skills). Both sides are resampled
+the same way, so a skill answered right on every item is as certain as a composite cell answered
+right on every item (posterior draws on one side only moved the whole interval off 1 at the ceiling).
 
 The ratio is reported only where the prediction is informative: predicted competence >=
 `MIN_PREDICTED` (0.05) and predicted x predictable items >= `MIN_EXPECTED` (5 expected successes).
@@ -96,12 +104,12 @@ def _predictions(sums, clusters, weights, rng, metric, threshold):
     if singles.empty or comp.empty:
         return None, None
     index = _skill_index(comp, singles)
-    draws = rng.beta(singles["total"].to_numpy()[:, None] + 0.5,
-                     (singles["n"] - singles["total"]).to_numpy()[:, None] + 0.5, size=(len(singles), weights.shape[0]))
-    q_boot = chance_correct(draws, singles["chance"].to_numpy()[:, None])
+    n_single = np.round(singles["n"].to_numpy(float)).astype(np.int64)
+    rate = np.clip(singles["accuracy"].to_numpy(float), 0.0, 1.0)
+    draws = rng.binomial(n_single[:, None], rate[:, None], size=(len(singles), weights.shape[0])) / n_single[:, None]
     with np.errstate(divide="ignore"):
-        pred = np.exp(_log_product(index, np.log(singles["q"].to_numpy(float))))
-        pred_boot = np.exp(_log_product(index, np.log(q_boot)))
+        pred = np.exp(_log_product(index, np.log(singles["accuracy"].to_numpy(float))))
+        pred_boot = np.exp(_log_product(index, np.log(draws)))
     right = np.where(index >= 0, (singles["accuracy"].to_numpy(float) >= threshold)[np.maximum(index, 0)], True)
     predictable = ~(index == -2).any(axis=1)
     comp = comp.assign(pred=pred, predictable=predictable, eligible=right.all(axis=1) & predictable,
@@ -129,11 +137,11 @@ def product_rule_table(sums: pd.DataFrame, clusters: pd.DataFrame, weights: np.n
     n, total, elig = (keep[c].to_numpy(float) for c in ("n", "total", "eligible"))
     g = ratio(keep["chance_total"].to_numpy(float), keep["chance_n"].to_numpy(float), weights_rows=one)[:, 0]
     cells["observed"] = chance_correct(ratio(total, n, weights_rows=one)[:, 0], g)
-    cells["predicted"] = ratio(n * keep["pred"].to_numpy(), n, weights_rows=one)[:, 0]
+    cells["predicted"] = chance_correct(ratio(n * keep["pred"].to_numpy(), n, weights_rows=one)[:, 0], g)
     cells["gap"] = ratio(elig * (n - total), elig * n, weights_rows=one)[:, 0]
     cells["n_gap_items"] = np.bincount(cell, weights=elig * n, minlength=len(cells))
     observed_b = chance_correct(ratio(total, n, weights_rows=w), g[:, None])
-    predicted_b = ratio(n[:, None] * pred_boot, n, weights_rows=w)
+    predicted_b = chance_correct(ratio(n[:, None] * pred_boot, n, weights_rows=w), g[:, None])
     gap_b = ratio(elig * (n - total), elig * n, weights_rows=w)
     return _finish(cells, observed_b, predicted_b, gap_b)
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.analysis import (ag_bound, ag_failure, collapse, competence, composable, emergence, excess,
+from harness.analysis import (ag_bound, ag_failure, collapse, competence, composable, cor13, emergence, excess,
                               generalization, paired, product_rule)
 
 
@@ -31,7 +31,13 @@ class AnalysisConfig:
     reference_checkpoint: str | None = None
     """Checkpoint on which the failure law is calibrated; None picks the one with failure nearest 1/2."""
     test_level: float = 0.05
-    """Significance level of the above-chance and likelihood-ratio tests."""
+    """Significance level of the above-chance, collapse and breakpoint tests."""
+    trained_ks: tuple[int, ...] | None = None
+    """k the family was trained on (the built-in family: 1-4, read from its manifest by `write_analysis`).
+    The collapse test, Cor. 13, largest composable k and the product-rule median use only these k and
+    report the others as out of distribution; None treats every administered k as trained."""
+    n_forecast_boot: int = 60
+    """Cluster-bootstrap refits per curve form behind the forecast prediction intervals."""
 
 
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -43,6 +49,7 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "product_rule": product_rule.PRODUCT_COLUMNS, "ag_failure": ag_failure.FAILURE_COLUMNS,
     "ag_failure_fit": ag_failure.FAILURE_FIT_COLUMNS, "ag_ktuple": ag_failure.KTUPLE_COLUMNS,
     "ag_tail_bound": ag_bound.BOUND_COLUMNS, "collapse": collapse.COLLAPSE_COLUMNS,
+    "ag_cor13": cor13.COR13_COLUMNS, "ag_cor13_summary": cor13.COR13_SUMMARY_COLUMNS,
     "composable_k": composable.COMPOSABLE_COLUMNS, "composable_scaling": composable.SCALING_COLUMNS,
     "seen_heldout": generalization.GAP_COLUMNS, "paired": paired.PAIRED_COLUMNS,
 }
@@ -86,7 +93,12 @@ class AnalysisResult:
     ag_tail_bound: pd.DataFrame
     """Per (checkpoint, mode, k): theta, beta*, bound and the fraction of skills inside it."""
     collapse: pd.DataFrame
-    """Per composite mode: a, b with intervals, likelihood-ratio tests of a = b and a = 1, verdict."""
+    """Per composite mode: a, b with intervals, cluster-bootstrap tests of a = b and a = 1, verdict, and the
+    non-parametric shared-curve test."""
+    ag_cor13: pd.DataFrame
+    """Per (checkpoint, mode, k): Cor. 13, composite competence vs single-skill competence at k delta."""
+    ag_cor13_summary: pd.DataFrame
+    """Per (mode, k): mean Cor. 13 difference over checkpoints with interval."""
     composable_k: pd.DataFrame
     """Per (checkpoint, mode): largest composable k at the configured level."""
     composable_scaling: pd.DataFrame
@@ -123,7 +135,8 @@ def summary_records(frame: pd.DataFrame, columns: tuple[str, ...] | list[str]) -
     return rows
 
 
-TEXT_FIELDS: frozenset[str] = frozenset({"verdict", "at_bound", "censored", "mode", "form", "variant", "metric"})
+TEXT_FIELDS: frozenset[str] = frozenset({"verdict", "at_bound", "censored", "mode", "form", "variant", "metric",
+                                         "linear_law", "reference"})
 """Summary fields that hold text (a missing one is None, never a missing number)."""
 
 

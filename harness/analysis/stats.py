@@ -185,3 +185,20 @@ def zero_width(lo: float, hi: float, estimate: float, n_valid: int, rel: float =
     if n_valid < 2 or not (np.isfinite(lo) and np.isfinite(hi)):
         return False
     return bool(hi - lo <= rel * max(1.0, abs(float(estimate))))
+
+
+def bootstrap_pvalue(replicates: np.ndarray, null: float, min_valid: float = 0.5) -> float:
+    """Two-sided p-value of `null` from bootstrap replicates of an estimate: the inverted percentile interval.
+
+    p = 2 min(#{rep <= null} + 1, #{rep >= null} + 1) / (n + 1), capped at 1; p < alpha exactly when `null`
+    lies outside the equal-tailed (1 - alpha) percentile interval (up to the +1, which keeps p > 0). With
+    replicates resampled over item clusters the test inherits the bootstrap's robustness to items that
+    share a skill tuple and are scored at every checkpoint. NaN when fewer than `min_valid` of the
+    replicates are finite.
+    """
+    reps = np.asarray(replicates, float)
+    finite = reps[np.isfinite(reps)]
+    if reps.size == 0 or finite.size < min_valid * reps.size or not np.isfinite(null):
+        return float("nan")
+    below, above = np.count_nonzero(finite <= null), np.count_nonzero(finite >= null)
+    return float(min(1.0, 2.0 * (min(below, above) + 1) / (finite.size + 1)))

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.analysis import ag_bound, ag_failure as agf, collapse as col, composable as comp, emergence as em
+from harness.analysis import ag_bound, ag_failure as agf, collapse as col, composable as comp, cor13, emergence as em
 from harness.analysis.bootstrap import rng_for
 from harness.analysis.competence import competence_table, fit_competence_curves
 from harness.analysis.excess import (SCALING_COLUMNS, excess_loss_table, excess_source, fit_scaling, known_floor,
@@ -26,6 +26,21 @@ Output = tuple[dict[str, pd.DataFrame], dict[str, Any]]
 _KEYS = ("E", "E_lo", "E_hi", "A", "alpha", "alpha_lo", "alpha_hi", "B", "beta", "known_floor", "n_checkpoints",
          "at_bound", "n_boot_valid", "reason")
 _CI_REASON = "fewer than half of the bootstrap replicates could be fitted (too few distinct checkpoints)"
+
+
+def _trained(table: pd.DataFrame, state: State) -> pd.Series:
+    """True for rows whose k the family was trained on (`AnalysisConfig.trained_ks`; None: every k)."""
+    ks = state["config"].trained_ks
+    return pd.Series(True, index=table.index) if ks is None else table["k"].astype(int).isin(set(ks))
+
+
+def _out_of_distribution(table: pd.DataFrame, state: State) -> list[dict[str, Any]]:
+    """Per (mode, k) beyond the trained k: the largest competence over checkpoints, reported apart from the tests."""
+    ood = table[~_trained(table, state) & (table["metric"] == state["config"].metric)]
+    if ood.empty:
+        return []
+    top = ood.groupby(["mode", "k"], sort=True)["competence"].max().reset_index()
+    return [{"mode": r["mode"], "k": int(r["k"]), "max_competence": r["competence"]} for r in top.to_dict("records")]
 
 
 def _needs(state: State, *keys: str) -> str | None:
@@ -123,13 +138,17 @@ def competence_fits(state: State) -> Output:
     """Three curve forms per cell, AIC and the forecasting test."""
     if reason := _needs(state, "competence"):
         return {}, {"reason": reason}
-    out = fit_competence_curves(state["competence"], n_holdout=state["config"].n_holdout)
+    cfg = state["config"]
+    out = fit_competence_curves(state["competence"], n_holdout=cfg.n_holdout, boot=state["boot"],
+                                n_pi=cfg.n_forecast_boot, pi_metric=cfg.metric)
     fits = out["competence_fits"]
     best = fits.loc[fits["delta_aic"] == 0, "form"].value_counts().to_dict()
     fc = out["competence_forecast"]
-    coverage = float(fc["inside"].dropna().astype(bool).mean()) if fc["inside"].notna().any() else np.nan
+    fc = fc[fc["metric"] == cfg.metric]
+    coverage = {form: float(g["inside"].dropna().astype(bool).mean())
+                for form, g in fc.groupby("form", sort=True) if g["inside"].notna().any()}
     reason = _empty_reason(fits, "nll", "no rate metric scored")
-    return out, {"best_form_counts": best, "forecast_coverage": coverage, "reason": reason}
+    return out, {"best_form_counts": best, "forecast_coverage_by_form": coverage, "reason": reason}
 
 
 def emergence(state: State) -> Output:
@@ -139,14 +158,15 @@ def emergence(state: State) -> Output:
     table, cfg = state["competence"], state["config"]
     above = em.above_chance_table(table, level=cfg.test_level)
     emerg = em.emergence_table(table, state["boot"], above)
-    mirage = em.mirage_table(table)
+    mirage = em.mirage_table(table, state["boot"], emerg, level=cfg.test_level)
     main = emerg[emerg["metric"] == cfg.metric]
     no_tests = _empty_reason(above, "p_value", "no binary metric scored")
     reason = no_tests if no_tests and _empty_reason(emerg, "breakpoint_loss", "no rate metric scored") else None
     return ({"above_chance": above, "emergence": emerg, "mirage": mirage},
             {"emergence": summary_records(main, ("mode", "k", "n_above_chance", "sharpness", "breakpoint_loss",
                                                  "breakpoint_lo", "breakpoint_hi", "breakpoint_in_range")),
-             "mirage": summary_records(mirage, ("mode", "k", "verdict")), "reason": reason})
+             "mirage": summary_records(mirage, ("mode", "k", "reference", "p_breakpoint", "eta_breakpoint", "verdict")),
+             "reason": reason})
 
 
 def product_rule(state: State) -> Output:
@@ -155,10 +175,14 @@ def product_rule(state: State) -> Output:
     table = product_rule_table(state["sums"], state["clusters"], state["weights"], rng_for(state["seed"], "product"),
                                metric=cfg.metric, threshold=cfg.gap_threshold)
     reason = _empty_reason(table, "observed", f"needs k = 1 and k > 1 items scored with {cfg.metric}")
+    trained = _trained(table, state) if len(table) else pd.Series(dtype=bool)
+    ood = pd.to_numeric(table.loc[~trained, "ratio"], errors="coerce") if len(table) else pd.Series(dtype=float)
+    table_all, table = table, table[trained] if len(table) else table
     ratio = pd.to_numeric(table["ratio"], errors="coerce")
     why = {"median_ratio": f"no cell has predicted competence >= {MIN_PREDICTED} and >= {MIN_EXPECTED:g} expected "
                            "successes: every ratio is uninformative"}
-    return {"product_rule": table}, {"median_ratio": ratio.median() if ratio.notna().any() else np.nan,
+    return {"product_rule": table_all}, {"median_ratio": ratio.median() if ratio.notna().any() else np.nan,
+                                     "median_ratio_out_of_distribution": ood.median() if ood.notna().any() else None,
                                      "n_ratio_cells": int(ratio.notna().sum()),
                                      "n_uninformative_cells": int(ratio.isna().sum()),
                                      "mean_gap": table["gap"].mean() if len(table) else np.nan, "reason": reason,
@@ -173,7 +197,7 @@ def ag_failure(state: State) -> Output:
     singles = table[(table["k"] == 1) & (table["mode"] == SINGLE_MODE) & (table["metric"] == cfg.metric)]
     fail, fit = agf.failure_law(singles, n_boot=state["n_boot"], rng=rng_for(state["seed"], "failure"),
                                 reference=cfg.reference_checkpoint, boot=state["boot"])
-    ktuple = agf.ktuple_table(table, fail, cfg.metric)
+    ktuple = agf.ktuple_table(table[_trained(table, state)], fail, cfg.metric)  # k beyond training: reported apart
     within = ktuple["within_union"].dropna()
     fit_row = pd.DataFrame([fit]).reindex(columns=list(agf.FAILURE_FIT_COLUMNS))
     why = {"b_lo": _CI_REASON, "b_hi": _CI_REASON, "fraction_within_union": "no composite (k > 1) cell to compare"}
@@ -206,18 +230,33 @@ def collapse(state: State) -> Output:
     if reason := _needs(state, "competence"):
         return {}, {"reason": reason}
     table, cfg = state["competence"], state["config"]
-    main = table[table["metric"] == cfg.metric]
+    main = table[(table["metric"] == cfg.metric) & _trained(table, state)]
     rows = []
     for mode in sorted(set(main.loc[main["k"] > 1, "mode"])):
         cells = main[(main["mode"] == mode) | ((main["mode"] == SINGLE_MODE) & (main["k"] == 1))]
         test = col.collapse_test(cells, state["boot"], level=cfg.test_level)
-        rows.append({"mode": mode, "metric": cfg.metric, **test})
+        rows.append({"mode": mode, "metric": cfg.metric, **test, **cor13.shared_curve_test(cells, state["boot"])})
     out = pd.DataFrame(rows).reindex(columns=list(col.COLLAPSE_COLUMNS))
     state["collapse_slopes"] = {r["mode"]: -r["b"] / r["a"] for r in rows
                                 if np.isfinite(r.get("a", np.nan)) and r["a"] != 0}
     reason = _empty_reason(out, "a", "no composite (k > 1) items")
-    keys = ("mode", "a", "a_lo", "a_hi", "b", "b_lo", "b_hi", "p_a_eq_b", "p_a_eq_1", "dispersion", "verdict", "reason")
-    return {"collapse": out}, {"tests": summary_records(out, keys), "reason": reason}
+    keys = ("mode", "a", "a_lo", "a_hi", "b", "b_lo", "b_hi", "a_minus_b", "a_minus_b_lo", "a_minus_b_hi", "p_a_eq_b",
+            "p_a_eq_1", "verdict", "p_shared_curve", "reason")
+    return {"collapse": out}, {"tests": summary_records(out, keys), "trained_ks": cfg.trained_ks,
+                               "test": "cluster bootstrap over skill tuples (percentile interval inverted)",
+                               "out_of_distribution": _out_of_distribution(table, state), "reason": reason}
+
+
+def ag_cor13(state: State) -> Output:
+    """Cor. 13: k'-tuple competence against single-skill competence at k' delta (trained k only)."""
+    if reason := _needs(state, "competence"):
+        return {}, {"reason": reason}
+    table, cfg = state["competence"], state["config"]
+    rows, summary = cor13.ktuple_rule(table[_trained(table, state)], state["boot"], metric=cfg.metric,
+                                      level=cfg.test_level)
+    reason = _empty_reason(summary, "mean_diff", "needs k = 1 and composite cells over 2+ checkpoints with excess loss")
+    return {"ag_cor13": rows, "ag_cor13_summary": summary}, {
+        "rule": summary_records(summary, cor13.COR13_SUMMARY_COLUMNS), "reason": reason}
 
 
 def composable(state: State) -> Output:
@@ -225,7 +264,8 @@ def composable(state: State) -> Output:
     if reason := _needs(state, "competence"):
         return {}, {"reason": reason}
     cfg = state["config"]
-    table = comp.composable_table(state["competence"], metric=cfg.metric, level=cfg.level)
+    competence = state["competence"]
+    table = comp.composable_table(competence[_trained(competence, state)], metric=cfg.metric, level=cfg.level)
     scale = comp.composable_scaling(table, n_boot=state["n_boot"], rng=rng_for(state["seed"], "composable"),
                                     collapse_slopes=state.get("collapse_slopes"))
     no_fit = _empty_reason(table, "k_star_fit", "no composite (k > 1) cell with scored items")
@@ -237,13 +277,29 @@ def composable(state: State) -> Output:
 
 
 def seen_heldout(state: State) -> Output:
-    """Seen minus held-out competence."""
+    """Seen minus held-out competence; the comparison that can be read is at the largest trained k only.
+
+    A family trained on pieces of up to k_max skills, split per k, still shows held-out pairs and
+    triples inside seen larger training pieces, so only tuples of the largest trained k were truly
+    never together in training.
+    """
     table = seen_heldout_table(state["sums"], state["weights"])
     main = table[table["metric"] == state["config"].metric]
     excludes = ((main["gap_lo"] > 0) | (main["gap_hi"] < 0)).sum()
     reason = _empty_reason(table, "gap", "needs composite items of both splits")
+    ks = state["config"].trained_ks
+    top = max(ks) if ks else (int(main["k"].max()) if len(main) else None)
+    at_top = main[main["k"] == top] if top is not None else main.iloc[:0]
+    top_excludes = ((at_top["gap_lo"] > 0) | (at_top["gap_hi"] < 0)).sum()
     return {"seen_heldout": table}, {"mean_gap": main["gap"].mean(), "n_cells": int(main["gap"].notna().sum()),
-                                     "n_cells_ci_excludes_0": int(excludes), "reason": reason}
+                                     "n_cells_ci_excludes_0": int(excludes), "largest_trained_k": top,
+                                     "mean_gap_largest_k": at_top["gap"].mean() if len(at_top) else np.nan,
+                                     "n_cells_largest_k": int(at_top["gap"].notna().sum()),
+                                     "n_cells_ci_excludes_0_largest_k": int(top_excludes),
+                                     "caveat": ("held-out tuples of k below the largest trained k occur inside seen "
+                                                "larger training pieces: only the largest trained k compares truly "
+                                                "unseen combinations"),
+                                     "reason": reason}
 
 
 def paired(state: State) -> Output:

@@ -50,13 +50,42 @@ def _with_columns(frame: pd.DataFrame, columns: tuple[str, ...], always: bool = 
     return frame.reindex(columns=list(dict.fromkeys([*frame.columns, *columns])))
 
 
-def write_analysis(run_dir: Path, *, seed: int = 0, n_boot: int = 200) -> Path:
+def family_trained_ks(run_dir: Path) -> tuple[int, ...] | None:
+    """k of the training pieces of the run's family, from its family manifest (training_text.spec.k_weights).
+
+    The built-in family trains on pieces of k = 1..4 (one weight per k). None when the run's manifest
+    names no family manifest, or its families disagree: the analyzer then treats every k as trained.
+    """
+    import yaml
+
+    try:
+        families = json.loads((Path(run_dir) / "manifest.json").read_text())["config"]["family"]
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+    found = set()
+    for entry in families or ():
+        path = Path(entry)
+        path = path / "family.yaml" if path.is_dir() else path
+        if path.suffix not in (".yaml", ".yml") or not path.is_file():
+            return None
+        try:
+            weights = yaml.safe_load(path.read_text())["training_text"]["spec"]["k_weights"]
+        except (OSError, KeyError, TypeError, yaml.YAMLError):
+            return None
+        found.add(tuple(range(1, len(weights) + 1)))
+    return found.pop() if len(found) == 1 else None
+
+
+def write_analysis(run_dir: Path, *, seed: int = 0, n_boot: int = 200,
+                   trained_ks: tuple[int, ...] | None = None) -> Path:
     """Runs every analysis on a run directory and writes its summary and tidy tables.
 
     Args:
         run_dir: a folder written by `emergence run`.
         seed: seed of every bootstrap.
         n_boot: bootstrap replicates.
+        trained_ks: k the family was trained on; None reads them from the family manifest
+            (`family_trained_ks`), and treats every k as trained when there is none.
 
     Returns:
         The path of analysis.json.
@@ -66,7 +95,7 @@ def write_analysis(run_dir: Path, *, seed: int = 0, n_boot: int = 200) -> Path:
     """
     run_dir = Path(run_dir)
     run = load_run(run_dir)
-    config = AnalysisConfig()
+    config = AnalysisConfig(trained_ks=trained_ks or family_trained_ks(run_dir))
     records = _with_columns(run["records"], RECORD_COLUMNS)
     checkpoints = _with_columns(run["checkpoints"], CHECKPOINT_COLUMNS, always=True)
     try:

@@ -45,13 +45,16 @@ def _overview(data: ReportData) -> str:
 
 
 def _cell_text(data: ReportData, r: dict[str, Any]) -> str:
-    """"a/N above chance, onset at <checkpoint> (loss L), sharpness S" for one (mode, k) row."""
+    """"a/N above chance, onset at <checkpoint> (loss L), breakpoint B [lo, hi]" for one (mode, k) row.
+
+    Window sharpness is left out: it depends on how far the checkpoints extend in loss.
+    """
     text = f"{num(r['n_above_chance'])}/{num(r['n_checkpoints'])} above chance"
     onset = onset_label(data, r["onset_loss"])
     if onset:
         text += f"; onset {onset} (loss {num(r['onset_loss'])})"
-    if not is_missing(r["sharpness"]):
-        text += f"; sharpness {num(r['sharpness'])}"
+    if not is_missing(r["breakpoint_loss"]):
+        text += f"; breakpoint {interval(r['breakpoint_loss'], r['breakpoint_lo'], r['breakpoint_hi'])}"
     return text
 
 
@@ -75,10 +78,14 @@ def _emergence(data: ReportData) -> str:
         return f"<h3>Did emergence appear?</h3><p>{DASH} ({esc(reason)})</p>"
     composite = em[em["mode"] != SINGLE_MODE]
     above = pd.to_numeric(composite["n_above_chance"], errors="coerce").fillna(0) > 0
-    sharp = pd.to_numeric(composite["sharpness"], errors="coerce") >= 0.5
+    mirage = data.table("mirage")
+    mirage = mirage[mirage["mode"] != SINGLE_MODE]
+    survives = int(mirage["verdict"].astype(str).str.startswith("jump survives").sum())
+    mirages = int(mirage["verdict"].astype(str).str.startswith("mirage").sum())
     answer = (f"Composite {esc(data.metric)} rose above chance in <b>{int(above.sum())} of {len(composite)}</b> "
-              f"(mode, k) cells; the rise was sharp (sharpness ≥ 0.5) in <b>{int((above & sharp).sum())}</b>."
-              if len(composite) else "No composite items were scored.")
+              f"(mode, k) cells. Where it jumps, the continuous metric also breaks at the jump (breakpoint test "
+              f"against a smooth curve, cluster bootstrap) in <b>{survives}</b> cells and is smooth in "
+              f"<b>{mirages}</b> (mirage)." if len(composite) else "No composite items were scored.")
     modes = sorted(em["mode"].astype(str).unique(), key=lambda m: (m != SINGLE_MODE, m))
     lookup = {(str(r["mode"]), int(r["k"])): r for r in em.to_dict("records")}
     ks = sorted({int(k) for k in em["k"]})
@@ -101,6 +108,9 @@ def _best_ratios(data: ReportData, table_: pd.DataFrame) -> str:
 
 def _product_line(data: ReportData) -> str:
     entry, table_ = data.analysis("product_rule"), data.table("product_rule")
+    trained = data.analysis("collapse").get("trained_ks")
+    if trained:  # cells beyond the trained k are summarized apart (median_ratio_out_of_distribution)
+        table_ = table_[pd.to_numeric(table_["k"], errors="coerce").isin(trained)]
     med = entry.get("median_ratio")
     lo, hi = (pd.to_numeric(table_[c], errors="coerce") for c in ("ratio_lo", "ratio_hi"))
     has = lo.notna() & hi.notna()
@@ -113,21 +123,38 @@ def _product_line(data: ReportData) -> str:
         reading = (" — composites do <b>worse</b> than the product of single skills" if med < NEAR_ONE[0]
                    else " — composites do <b>better</b> than the product of single skills")
     cells = entry.get("n_ratio_cells")
-    over = f"the {cells} cells with an informative prediction" if cells is not None else "all checkpoints"
-    return (f"<li><b>Product rule:</b> median observed/predicted over {over} = "
-            f"{value(entry, 'median_ratio')}{reading}; its 95% interval contains 1 in {contains} of "
-            f"{int(has.sum())} cells.{_best_ratios(data, table_)}</li>")
+    over = f"the {cells} cells of trained k with an informative prediction" if cells is not None else "all checkpoints"
+    ood = entry.get("median_ratio_out_of_distribution")
+    ood_text = "" if is_missing(ood) else f" Out-of-distribution k (never trained): median {esc(num(ood))}, apart."
+    return (f"<li><b>Product rule</b> (raw product of single-skill rates, both sides chance-corrected alike): median "
+            f"observed/predicted over {over} = {value(entry, 'median_ratio')}{reading}; its 95% interval contains 1 in "
+            f"{contains} of {int(has.sum())} cells.{_best_ratios(data, table_)}{ood_text}</li>")
 
 
 def _theory(data: ReportData) -> str:
     items = [_product_line(data)]
     tests = data.analysis("collapse").get("tests") or []
     miss = missing_reasons(data, "collapse")
+    trained = data.analysis("collapse").get("trained_ks")
+    scope = f"k = {', '.join(map(str, trained))}, the trained k" if trained else "every k"
     for i, t in enumerate(tests):
-        ps = (f"p(a=b) = {value(t, 'p_a_eq_b', {'p_a_eq_b': miss.get(f'tests[{i}].p_a_eq_b')})}, "
+        ps = (f"cluster-bootstrap p(a=b) = {value(t, 'p_a_eq_b', {'p_a_eq_b': miss.get(f'tests[{i}].p_a_eq_b')})}, "
               f"p(a=1) = {value(t, 'p_a_eq_1', {'p_a_eq_1': miss.get(f'tests[{i}].p_a_eq_1')})}")
-        items.append(f"<li><b>Collapse test ({esc(t.get('mode'))}):</b> {esc(t.get('verdict') or DASH)} "
-                     f"({ps}; a = {value(t, 'a')}, b = {value(t, 'b')}).</li>")
+        diff = esc(interval(t.get("a_minus_b"), t.get("a_minus_b_lo"), t.get("a_minus_b_hi")))
+        items.append(f"<li><b>Collapse test ({esc(t.get('mode'))}, {esc(scope)}):</b> {esc(t.get('verdict') or DASH)} "
+                     f"({ps}; a − b = {diff}; one shared curve F(k·δ) without a form: p = "
+                     f"{value(t, 'p_shared_curve')}).</li>")
+    ood = data.analysis("collapse").get("out_of_distribution") or []
+    if ood:
+        shown = "; ".join(f"{o['mode']} k={o['k']} max {num(o['max_competence'])}" for o in ood)
+        items.append(f"<li><b>Beyond the trained k</b> (left out of the tests): {esc(shown)}.</li>")
+    rule = data.analysis("ag_cor13").get("rule") or []
+    if rule:
+        shown = "; ".join(f"{r['mode']} k={r['k']} {interval(r.get('mean_diff'), r.get('mean_diff_lo'), r.get('mean_diff_hi'))}"
+                          for r in rule if not is_missing(r.get("mean_diff")))
+        n_ok = sum(bool(r.get("consistent")) for r in rule)
+        items.append(f"<li><b>Cor. 13</b> (q<sub>k</sub>(δ) = q<sub>1</sub>(k·δ)): mean difference {esc(shown)}; "
+                     f"consistent in {n_ok} of {len(rule)} (mode, k).</li>")
     if not tests:
         reason = data.analysis("collapse").get("reason") or "did not run"
         items.append(f"<li><b>Collapse test:</b> {DASH} ({esc(reason)})</li>")
@@ -135,8 +162,10 @@ def _theory(data: ReportData) -> str:
     tail = data.analysis("ag_tail_bound")
     b = ag.get("b")
     b_text = esc(interval(b, ag.get("b_lo"), ag.get("b_hi"))) if not is_missing(b) else value(ag, "b", ag_miss)
+    law = ag.get("linear_law")
+    law_text = f" — {esc(law)}" if law else ""
     items.append(f"<li><b>Arora–Goyal:</b> single-skill failure ∝ δ<sup>b</sup> with b = {b_text} (their law: "
-                 f"b = 1); k-tuple bound holds in {value(ag, 'fraction_within_union', ag_miss, True)} of composite cells; "
+                 f"b = 1){law_text}; k-tuple bound holds in {value(ag, 'fraction_within_union', ag_miss, True)} of composite cells; "
                  f"tail bound holds in {value(tail, 'fraction_holds', missing_reasons(data, 'ag_tail_bound'), True)} "
                  f"of the {esc(tested_cells(tail))}.</li>")
     return f"<h3>Did the theory predict it?</h3><ul>{''.join(items)}</ul>"
@@ -147,8 +176,15 @@ def _generalization(data: ReportData) -> str:
     s = data.summary
     n_bad_ck = int(data.checkpoints["error"].map(lambda e: not is_missing(e)).sum())
     not_ok = [n for n, e in s.get("analyses", {}).items() if e.get("status") != "ok"]
-    return (f"<h3>Seen vs held-out, and failures</h3><ul><li><b>Seen − held-out gap:</b> mean "
-            f"{value(entry, 'mean_gap')}; interval excludes 0 in {value(entry, 'n_cells_ci_excludes_0')} of "
+    top = entry.get("largest_trained_k")
+    at_top = (f" At k = {top}, the largest trained k (the only one whose held-out tuples were never together in "
+              f"training): mean {value(entry, 'mean_gap_largest_k')}, interval excludes 0 in "
+              f"{value(entry, 'n_cells_ci_excludes_0_largest_k')} of {value(entry, 'n_cells_largest_k')} cells."
+              if top is not None else "")
+    caveat = (" Smaller held-out tuples occur inside seen larger training pieces, so over all k the gap does not "
+              "measure generalization to unseen combinations." if top is not None else "")
+    return (f"<h3>Seen vs held-out, and failures</h3><ul><li><b>Seen − held-out gap:</b>{at_top}{caveat} Over all "
+            f"k: mean {value(entry, 'mean_gap')}; interval excludes 0 in {value(entry, 'n_cells_ci_excludes_0')} of "
             f"{value(entry, 'n_cells')} cells (positive = memorized combinations do better).</li>"
             f"<li><b>Failures:</b> {esc(num(s.get('n_failed_records', 0)))} of {esc(num(s.get('n_records', 0)))} "
             f"records without a value, {plural(n_bad_ck, 'failed checkpoint')}, "

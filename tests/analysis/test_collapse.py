@@ -18,8 +18,8 @@ def _test(competence_fn, seed):
 
 def test_collapse_accepts_a_equals_b_and_rejects_independence_on_ag_data():
     out = _test(ag_competence(lam=2.0, b=2.0), seed=11)
-    assert out["p_a_eq_1"] < 1e-4
-    assert out["p_a_eq_b"] > 0.001
+    assert out["p_a_eq_1"] < 0.05  # a cluster-bootstrap p-value: its floor is 2 / (n_boot + 1)
+    assert out["p_a_eq_b"] > 0.05
     assert out["a"] == pytest.approx(2.0, abs=0.2) and out["b"] == pytest.approx(2.0, abs=0.2)
     assert out["a_lo"] <= 2.0 <= out["a_hi"] and out["a_minus_b_lo"] <= 0.0 <= out["a_minus_b_hi"]
     assert out["verdict"].startswith("independence (a=1) rejected")
@@ -27,8 +27,8 @@ def test_collapse_accepts_a_equals_b_and_rejects_independence_on_ag_data():
 
 def test_collapse_accepts_a_equals_1_and_rejects_ag_on_independent_data():
     out = _test(independent_competence(lam=2.0, b=2.0), seed=12)
-    assert out["p_a_eq_b"] < 1e-4
-    assert out["p_a_eq_1"] > 0.001
+    assert out["p_a_eq_b"] < 0.05
+    assert out["p_a_eq_1"] > 0.05
     assert out["a"] == pytest.approx(1.0, abs=0.15) and out["b"] == pytest.approx(2.0, abs=0.2)
     assert out["a_lo"] <= 1.0 <= out["a_hi"]
     assert out["verdict"].startswith("Arora-Goyal collapse (a=b) rejected")

@@ -1,0 +1,51 @@
+"""Seeded, small versions of the calibration study (benchmarks/bench_calibration.py): a regression in the size,
+power or coverage of a verdict fails here. Bounds are wide enough for a dozen simulated runs, tight enough that
+the replaced procedures (independent-cells chi-square, chance-corrected product, window sharpness) fail them."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.calibration import theory as T
+
+STRONG_TUPLES = T.AG.with_(tuple_sd=1.0)
+"""a = b with strong tuple effects: the replaced chi-square test rejected a = b in 12-14 of 60 such runs."""
+
+
+def _collapse(sc, n, seed):
+    return T._replicate(lambda s: T._collapse_run(sc, s), n, seed)
+
+
+def test_collapse_test_of_a_eq_b_keeps_its_size_with_shared_items_and_tuple_effects():
+    runs = _collapse(STRONG_TUPLES, 40, seed=3)
+    assert sum(r["p_a_eq_b"] < 0.05 for r in runs) <= 5  # 0.05 + 2 s.e. at 40 runs is ~0.12
+
+
+def test_collapse_test_tells_ag_from_independence_at_the_suite_item_counts():
+    ind, ag = _collapse(T.INDEPENDENT, 10, seed=4), _collapse(T.AG, 10, seed=5)
+    assert sum(r["p_a_eq_b"] < 0.05 for r in ind) >= 9
+    assert sum(r["p_a_eq_1"] < 0.05 for r in ag) >= 9
+    assert sum(r["a_minus_b_lo"] <= 0.0 <= r["a_minus_b_hi"] for r in ag) >= 8
+
+
+def test_collapse_test_ignores_out_of_distribution_k():
+    (row,) = T.ood_rows(6, seed=4)
+    assert row.estimate <= 1 / 6
+
+
+@pytest.mark.parametrize("chance", [0.001, 0.12, 0.5])
+def test_product_rule_ratio_is_one_under_exact_independence(chance):
+    medians = [T._product_run(chance, seed) for seed in range(4)]
+    assert abs(np.mean([m[0] for m in medians]) - 1.0) <= 0.05
+
+
+def test_mirage_verdict_on_a_smooth_metric_does_not_drift_when_high_loss_checkpoints_are_added():
+    for deltas in (T.BASE_DELTAS, T.EXTENDED_DELTAS):
+        verdicts = [T._mirage_run("smooth", deltas, s)[1] for s in range(6)]
+        assert sum(v.startswith("jump survives") for v in verdicts) <= 1
+        assert sum(v.startswith("mirage") for v in verdicts) >= 5
+
+
+def test_mirage_breakpoint_test_finds_a_real_breakpoint():
+    hinge = [T._mirage_run("hinge", T.BASE_DELTAS, s)[1] for s in range(5)]
+    assert sum(v.startswith("jump survives") for v in hinge) >= 4
