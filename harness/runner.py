@@ -266,5 +266,7 @@ def _remove_if_empty(run_dir: Path) -> None:
     for folder in (run_dir / "parts", run_dir):
         try:
             folder.rmdir()  # only succeeds when empty
+        except FileNotFoundError:
+            continue
         except OSError:
             return
