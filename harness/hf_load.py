@@ -1,7 +1,9 @@
 """Loading a transformers checkpoint offline, and the checks around it.
 
 Local files only, no remote code, no pickles unless allowed; encoder-decoder, masked and
-bidirectional models are refused, as are half precision on CPU and out-of-memory moves.
+bidirectional models are refused, as are half precision on CPU and out-of-memory moves, weight files
+that leave a parameter missing, unexpected or mis-shaped (transformers would initialise it randomly),
+and non-finite weights.
 """
 from __future__ import annotations
 
