@@ -10,6 +10,7 @@ the mixture and `write_report` analyses again.
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -81,10 +82,14 @@ def write_analysis(run_dir: Path, *, seed: int = 0, n_boot: int = 200) -> Path:
     remove_orphans(run_dir)
     generation = uuid.uuid4().hex
     staged = temp_folder(run_dir / ANALYSIS_DIR)
-    for name, frame in frames.items():
-        write_table(staged / f"{name}.parquet", _parquet_safe(frame))
-    write_atomic(staged / GENERATION, lambda tmp: tmp.write_text(generation))
-    replace_folder(staged, run_dir / ANALYSIS_DIR)
+    try:
+        for name, frame in frames.items():
+            write_table(staged / f"{name}.parquet", _parquet_safe(frame))
+        write_atomic(staged / GENERATION, lambda tmp: tmp.write_text(generation))
+        replace_folder(staged, run_dir / ANALYSIS_DIR)
+    except BaseException:  # e.g. a full disk: the previous analysis stays, the half-written one goes
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
     path = run_dir / ANALYSIS_JSON
     tables = {name: f"{ANALYSIS_DIR}/{name}.parquet" for name in frames}
     write_json(path, {"run_id": run_dir.name, "metric": config.metric, "tables": tables, **result.summary,

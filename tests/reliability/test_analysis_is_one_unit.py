@@ -6,6 +6,7 @@ previous analysis whole, or refuse the mixture and `report` analyses again.
 """
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from harness.report import build
 from harness.store import write_table
 from skill_catalog.errors import UserError
 
-from .helpers import synthetic_run
+from .helpers import assert_one_line_error, cli, synthetic_run
 
 KILL = """
 import os, sys
@@ -82,3 +83,24 @@ def test_reanalysis_killed_before_its_summary_is_refused_then_redone_by_report(a
     summary, tables = build.read_analysis(analysed)
     assert summary["seed"] == 0  # redone by `report` (seed 0), consistent with its tables
     assert not list(analysed.glob(".*.tmp-*")), "the killed writer's temporary folder is cleaned up"
+
+
+def test_reanalysis_on_a_full_disk_is_one_line_and_keeps_the_previous_analysis(analysed, capsys, monkeypatch):
+    before = _tables(analysed)
+    _change_records(analysed)
+    real, calls = build.write_table, []
+
+    def full_disk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(build, "write_table", full_disk)
+    code, _, err = cli(["analyze", analysed], capsys)
+    assert_one_line_error(code, err, "No space left on device", "free disk space")
+    assert not list(analysed.glob(".*.tmp-*"))  # the half-written analysis is gone, not orphaned
+    monkeypatch.setattr(build, "_stale", lambda run_dir: False)
+    _, tables = build.read_analysis(analysed)
+    for name in TABLES:
+        pd.testing.assert_frame_equal(tables[name], before[name].reindex(columns=tables[name].columns))
