@@ -50,7 +50,7 @@ def _manifest_members(path: Path, allow_pickle: bool, hash_cache: Path | None) -
         try:
             found = [c for c in discover(folder, allow_pickle, hash_cache, failures) if c.path == folder]
         except UserError as err:
-            members.append(Unresolved(label, str(err)))
+            members.append(Unresolved(label, err.one_line()))
             continue
         if not found:  # the entry's own weights failed (its step subfolders are not this entry)
             own = [reason for where, _, reason in failures if where == folder]
@@ -59,7 +59,12 @@ def _manifest_members(path: Path, allow_pickle: bool, hash_cache: Path | None) -
             continue
         ckpt = replace(found[0], label=str(row.get("label", found[0].label)))
         if ckpt.step is None and row.get("step") is not None:
-            ckpt = replace(ckpt, step=int(row["step"]), tokens_seen=row.get("tokens_seen"))
+            step, tokens = row["step"], row.get("tokens_seen")
+            if not isinstance(step, int) or not isinstance(tokens, (int, type(None))):
+                members.append(Unresolved(label, f"{path}: 'step' and 'tokens_seen' of entry {label!r} must be "
+                                                 "integers; fix the family manifest"))
+                continue
+            ckpt = replace(ckpt, step=step, tokens_seen=tokens)
         members.append(Member(ckpt, str(row.get("size", _size_of(ckpt.label)))))
     return members
 
@@ -86,7 +91,7 @@ def resolve_family(
         try:
             members += _resolve_one(spec, allow_pickle, hash_cache)
         except UserError as err:
-            members.append(Unresolved(spec, str(err)))
+            members.append(Unresolved(spec, err.one_line()))
     unique: dict[tuple[Path, str], Member] = {}
     for m in members:
         if isinstance(m, Member):

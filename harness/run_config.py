@@ -34,7 +34,7 @@ class RunConfig:
     """Score only the first N items of each (k, mode, split) cell of each composite task, so every k is still
     covered (smoke runs); N is per cell, not per task."""
     device: str = "auto"
-    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    """``auto`` (cuda when available, else cpu), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; checked before anything loads."""
     dtype: str = "float32"
     """Compute dtype; bf16/fp16 only on a GPU and only when asked."""
     allow_pickle: bool = False

@@ -226,9 +226,9 @@ def execute(plan: Plan) -> list[str]:
         try:
             _score_member(plan, member, cache, w)
         except UserError as err:
-            failures.append(f"{member.checkpoint.label}: {err}")
+            failures.append(f"{member.checkpoint.label}: {err.one_line()}")
             if w.is_main:
-                _record_failure(plan, member.checkpoint.label, member.checkpoint.checkpoint_id, str(err), member)
+                _record_failure(plan, member.checkpoint.label, member.checkpoint.checkpoint_id, err.one_line(), member)
             if plan.config.fail_fast:
                 raise
     return failures

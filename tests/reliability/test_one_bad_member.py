@@ -84,3 +84,23 @@ def test_fail_fast_stops_at_a_missing_path_before_scoring_anything(tiny_family, 
     assert "nope" in line
     assert not list((tmp_path / "out").glob("*/parts/checkpoint-*"))  # nothing was scored
     assert not list((tmp_path / "out").glob("*"))  # and no empty run folder is left behind
+
+
+def test_bad_entries_of_a_family_manifest_fail_alone(tiny_family, tmp_path):
+    (tmp_path / "notes.txt").write_text("not a model\n")
+    good = tiny_family / "n20k" / "step00064"
+    plain = shutil.copytree(tiny_family / "n60k" / "step00064", tmp_path / "plain")  # no step in name or meta
+    (plain / "train_meta.json").unlink()
+    (tmp_path / "family.yaml").write_text(
+        "checkpoints:\n"
+        f"  - {{path: {good}, label: good}}\n"
+        f"  - {{path: {tmp_path / 'missing'}, label: missing}}\n"
+        f"  - {{path: {tmp_path / 'notes.txt'}, label: text}}\n"
+        f"  - {{path: {plain}, label: bad-step, step: not-a-number}}\n")
+    config = RunConfig(family=(str(tmp_path / "family.yaml"),), tasks=write_tasks(tmp_path / "tasks"),
+                       out=str(tmp_path / "out"), analyze=False)
+    run_dir, failures = run(config)
+    assert sorted(line.split(":")[0] for line in failures) == ["bad-step", "missing", "text"]
+    assert all("\n" not in line for line in failures)
+    ckpts = load_run(run_dir)["checkpoints"].set_index("label")
+    assert math.isfinite(ckpts.loc["good", "ce_nats_sum"]) and ckpts.drop(index="good")["error"].notna().all()
