@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-
 from harness.safe_yaml import read_yaml_bounded
 from skill_catalog.compose import CompositionSpec, compose_items
 from skill_catalog.errors import CatalogError, UserError
