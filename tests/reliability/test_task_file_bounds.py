@@ -76,3 +76,15 @@ def test_fuzzed_task_files_give_one_line_exit_2_and_bounded_memory(tmp_path):
     script = Path(__file__).with_name("fuzz_task_files.py")
     done = _run_capped([str(script), str(tmp_path), "250"], timeout=900)
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-5000:])
+
+
+def test_alias_bomb_in_a_family_manifest_is_refused_within_bounded_memory(tmp_path):
+    levels = ['&a0 [{path: x}, {path: x}, {path: x}, {path: x}, {path: x}, {path: x}, {path: x}, {path: x}]']
+    levels += [f"&a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    manifest = tmp_path / "family.yaml"
+    manifest.write_text(f"checkpoints: [{', '.join(levels)}]\n")
+    done = _run_capped(["-m", "harness", "run", "--family", str(manifest), "--out", str(tmp_path / "out"),
+                        "--no-analyze"], timeout=300)
+    assert done.returncode in (1, 2) and "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "uses a YAML alias" in errors[0] and len(errors[0]) < 1_000
