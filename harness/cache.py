@@ -156,7 +156,8 @@ class ResultCache:
                 conn.executemany("INSERT OR REPLACE INTO results (key, value) VALUES (?, ?)", rows)
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # SQLite already rolled back on a full disk; a second ROLLBACK would
+                    conn.execute("ROLLBACK")  # raise "cannot rollback" and hide the real error
                 raise
         finally:
             conn.close()

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Iterable
 
 from harness.weights import (
-    TOKENIZER_FILES, architecture_name, count_params_safetensors, gguf_info, is_pickle_weights, weight_files,
-    weights_hash,
+    TOKENIZER_FILES, architecture_name, count_params_safetensors, gguf_info, is_pickle_weights, model_hash,
+    weight_files, weights_hash,
 )
+from harness.errors import as_user_error
 from skill_catalog.errors import UserError
 
 STEP_RE = re.compile(r"(?:^|[^A-Za-z])(?:step|checkpoint)[-_]?(\d+)$", re.IGNORECASE)
@@ -31,7 +32,8 @@ class Checkpoint:
     label: str
     """Human-readable name, e.g. ``pythia-70m/step1000``; not an identity."""
     checkpoint_id: str
-    """sha256 over the weight files' contents (sorted by file name): the identity of the model."""
+    """The identity of the model: sha256 over the weight files' contents (sorted by file name), config.json and the
+    tokenizer's files (a ``.gguf`` file holds all three, so its hash)."""
     architecture: str
     """transformers class name, e.g. ``LlamaForCausalLM``: ``architectures[0]`` of config.json, else the class of
     its model type or GGUF architecture (one vocabulary for folders and GGUF files)."""
@@ -107,17 +109,18 @@ def _hf_checkpoint(folder: Path, label: str, allow_pickle: bool, hash_cache: Pat
     fmt, files = weight_files(folder, allow_pickle)
     counts = count_params_safetensors(files) if fmt == "safetensors" else None
     step, tokens_seen = _train_meta(folder, step_folder)
+    tokenizer_path = _find_tokenizer(step_folder or folder)
     return Checkpoint(
         path=folder,
         label=label,
-        checkpoint_id=weights_hash(files, hash_cache),
+        checkpoint_id=model_hash(weights_hash(files, hash_cache), folder / "config.json", tokenizer_path),
         architecture=(config.get("architectures") or [architecture_name(config.get("model_type", "unknown"))])[0],
         params=counts.total if counts else None,
         params_nonembedding=counts.nonembedding if counts else None,
         dtype=counts.dtype if counts else str(config.get("torch_dtype") or config.get("dtype") or "unknown"),
         step=step,
         tokens_seen=tokens_seen,
-        tokenizer_path=_find_tokenizer(step_folder or folder),
+        tokenizer_path=tokenizer_path,
         fmt=fmt,
         weight_files=tuple(files),
     )
@@ -174,25 +177,50 @@ def _folder_checkpoint(folder: Path, label: str, allow_pickle: bool, hash_cache:
     return _hf_checkpoint(snapshot, label, allow_pickle, hash_cache, step_folder=folder) if snapshot else None
 
 
-def _discover_path(path: Path, allow_pickle: bool, hash_cache: Path | None) -> list[Checkpoint]:
+def _step_checkpoint(step: Path, label: str, allow_pickle: bool, hash_cache: Path | None) -> Checkpoint:
+    ckpt = _folder_checkpoint(step, label, allow_pickle, hash_cache)
+    if ckpt is None:
+        raise UserError(f"{step}: step folder without weights (no *.safetensors, no cached snapshot); "
+                        "fix: finish copying it or remove it")
+    return ckpt
+
+
+Failures = list[tuple[Path, str, str]]
+"""(path, label, one-line reason) of each checkpoint that could not be read, when the caller collects them."""
+
+
+def _each(make, path: Path, label: str, failures: Failures | None) -> list[Checkpoint]:
+    """`make()`, or when `failures` collects them and `make` fails, `[]` with the reason recorded (siblings go on)."""
+    try:
+        return make()
+    except (UserError, OSError) as exc:  # an unreadable file or folder is a reason too, not a traceback
+        err = as_user_error(exc)
+        if failures is None:
+            raise err from exc
+        failures.append((path, label, err.one_line()))
+        return []
+
+
+def _discover_path(path: Path, allow_pickle: bool, hash_cache: Path | None,
+                   failures: Failures | None = None) -> list[Checkpoint]:
     if path.is_file():
         if path.suffix != ".gguf":
             raise UserError(f"{path}: not a checkpoint; fix: pass a model folder, a .gguf file or a glob")
         return [_gguf_checkpoint(path, path.stem, hash_cache)]
     if not path.is_dir():
         raise UserError(f"{path}: no such checkpoint folder or file; fix: check the path")
-    own = _folder_checkpoint(path, _label(path), allow_pickle, hash_cache)
-    found = [own] if own else []
+    found, before = [], len(failures or ())
+    own_label = _label(path)
+    found += _each(lambda: [c for c in [_folder_checkpoint(path, own_label, allow_pickle, hash_cache)] if c],
+                   path, own_label, failures)
     steps = [p for p in path.iterdir() if p.is_dir() and parse_step(p.name) is not None]
     steps.sort(key=lambda p: (parse_step(p.name), p.name))
-    for step in steps:
-        ckpt = _folder_checkpoint(step, f"{path.name}/{step.name}", allow_pickle, hash_cache)
-        if ckpt is None:
-            raise UserError(f"{step}: step folder without weights (no *.safetensors, no cached snapshot); "
-                            "fix: finish copying it or remove it")
-        found.append(ckpt)
-    found += [_gguf_checkpoint(p, p.stem, hash_cache) for p in sorted(path.glob("*.gguf"))]
-    if not found:
+    for p in steps:
+        label = f"{path.name}/{p.name}"
+        found += _each(lambda: [_step_checkpoint(p, label, allow_pickle, hash_cache)], p, label, failures)
+    for p in sorted(path.glob("*.gguf")):
+        found += _each(lambda: [_gguf_checkpoint(p, p.stem, hash_cache)], p, p.stem, failures)
+    if not found and len(failures or ()) == before:
         raise UserError(
             f"{path}: no weights (no *.safetensors, *.gguf, step or checkpoint-N subfolders, or cached snapshot); "
             "fix: point at a folder written by model.save_pretrained()"
@@ -200,13 +228,16 @@ def _discover_path(path: Path, allow_pickle: bool, hash_cache: Path | None) -> l
     return found
 
 
-def discover(spec: str | Path, allow_pickle: bool = False, hash_cache: Path | None = None) -> tuple[Checkpoint, ...]:
+def discover(spec: str | Path, allow_pickle: bool = False, hash_cache: Path | None = None,
+             failures: Failures | None = None) -> tuple[Checkpoint, ...]:
     """Find the checkpoints named by a folder, a folder of step subfolders, a ``.gguf`` file or a glob.
 
     Args:
         spec: Path or glob pattern.
         allow_pickle: Accept pickle weight files (``.bin``, ``.pt``, ...). They are only hashed here.
         hash_cache: Where file hashes are cached (see `file_hashes`).
+        failures: When given, a step folder, glob match or file that cannot be read is appended here as
+            (path, label, reason) and its siblings are still returned; when None, the first one raises.
 
     Returns:
         Checkpoints sorted as found: a folder's own weights first, then step subfolders by step.
@@ -223,14 +254,15 @@ def discover(spec: str | Path, allow_pickle: bool = False, hash_cache: Path | No
     else:
         paths = [Path(text).expanduser().resolve()]
     found: dict[tuple[Path, str], Checkpoint] = {}
-    for path in paths:
-        for ckpt in _discover_path(path, allow_pickle, hash_cache):
+    for path in paths:  # one glob match that cannot be read does not hide the others
+        find = (lambda: _discover_path(path, allow_pickle, hash_cache, failures))
+        for ckpt in _each(find, path, path.name, failures if len(paths) > 1 else None):
             found.setdefault((ckpt.path, ckpt.label), ckpt)
     return tuple(found.values())
 
 
 def find_duplicate_weights(checkpoints: Iterable[Checkpoint]) -> list[tuple[str, ...]]:
-    """Groups of labels whose weights are byte-identical (same `checkpoint_id`), each sorted."""
+    """Groups of labels of byte-identical checkpoints (same `checkpoint_id`: weights, config, tokenizer), each sorted."""
     by_id: dict[str, list[str]] = {}
     for ckpt in checkpoints:
         by_id.setdefault(ckpt.checkpoint_id, []).append(ckpt.label)

@@ -1,6 +1,7 @@
 """The `emergence` command: one entry point, one small function per subcommand.
 
-Every user error is printed as one line on stderr with exit code 2; nothing is half-written.
+Every user error is printed as one line on stderr with exit code 2 (`main` is the one place that does
+this, through `harness.errors.as_user_error`); nothing is half-written.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Callable, Sequence
 from harness.cli_analysis import add_commands as add_analysis_commands
 from harness.cli_gate import add_commands as add_gate_commands
 from harness.cli_run import add_commands
+from harness.errors import as_user_error
 from harness.offline import enforce_offline
 from skill_catalog.errors import UserError
 
@@ -148,12 +150,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted; everything already scored is kept", file=sys.stderr)
         return 130
+    except Exception as exc:  # the one place where failures become one line; bugs keep their traceback
+        error = as_user_error(exc)
+        if error is None:
+            raise
+        print(f"error: {error.one_line()}", file=sys.stderr)
+        return error.exit_code
 
 
 if __name__ == "__main__":

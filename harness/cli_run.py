@@ -37,15 +37,16 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     for f in fields(RunConfig):
         flag, hint, default = "--" + f.name.replace("_", "-"), hints[f.name], f.default
         help_text = field_docs().get(f.name, "")
-        if hint is bool:
-            parser.add_argument(flag, action="store_true" if not default else "store_false", help=help_text)
+        if hint is bool and default:  # on unless switched off: --analyze (the default) and --no-analyze
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=True, help=help_text)
+        elif hint is bool:
+            parser.add_argument(flag, action="store_true", help=help_text)
         elif typing.get_origin(hint) is tuple:
             parser.add_argument(flag, nargs="+", default=None, help=help_text)
         elif int in typing.get_args(hint) or hint is int:
             parser.add_argument(flag, type=int, default=None if default is MISSING else default, help=help_text)
         else:
             parser.add_argument(flag, default=default, help=help_text)
-    parser.add_argument("--no-analyze", dest="analyze", action="store_false", help="score only; skip analysis and report")
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:

@@ -44,11 +44,18 @@ def corpus_path(source: str) -> Path:
     return shipped if not path.exists() and not path.is_absolute() and shipped.exists() else path
 
 
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path} is not UTF-8 text (byte {err.start}); fix: convert the corpus to UTF-8") from None
+
+
 def corpus_texts(source: str) -> list[str]:
     """Documents of a local corpus: a .txt file, a folder of .txt files, or a saved `datasets` dataset."""
     path = corpus_path(source)
     if path.is_file():
-        return [path.read_text(encoding="utf-8")]
+        return [_read_text(path)]
     if path.is_dir() and ((path / "dataset_info.json").exists() or (path / "state.json").exists()):
         try:
             import datasets
@@ -62,7 +69,7 @@ def corpus_texts(source: str) -> list[str]:
         files = sorted(path.rglob("*.txt"))
         if not files:
             raise UserError(f"{path} holds no .txt files; point 'source' at a .txt file or a folder of them")
-        return [f.read_text(encoding="utf-8") for f in files]
+        return [_read_text(f) for f in files]
     raise UserError(f"cross-entropy source {source!r} does not exist; use 'catalog' or a local path")
 
 

@@ -11,9 +11,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
-import yaml
-
 from harness.checkpoints import Checkpoint, discover
+from harness.safe_yaml import read_yaml_bounded
 from skill_catalog.errors import UserError
 
 
@@ -38,26 +37,34 @@ class Member:
 
 
 def _manifest_members(path: Path, allow_pickle: bool, hash_cache: Path | None) -> list[Member | Unresolved]:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError:
-        raise UserError(f"{path} is not valid YAML; fix the family manifest's syntax") from None
+    data = read_yaml_bounded(path)
     rows = data.get("checkpoints") if isinstance(data, dict) else None
     if not isinstance(rows, list) or not rows:
         raise UserError(f"{path} lists no checkpoints; a family manifest needs a 'checkpoints:' list of paths")
     members = []
     for row in rows:
         if not isinstance(row, dict) or "path" not in row:
-            raise UserError(f"{path}: every checkpoint entry needs a 'path'; fix entry {row!r}")
-        folder = (path.parent / row["path"]).resolve()
+            raise UserError(f"{path}: every checkpoint entry needs a 'path'; fix entry {str(row)[:80]}")
+        folder = (path.parent / str(row["path"])).resolve()
+        label, failures = str(row.get("label", row["path"])), []
         try:
-            found = [c for c in discover(folder, allow_pickle, hash_cache) if c.path == folder]
+            found = [c for c in discover(folder, allow_pickle, hash_cache, failures) if c.path == folder]
         except UserError as err:
-            members.append(Unresolved(str(row.get("label", row["path"])), str(err)))
+            members.append(Unresolved(label, err.one_line()))
+            continue
+        if not found:  # the entry's own weights failed (its step subfolders are not this entry)
+            own = [reason for where, _, reason in failures if where == folder]
+            members.append(Unresolved(label, own[0] if own else f"{folder}: holds no weights of its own; fix: "
+                                      "list each step folder as its own entry"))
             continue
         ckpt = replace(found[0], label=str(row.get("label", found[0].label)))
         if ckpt.step is None and row.get("step") is not None:
-            ckpt = replace(ckpt, step=int(row["step"]), tokens_seen=row.get("tokens_seen"))
+            step, tokens = row["step"], row.get("tokens_seen")
+            if not isinstance(step, int) or not isinstance(tokens, (int, type(None))):
+                members.append(Unresolved(label, f"{path}: 'step' and 'tokens_seen' of entry {label!r} must be "
+                                                 "integers; fix the family manifest"))
+                continue
+            ckpt = replace(ckpt, step=step, tokens_seen=tokens)
         members.append(Member(ckpt, str(row.get("size", _size_of(ckpt.label)))))
     return members
 
@@ -84,7 +91,7 @@ def resolve_family(
         try:
             members += _resolve_one(spec, allow_pickle, hash_cache)
         except UserError as err:
-            members.append(Unresolved(spec, str(err)))
+            members.append(Unresolved(spec, err.one_line()))
     unique: dict[tuple[Path, str], Member] = {}
     for m in members:
         if isinstance(m, Member):
@@ -98,4 +105,6 @@ def _resolve_one(spec: str, allow_pickle: bool, hash_cache: Path | None) -> list
         path = path / "family.yaml"
     if path.suffix in (".yaml", ".yml") and path.is_file():
         return _manifest_members(path.resolve(), allow_pickle, hash_cache)
-    return [Member(c, _size_of(c.label)) for c in discover(spec, allow_pickle, hash_cache)]
+    failures = []  # each unreadable step folder fails alone; its good siblings are members
+    found = discover(spec, allow_pickle, hash_cache, failures)
+    return [Member(c, _size_of(c.label)) for c in found] + [Unresolved(label, reason) for _, label, reason in failures]

@@ -1,8 +1,10 @@
 """Loading a transformers checkpoint offline, and the checks around it.
 
 Local files only, no remote code, no pickles unless allowed; encoder-decoder, masked and
-bidirectional models are refused, as are a dtype the device has no kernels for and out-of-memory moves.
-A model larger than one device is spread over GPUs, CPU and disk by accelerate (``device_map="auto"``).
+bidirectional models are refused, as are a dtype the device has no kernels for and out-of-memory moves, weight
+files that leave a parameter missing, unexpected or mis-shaped (transformers would initialise it randomly), and
+non-finite weights. A model larger than one device is spread over GPUs, CPU and disk by accelerate
+(``device_map="auto"``).
 """
 from __future__ import annotations
 
@@ -40,10 +42,27 @@ def is_oom(exc: BaseException) -> bool:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``"auto"`` is cuda when available, else cpu."""
+    """``"auto"`` is cuda when available, else cpu; any other name must be a device this machine has.
+
+    Raises:
+        UserError: an unknown device name, or a cuda/mps device this machine does not have.
+    """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        resolved = None
+    if resolved is None or resolved.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"--device {device!r} is not a device; fix: use auto, cpu, cuda, cuda:N or mps")
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: this machine has no CUDA device; fix: use --device cpu (or auto)")
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s); "
+                        "fix: use cuda:0 .. cuda:N-1")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"--device {device}: MPS is not available here; fix: use --device cpu (or auto)")
+    return resolved
 
 
 def input_device(model: Any) -> torch.device:
@@ -110,16 +129,30 @@ def _check_causal(model: Any, path: Path) -> None:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(f"{path}: a forward pass fails ({first}); "
                         "fix: use --dtype float32, or another device") from exc
+    if not torch.isfinite(logits).all():  # NaN never compares equal: say what is wrong, not "not causal"
+        raise UserError(f"{path}: the model computes NaN or infinite logits from finite weights; "
+                        "fix: check the checkpoint's config (e.g. norm epsilon, dtype) or use float32")
     if not torch.allclose(logits[0, 0], logits[1, 0], atol=1e-4, rtol=0):
         raise UserError(f"{path}: not a causal language model (position 0 sees later tokens); "
                         "fix: pass a decoder-only checkpoint (...ForCausalLM)")
 
 
-def _torch_dtype(checkpoint: Checkpoint, name: str) -> torch.dtype:
-    """The torch dtype named by the settings (half precision on CPU too: a missing kernel fails the causal check)."""
+def check_dtype(name: str, device: torch.device) -> torch.dtype:
+    """The torch dtype named by the settings (half precision on CPU too: a missing kernel fails the causal check).
+
+    Raises:
+        UserError: an unknown dtype.
+    """
     if name not in _DTYPES:
-        raise UserError(f"{checkpoint.path}: unknown dtype {name!r}; fix: use one of {', '.join(_DTYPES)}")
+        raise UserError(f"unknown dtype {name!r}; fix: use one of {', '.join(_DTYPES)}")
     return _DTYPES[name]
+
+
+def _torch_dtype(checkpoint: Checkpoint, name: str, device: torch.device) -> torch.dtype:
+    try:
+        return check_dtype(name, device)
+    except UserError as err:
+        raise UserError(f"{checkpoint.path}: {err}") from None
 
 
 def _sources(checkpoint: Checkpoint) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -178,14 +211,21 @@ def _placement(settings: ModelSettings, device: torch.device) -> dict[str, Any]:
 def _load_model(checkpoint: Checkpoint, source: dict[str, Any], dtype: torch.dtype, device: torch.device,
                 placement: dict[str, Any] | None = None) -> Any:
     """The causal LM in eval mode on `device`, or placed by accelerate when `placement` holds a device map."""
-    try:
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # the load report is a multi-line table; our check says it in one
+    try:  # mismatched shapes are loaded as reported, not raised, so the message can name each tensor
         with _quiet_gguf_bar():
-            model = transformers.AutoModelForCausalLM.from_pretrained(**source, **{_DTYPE_KW: dtype},
-                                                                      **(placement or {}))
+            model, info = transformers.AutoModelForCausalLM.from_pretrained(
+                **source, **{_DTYPE_KW: dtype}, **(placement or {}), output_loading_info=True,
+                ignore_mismatched_sizes=True)
     except Exception as exc:  # from_pretrained raises ValueError, OSError, KeyError, ... on bad input
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise UserError(f"{checkpoint.path}: cannot load as a causal language model "
                         f"({type(exc).__name__}: {first}); fix: pass a decoder-only transformers checkpoint") from exc
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    check_loaded_weights(checkpoint.path, info)
+    check_finite_weights(checkpoint.path, model)
     if placement:
         return model.eval()
     try:
@@ -198,6 +238,48 @@ def _load_model(checkpoint: Checkpoint, source: dict[str, Any], dtype: torch.dty
     return model
 
 
+def _names(keys: Any, limit: int = 3) -> str:
+    names = sorted(k[0] if isinstance(k, tuple) else str(k) for k in keys)
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def check_loaded_weights(path: Path, info: dict[str, Any]) -> None:
+    """Refuse a checkpoint whose files do not fill the architecture exactly (transformers' loading info).
+
+    A missing or mismatched tensor would be randomly initialised and scored as if trained; an unexpected
+    one means the files belong to another architecture. Tied output embeddings and buffers the model
+    class declares ignorable are not reported by transformers, so they pass.
+
+    Raises:
+        UserError: naming the first tensors of each kind of mismatch.
+    """
+    problems = [f"{kind} {_names(info.get(key) or ())}" for kind, key in
+                (("missing", "missing_keys"), ("unexpected", "unexpected_keys"), ("wrong shape", "mismatched_keys"))
+                if info.get(key)]
+    if info.get("error_msgs"):
+        problems.append(str(info["error_msgs"][0]).splitlines()[0])
+    if problems:
+        raise UserError(f"{path}: the weight files do not match the architecture in config.json ({'; '.join(problems)}); "
+                        "nothing is scored (transformers would fill such tensors randomly); fix: re-save the "
+                        "checkpoint with model.save_pretrained() or fix config.json")
+
+
+def check_finite_weights(path: Path, model: Any) -> None:
+    """Refuse a model with a NaN or infinite parameter, naming the first such tensor.
+
+    Raises:
+        UserError: on the first non-finite parameter.
+    """
+    for name, param in model.named_parameters():
+        if not param.is_floating_point() or param.numel() == 0:
+            continue
+        low, high = torch.aminmax(param.detach())  # NaN propagates into both, inf into one; 20x faster than isfinite
+        if not (bool(torch.isfinite(low)) and bool(torch.isfinite(high))):
+            raise UserError(f"{path}: weight {name} holds NaN or infinite values; "
+                            "fix: re-save the checkpoint from a healthy training state")
+
+
 def load_model_and_tokenizer(checkpoint: Checkpoint, settings: ModelSettings) -> tuple[Any, Any]:
     """Load a checkpoint's model (eval mode, on its device) and tokenizer, offline and without remote code.
 
@@ -207,9 +289,10 @@ def load_model_and_tokenizer(checkpoint: Checkpoint, settings: ModelSettings) ->
     enforce_offline()
     if checkpoint.fmt == "pickle" and not settings.allow_pickle:
         raise UserError(f"{checkpoint.path}: pickle weights can run code when loaded; "
-                        "fix: convert them to safetensors, or pass allow_pickle=True if you trust their source")
+                        "fix: convert them to safetensors, or pass --allow-pickle (allow_pickle=True in Python) "
+                        "if you trust their source")
     device = resolve_device(settings.device)
-    dtype = _torch_dtype(checkpoint, settings.dtype)
+    dtype = _torch_dtype(checkpoint, settings.dtype, device)
     _check_causal_config(checkpoint)
     model_source, tokenizer_source = _sources(checkpoint)
     tokenizer = _load_tokenizer(checkpoint, tokenizer_source)

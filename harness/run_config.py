@@ -32,9 +32,10 @@ class RunConfig:
     batch_size: str = "auto"
     """Rows per forward pass or ``auto`` (halves on out-of-memory); never changes a number."""
     limit: int | None = None
-    """Score only the first N items of each composite task (smoke runs)."""
+    """Score only the first N items of each (k, mode, split) cell of each composite task, so every k is still
+    covered (smoke runs); N is per cell, not per task."""
     device: str = "auto"
-    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    """``auto`` (cuda when available, else cpu), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; checked before anything loads."""
     dtype: str = "float32"
     """Compute dtype: float32, bfloat16 or float16 (on CPU where its kernels exist); GGUF is de-quantized to it."""
     device_map: str | None = None
@@ -48,19 +49,20 @@ class RunConfig:
     """Start every context with the BOS token: ``auto`` (Gemma family, or a tokenizer that adds BOS), ``always``
     or ``never``; each checkpoint's resolved policy is recorded in checkpoints.parquet and the manifest."""
     allow_pickle: bool = False
-    """Accept pickle weight files (they can execute code); recorded in the manifest."""
+    """Accept pickle weight files (loading one can execute code); recorded in the manifest."""
     check_drift: bool = False
     """Rescore a sample at batch size 1 and record the largest difference."""
     plain_scoring: bool = False
     """Run every row from its first token: no prefix reuse, no tree packing (same numbers within 1e-5, slower)."""
     fail_fast: bool = False
-    """Stop at the first failing checkpoint instead of recording it and going on."""
+    """Stop at the first failure of any kind (a path that cannot be resolved, a checkpoint that fails to load or
+    score) instead of recording it and going on."""
     shard: str = "1/1"
     """``i/n``: score only the i-th of n slices of the checkpoint grid (cluster array jobs)."""
     cache_dir: str | None = None
     """Folder of the shared result cache; default ``$EMERGENCE_CACHE_DIR`` or the user cache."""
     analyze: bool = True
-    """After scoring, run the analysis and write the report."""
+    """After scoring, run the analysis and write the report (on by default; --no-analyze scores only)."""
 
     def shard_index(self) -> tuple[int, int]:
         """The (i, n) of `shard`, 1-based i, validated."""

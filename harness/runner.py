@@ -7,6 +7,7 @@ with the same records. A failing checkpoint is recorded (NaN plus its reason) an
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,13 +21,14 @@ from harness.chat_prompts import WITHOUT_TEMPLATE_NOTE, ChatPrompts, chat_render
 from harness.checkpoints import find_duplicate_weights
 from harness.cross_entropy import measure_cross_entropy
 from harness.family_spec import Member, Unresolved, resolve_family
+from harness.hf_load import check_dtype, resolve_device
 from harness.hf_model import BOS_POLICIES, HFModel, ModelSettings
 from harness.offline import enforce_offline
 from harness.parallel import World, gather_rows, world
 from harness.run_config import RunConfig, run_id
 from harness.run_manifest import write_manifest
 from harness.scoring import score_items
-from harness.store import combine, part_path, write_json, write_table
+from harness.store import combine, part_path, remove_orphans, write_json, write_table
 from harness.task_spec import CompositeTask, CrossEntropyTask, Task, load_task, task_hash
 from harness.weights import tokenizer_hash
 from skill_catalog.compose import Item, compose_items
@@ -84,12 +86,36 @@ def _default_family() -> tuple[str, ...]:
     return (str(family_path("default")),)
 
 
-def plan_run(config: RunConfig) -> Plan:
-    """Resolves checkpoints and tasks, composes items and names the run directory."""
+def check_settings(config: RunConfig) -> None:
+    """Refuses bad flags before anything is resolved, loaded or written.
+
+    Raises:
+        UserError: a bad --limit, --batch-size, --device, --dtype, --shard or --out.
+    """
     if config.limit is not None and config.limit < 1:
         raise UserError(f"--limit {config.limit} must be >= 1")
     if config.bos not in BOS_POLICIES:
         raise UserError(f"--bos {config.bos!r} must be one of {', '.join(BOS_POLICIES)}")
+    _batch(config.batch_size)
+    check_dtype(config.dtype, resolve_device(config.device))
+    config.shard_index()
+    _check_out(Path(config.out))
+
+
+def _check_out(out: Path) -> None:
+    """`out` must be a folder this process can create files in (or a folder it can create)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; fix: pass a folder")
+    existing = next(p for p in (out, *out.resolve().parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"--out {out}: {existing} is a file; fix: pass a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):  # EROFS and a read-only mode (root may write regardless)
+        raise UserError(f"--out {out}: {existing} is not writable; fix: pass a folder you can write to")
+
+
+def plan_run(config: RunConfig) -> Plan:
+    """Resolves checkpoints and tasks, composes items and names the run directory."""
+    check_settings(config)
     config = config if config.family else replace(config, family=_default_family())
     tasks = _with_default_corpora([load_task(t) for t in config.tasks])
     items = {t.name: _limited(list(compose_items(t.composition)), config.limit)
@@ -207,7 +233,11 @@ def _batch(value: str) -> int | str:
 
 
 def _record_failure(plan: Plan, label: str, checkpoint_id: str, error: str, member: Member | None) -> None:
-    row = _checkpoint_row(member) if member else {"checkpoint_id": checkpoint_id, "label": label}
+    """Writes a failed checkpoint's row: every column of a scored one, NaN where nothing was measured."""
+    row = _checkpoint_row(member) if member else {
+        "checkpoint_id": checkpoint_id, "label": label, "size": label.split("/")[0], "path": None,
+        "architecture": None, "fmt": None, "dtype": None, "params": math.nan, "params_nonembedding": math.nan,
+        "step": math.nan, "tokens_seen": math.nan}
     row.update(_primary_ce([]), error=error)
     write_json(part_path(plan.run_dir, "failure", checkpoint_id), {"checkpoint": row, "cross_entropy": []})
 
@@ -217,6 +247,8 @@ def execute(plan: Plan) -> list[str]:
     cache, w = ResultCache(_cache_root(plan.config) / "results.sqlite"), world()
     failures = []
     for u in plan.unresolved:
+        if plan.config.fail_fast:
+            raise UserError(f"{u.label}: {u.error}")
         failures.append(f"{u.label}: {u.error}")
         if w.is_main:
             _record_failure(plan, u.label, "unresolved-" + u.label.replace("/", "_"), u.error, None)
@@ -225,9 +257,9 @@ def execute(plan: Plan) -> list[str]:
         try:
             _score_member(plan, member, cache, w)
         except UserError as err:
-            failures.append(f"{member.checkpoint.label}: {err}")
+            failures.append(f"{member.checkpoint.label}: {err.one_line()}")
             if w.is_main:
-                _record_failure(plan, member.checkpoint.label, member.checkpoint.checkpoint_id, str(err), member)
+                _record_failure(plan, member.checkpoint.label, member.checkpoint.checkpoint_id, err.one_line(), member)
             if plan.config.fail_fast:
                 raise
     return failures
@@ -240,12 +272,32 @@ def run(config: RunConfig) -> tuple[Path, list[str]]:
     started = time.time()
     plan = plan_run(config)
     w = world()
+    fresh = not plan.run_dir.exists()
     if w.is_main:
         plan.run_dir.mkdir(parents=True, exist_ok=True)
+        for folder in (plan.run_dir, plan.run_dir / "parts"):
+            remove_orphans(folder)
         for group in find_duplicate_weights([m.checkpoint for m in plan.members]):
-            print(f"warning: identical weights under different labels: {', '.join(group)}")
-    failures = execute(plan)
+            print(f"warning: identical checkpoints (weights, config, tokenizer) under different labels: "
+                  f"{', '.join(group)}")
+    try:
+        failures = execute(plan)
+    except BaseException:
+        if w.is_main and fresh:
+            _remove_if_empty(plan.run_dir)
+        raise
     if w.is_main:
         tables = combine(plan.run_dir)
         write_manifest(plan, tables, started, failures)
     return plan.run_dir, failures
+
+
+def _remove_if_empty(run_dir: Path) -> None:
+    """Removes a run folder this run created when it stopped before writing any part (e.g. --fail-fast)."""
+    for folder in (run_dir / "parts", run_dir):
+        try:
+            folder.rmdir()  # only succeeds when empty
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return

@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,22 +24,90 @@ from skill_catalog.errors import UserError
 TABLES = ("records", "checkpoints", "cross_entropy")
 
 
-def _atomic(path: Path, write) -> None:
+_HOST = socket.gethostname()
+_ORPHAN = re.compile(r"^\..+\.tmp-(?P<host>.+)-(?P<pid>\d+)-[^-]*$")
+
+
+def temp_prefix(path: Path) -> str:
+    """Name prefix of a temporary file or folder that will become `path`: hidden, and naming its writer
+    (host and process id), so `remove_orphans` can tell one left by a killed writer from one in flight."""
+    return f".{path.name}.tmp-{_HOST}-{os.getpid()}-"
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path: Path, write) -> None:
+    """Calls ``write(tmp)`` on a temporary file next to `path`, then renames it onto `path` in one step.
+
+    The file gets the permissions any other output gets (0666 less the umask: group-readable by
+    default), not the 0600 of a private temporary file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
+def _alive(host: str, pid: int) -> bool:
+    if host != _HOST:
+        return True  # another machine's writer (shared file system): never ours to judge
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def remove_orphans(folder: Path) -> int:
+    """Deletes temporary files and folders in `folder` left by writers that were killed.
+
+    Returns:
+        How many were removed.
+    """
+    removed = 0
+    for entry in Path(folder).glob(".*.tmp-*") if Path(folder).is_dir() else ():
+        match = _ORPHAN.match(entry.name)
+        if match and not _alive(match["host"], int(match["pid"])):
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def temp_folder(final: Path) -> Path:
+    """A new empty folder next to `final`, to be filled and then put in place with `replace_folder`."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=temp_prefix(final), dir=final.parent))
+    os.chmod(staged, 0o777 & ~_umask())
+    return staged
+
+
+def replace_folder(staged: Path, final: Path) -> None:
+    """Puts the complete folder `staged` in place of `final` (two renames; the old one is then deleted)."""
+    old = None
+    if final.exists():
+        old = Path(tempfile.mkdtemp(prefix=temp_prefix(final), dir=final.parent))
+        os.replace(final, old / final.name)
+    os.replace(staged, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def write_table(path: Path, rows: list[dict] | pd.DataFrame) -> None:
     """Writes a Parquet table atomically (a reader never sees half a file)."""
     frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
-    _atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
+    write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
 def json_safe(obj: Any) -> Any:
@@ -56,7 +127,7 @@ def json_safe(obj: Any) -> Any:
 
 def write_json(path: Path, data: Any) -> None:
     """Writes JSON atomically, NaN as null."""
-    _atomic(path, lambda tmp: tmp.write_text(json.dumps(json_safe(data), indent=2, sort_keys=True)))
+    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(json_safe(data), indent=2, sort_keys=True)))
 
 
 def part_path(run_dir: Path, kind: str, checkpoint_id: str) -> Path:
@@ -98,4 +169,18 @@ def load_run(run_dir: Path | str) -> dict[str, pd.DataFrame]:
     if not run_dir.is_dir() or missing:
         raise UserError(f"{run_dir} is not a finished run directory (missing {', '.join(missing) or 'folder'}); "
                         "pass a folder under results/ written by `emergence run`")
-    return {t: pd.read_parquet(run_dir / f"{t}.parquet") for t in TABLES}
+    return {t: read_table(run_dir / f"{t}.parquet") for t in TABLES}
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Reads one Parquet table, with a one-line error when it is truncated or not Parquet.
+
+    Raises:
+        UserError: naming the file and how to rebuild it.
+    """
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"{path}: unreadable table ({first}); fix: rerun the same `emergence run` command, which "
+                        "rebuilds the tables from the run's parts/ (or `emergence analyze` for analysis tables)") from None

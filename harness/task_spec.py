@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from skill_catalog.compose import CompositionSpec
+from harness.safe_yaml import read_yaml_bounded
+from skill_catalog.compose import CompositionSpec, compose_items
 from skill_catalog.errors import CatalogError, UserError
 from skill_catalog.render import MODES, TEMPLATE_DIR
 from skill_catalog.skill import get_skill, skill_sets
@@ -70,8 +69,40 @@ _CE_KEYS = {"name": str, "version": int, "kind": str, "source": str, "skill_set"
             "description": str}
 
 
+CAPS = {"shots": 32, "choices": 16, "max_new_tokens": 1024, "pieces": 100_000, "version": 2**31 - 1,
+        "seed": 2**63 - 1, "split_seed": 2**63 - 1, "items.per_cell": 5_000, "items.single_per_skill": 1_000}
+"""Largest value of each number: a run's time and memory must not depend on a task file beyond these."""
+TEXT_CAPS = {"name": 100, "description": 2_000, "template_version": 20, "source": 4_096, "kind": 20,
+             "skill_set": 20}
+"""Longest text of each string field, in characters."""
+LIST_CAPS = {"skills": 100, "ks": 8, "modes": 3, "scoring": len(SCORING_MODES)}
+"""Longest list of each list field."""
+
+
+def _cap_problems(data: dict) -> list[str]:
+    """Every value over its cap, with the cap in the message (checked before anything is expanded or built)."""
+    problems = []
+    items = data.get("items") if isinstance(data.get("items"), dict) else {}
+    numbers = {**{k: data.get(k) for k in CAPS}, **{f"items.{k}": v for k, v in items.items()}}
+    for key, value in numbers.items():
+        if key in CAPS and isinstance(value, int) and not isinstance(value, bool) and value > CAPS[key]:
+            problems.append(f"{key!r} is {value}; the most allowed is {CAPS[key]}")
+    for key, cap in TEXT_CAPS.items():
+        if isinstance(data.get(key), str) and len(data[key]) > cap:
+            problems.append(f"{key!r} has {len(data[key])} characters; the most allowed is {cap}")
+    for key, cap in LIST_CAPS.items():
+        if isinstance(data.get(key), list) and len(data[key]) > cap:
+            problems.append(f"{key!r} lists {len(data[key])} values; the most allowed is {cap}")
+    for key in ("skills", "ks", "modes", "scoring"):
+        value = data.get(key)
+        if isinstance(value, list) and any(isinstance(v, (list, dict)) or (isinstance(v, str) and len(v) > 100)
+                                           for v in value):
+            problems.append(f"{key!r} must list plain names or numbers")
+    return problems
+
+
 def _type_problems(data: dict, schema: dict) -> list[str]:
-    problems = [f"unknown key {key!r} (allowed: {', '.join(sorted(schema))})" for key in data if key not in schema]
+    problems = [f"unknown key {_short(key)} (allowed: {', '.join(sorted(schema))})" for key in data if key not in schema]
     for key, want in schema.items():
         # YAML's true/false are bools, and bool is a subclass of int: never accept one as a number.
         if key in data and (not isinstance(data[key], want) or isinstance(data[key], bool)):
@@ -81,6 +112,12 @@ def _type_problems(data: dict, schema: dict) -> list[str]:
         if key not in data:
             problems.append(f"missing required key {key!r}")
     return problems
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """`repr` of a user's value cut to `limit` characters (a message never grows with the input)."""
+    text = repr(value) if isinstance(value, (str, int, float, bool)) or value is None else f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _composite_problems(d: dict) -> list[str]:
@@ -94,20 +131,22 @@ def _composite_problems(d: dict) -> list[str]:
         for n in names:
             try:
                 get_skill(d["skill_set"], str(n))
-            except CatalogError as err:
-                problems.append(str(err))
+            except (CatalogError, TypeError, ValueError) as err:
+                problems.append(str(err)[:200])
     elif names != "all":
         problems.append("'skills' must be a list of skill names or 'all'")
     if not all(isinstance(k, int) and k >= 1 for k in d.get("ks", [])) or not d.get("ks"):
         problems.append("'ks' must be a non-empty list of integers >= 1")
-    problems += [f"unknown mode {m!r}; use chain, conjunction or direct" for m in d.get("modes", []) if m not in MODES or m == "single"]
-    problems += [f"unknown scoring mode {m!r}; use {', '.join(SCORING_MODES)}" for m in d.get("scoring", []) if m not in SCORING_MODES]
+    problems += [f"unknown mode {_short(m)}; use chain, conjunction or direct" for m in d.get("modes", [])
+                 if m not in MODES or m == "single"]
+    problems += [f"unknown scoring mode {_short(m)}; use {', '.join(SCORING_MODES)}" for m in d.get("scoring", [])
+                 if m not in SCORING_MODES]
     items = d.get("items", {})
     for key, value in items.items() if isinstance(items, dict) else []:
         if key not in ("single_per_skill", "per_cell"):
-            problems.append(f"unknown key items.{key}; use single_per_skill and per_cell")
+            problems.append(f"unknown key items.{_short(key)}; use single_per_skill and per_cell")
         elif not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            problems.append(f"items.{key} must be a non-negative integer, got {value!r}")
+            problems.append(f"items.{key} must be a non-negative integer, got {_short(value)}")
     for key in ("shots", "choices", "seed", "split_seed", "max_new_tokens"):
         if isinstance(d.get(key), int) and d[key] < (1 if key in ("choices", "max_new_tokens") else 0):
             problems.append(f"{key!r} must be >= {1 if key in ('choices', 'max_new_tokens') else 0}, got {d[key]}")
@@ -126,32 +165,44 @@ def validate(data: Any) -> list[str]:
         return ["the file must hold a YAML mapping (key: value lines)"]
     kind = data.get("kind")
     if kind not in ("composite", "cross_entropy"):
-        return [f"'kind' must be 'composite' or 'cross_entropy', got {kind!r}"]
+        return [f"'kind' must be 'composite' or 'cross_entropy', got {_short(kind)}"]
     schema = _COMPOSITE_KEYS if kind == "composite" else _CE_KEYS
-    problems = _type_problems(data, schema)
+    problems = _type_problems(data, schema) + _cap_problems(data)
     if problems:
         return problems
     if kind == "composite":
-        return _composite_problems(data)
+        problems = _composite_problems(data)
+        return problems or _composition_problems(data)
     if data.get("source", "catalog") == "catalog" and data.get("skill_set", "symbolic") not in skill_sets():
         return [f"'skill_set' must be one of {', '.join(skill_sets())}"]
+    if data.get("source", "catalog") != "catalog" and not Path(data["source"]).expanduser().exists():
+        return [f"cross-entropy source {_short(data['source'])} does not exist; use 'catalog' or a local path"]
     return [] if data.get("pieces", 1) >= 1 else ["'pieces' must be >= 1"]
 
 
+def _composition_problems(data: dict) -> list[str]:
+    """What `run` would refuse while composing: one item of every cell is composed here, so `tasks validate`
+    catches an impossible k, a repeated skill or a cell with no valid tuple before a run starts."""
+    spec = from_dict(data).composition
+    sample = replace(spec, items_per_cell=min(spec.items_per_cell, 1),
+                     single_items_per_skill=min(spec.single_items_per_skill, 1))
+    try:
+        for _ in compose_items(sample):
+            pass
+    except CatalogError as err:
+        return [str(err)]
+    return []
+
+
 def read_yaml(path: Path) -> Any:
-    """Parses a YAML file with the safe loader; a syntax error becomes a one-line `UserError`."""
+    """Parses a task file with the safe loader within `harness.safe_yaml`'s caps; any problem is a one-line `UserError`."""
     if not path.exists():
         named = TASKS_DIR / path.name
         if named.exists():
             path = named
         else:
             raise UserError(f"task file {path} does not exist; pass a path or a name from {TASKS_DIR}")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise UserError(f"{path} is not valid YAML{where}; fix its syntax") from None
+    return read_yaml_bounded(path)
 
 
 def from_dict(d: dict) -> Task:

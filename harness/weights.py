@@ -223,7 +223,8 @@ def weight_files(folder: Path, allow_pickle: bool = False) -> tuple[str, list[Pa
     if pickles and not allow_pickle:
         raise UserError(
             f"{folder}: only pickle weights ({', '.join(p.name for p in pickles)}), which can run code when "
-            "loaded; fix: convert them to safetensors, or pass allow_pickle=True if you trust their source"
+            "loaded; fix: convert them to safetensors, or pass --allow-pickle (allow_pickle=True in Python) if you trust "
+            "their source"
         )
     if pickles:
         return "pickle", pickles
@@ -265,6 +266,18 @@ def weights_hash(files: Iterable[Path], hash_cache: Path | None = None) -> str:
     return hashlib.sha256("\n".join(digests).encode()).hexdigest()
 
 
+def model_hash(weights_id: str, config_path: Path, tokenizer_path: Path) -> str:
+    """The identity of a model folder: its weights' hash, its config.json and its tokenizer's files.
+
+    Everything that can change a score is in it, so two folders that share weights but differ in config or
+    tokenizer (one of them perhaps broken) are two checkpoints, each with its own records and failure.
+    """
+    digest = hashlib.sha256(f"weights\0{weights_id}\n".encode())
+    digest.update(f"config\0{hashlib.sha256(Path(config_path).read_bytes()).hexdigest()}\n".encode())
+    digest.update(f"tokenizer\0{tokenizer_hash(tokenizer_path)}\n".encode())
+    return digest.hexdigest()
+
+
 def tokenizer_hash(path: Path) -> str:
     """sha256 over a tokenizer's files (names and contents), or of the ``.gguf`` file that holds it."""
     path = Path(path)
@@ -274,6 +287,6 @@ def tokenizer_hash(path: Path) -> str:
     names = set(TOKENIZER_FILES) | {"tokenizer_config.json", "special_tokens_map.json", "merges.txt",
                                     "added_tokens.json", "chat_template.jinja"}
     for name in sorted(names):
-        if (path / name).is_file():
-            digest.update(f"{name}\0{_sha256_file(path / name)}\n".encode())
+        if (path / name).is_file():  # small files: hashed directly, not through the weight-file cache
+            digest.update(f"{name}\0{hashlib.sha256((path / name).read_bytes()).hexdigest()}\n".encode())
     return digest.hexdigest()

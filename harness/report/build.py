@@ -2,13 +2,16 @@
 
 ``analysis.json`` (summary + run id) and ``analysis/<table>.parquet`` come from `write_analysis`;
 ``plots/<figure>.png`` and the self-contained ``report.html`` from `write_report`. Every file is
-written atomically; analysis.json is written last, so its presence means the tables are complete.
+written atomically. An analysis is one unit: its tables are written into a new folder that replaces
+``analysis/`` in one rename, and analysis.json, written last, names the same generation id as
+``analysis/GENERATION``; a reader that finds two different ids (a re-analysis killed half way) refuses
+the mixture and `write_report` analyses again.
 """
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +26,16 @@ from harness.report.data import ReportData, prepare_checkpoints
 from harness.report.history_view import load_history
 from harness.report.html import render_document
 from harness.report.plots import FIGURES
-from harness.store import load_run, write_json, write_table
+from harness.store import load_run, read_table, remove_orphans, replace_folder, temp_folder, write_atomic, write_json
+from harness.store import write_table
 from skill_catalog.errors import UserError
 
 ANALYSIS_JSON = "analysis.json"
 ANALYSIS_DIR = "analysis"
 PLOTS_DIR = "plots"
 REPORT_HTML = "report.html"
+GENERATION = "GENERATION"
+"""File in ``analysis/`` holding the generation id that analysis.json must name."""
 
 
 def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
@@ -103,31 +109,58 @@ def write_analysis(run_dir: Path, *, seed: int = 0, n_boot: int = 200,
     except ValueError as err:
         raise UserError(f"{run_dir} cannot be analysed: {err}") from err
     frames = {**result.tables(), "per_skill_loss": per_skill_loss(records)}
-    for name, frame in frames.items():
-        write_table(run_dir / ANALYSIS_DIR / f"{name}.parquet", _parquet_safe(frame))
+    remove_orphans(run_dir)
+    generation = uuid.uuid4().hex
+    staged = temp_folder(run_dir / ANALYSIS_DIR)
+    try:
+        for name, frame in frames.items():
+            write_table(staged / f"{name}.parquet", _parquet_safe(frame))
+        write_atomic(staged / GENERATION, lambda tmp: tmp.write_text(generation))
+        replace_folder(staged, run_dir / ANALYSIS_DIR)
+    except BaseException:  # e.g. a full disk: the previous analysis stays, the half-written one goes
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
     path = run_dir / ANALYSIS_JSON
     tables = {name: f"{ANALYSIS_DIR}/{name}.parquet" for name in frames}
-    write_json(path, {"run_id": run_dir.name, "metric": config.metric, "tables": tables, **result.summary})
+    write_json(path, {"run_id": run_dir.name, "metric": config.metric, "tables": tables, **result.summary,
+                      "generation": generation})
     return path
 
 
+def _summary(run_dir: Path) -> dict[str, Any] | None:
+    """analysis.json when it is readable and names the generation of ``analysis/``, else None."""
+    try:
+        summary = json.loads((run_dir / ANALYSIS_JSON).read_text())
+        written = (run_dir / ANALYSIS_DIR / GENERATION).read_text().strip()
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) and summary.get("generation") == written else None
+
+
 def _stale(run_dir: Path) -> bool:
-    """True when the analysis is missing, incomplete or older than the records."""
+    """True when the analysis is missing, unreadable, incomplete, mixed or older than the records."""
     summary = run_dir / ANALYSIS_JSON
-    if not summary.exists() or any(not (run_dir / ANALYSIS_DIR / f"{t}.parquet").exists() for t in TABLES):
+    if _summary(run_dir) is None or any(not (run_dir / ANALYSIS_DIR / f"{t}.parquet").exists() for t in TABLES):
         return True
     records = run_dir / "records.parquet"
     return records.exists() and records.stat().st_mtime > summary.stat().st_mtime
 
 
 def read_analysis(run_dir: Path) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
-    """The written summary (analysis.json) and tidy tables of a run directory."""
+    """The written summary (analysis.json) and tidy tables of a run directory, from one and the same analysis.
+
+    Raises:
+        UserError: when the analysis is missing, unreadable or a mixture of two analyses.
+    """
     run_dir = Path(run_dir)
-    summary = json.loads((run_dir / ANALYSIS_JSON).read_text())
+    summary = _summary(run_dir)
+    if summary is None:
+        raise UserError(f"{run_dir}: no complete analysis (analysis.json missing, unreadable or from another "
+                        f"analysis than analysis/, e.g. after a killed re-analysis); fix: run `emergence analyze {run_dir}`")
     tables = {}
     for name in TABLES:
         path = run_dir / ANALYSIS_DIR / f"{name}.parquet"
-        frame = pd.read_parquet(path) if path.exists() else pd.DataFrame()
+        frame = read_table(path) if path.exists() else pd.DataFrame()
         tables[name] = frame.reindex(columns=list(TABLE_COLUMNS[name]))
     return summary, tables
 
@@ -184,15 +217,7 @@ def render_figures(data: ReportData, out_dir: Path | None = None) -> dict[str, b
 
 
 def _atomic_write(path: Path, content: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomic(path, lambda tmp: tmp.write_bytes(content))
 
 
 def write_report(run_dir: Path) -> Path:
