@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 from harness.model import LanguageModel
-from harness.task_spec import TASKS_DIR, CrossEntropyTask
+from harness.task_spec import CrossEntropyTask, corpus_path
 from skill_catalog.errors import UserError
 from skill_catalog.training_text import TextSpec, iter_pieces, stream_text
 
@@ -34,14 +34,6 @@ def catalog_text(task: CrossEntropyTask) -> tuple[list[str], float]:
             current = ""
         current += text
     return docs + [current] if current else docs, -sum(p.log_prob for p in pieces)
-
-
-def corpus_path(source: str) -> Path:
-    """The path a corpus source names: as given (relative to the current folder), else under tasks/ (where
-    the shipped corpora live, e.g. ``corpora/english``)."""
-    path = Path(source).expanduser()
-    shipped = TASKS_DIR / source
-    return shipped if not path.exists() and not path.is_absolute() and shipped.exists() else path
 
 
 def _read_text(path: Path) -> str:

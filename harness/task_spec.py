@@ -159,6 +159,14 @@ def _composite_problems(d: dict) -> list[str]:
     return problems
 
 
+def corpus_path(source: str) -> Path:
+    """The path a corpus source names: as given (relative to the current folder), else under tasks/ (where
+    the shipped corpora live, e.g. ``corpora/english``)."""
+    path = Path(source).expanduser()
+    shipped = TASKS_DIR / source
+    return shipped if not path.exists() and not path.is_absolute() and shipped.exists() else path
+
+
 def validate(data: Any) -> list[str]:
     """Every problem of a parsed task file, as one-line messages (empty when valid)."""
     if not isinstance(data, dict):
@@ -175,7 +183,7 @@ def validate(data: Any) -> list[str]:
         return problems or _composition_problems(data)
     if data.get("source", "catalog") == "catalog" and data.get("skill_set", "symbolic") not in skill_sets():
         return [f"'skill_set' must be one of {', '.join(skill_sets())}"]
-    if data.get("source", "catalog") != "catalog" and not Path(data["source"]).expanduser().exists():
+    if data.get("source", "catalog") != "catalog" and not corpus_path(data["source"]).exists():
         return [f"cross-entropy source {_short(data['source'])} does not exist; use 'catalog' or a local path"]
     return [] if data.get("pieces", 1) >= 1 else ["'pieces' must be >= 1"]
 

@@ -58,7 +58,7 @@ def test_pickle_refusal_names_the_cli_flag(tiny_family, tmp_path):
         discover(folder)
 
 
-@pytest.mark.parametrize("flags", [["--device", "bogus"], ["--dtype", "bfloat16", "--device", "cpu"],
+@pytest.mark.parametrize("flags", [["--device", "bogus"], ["--dtype", "float8", "--device", "cpu"],
                                    ["--batch-size", "-1"], ["--shard", "3/2"]])
 def test_a_run_refused_while_planning_leaves_no_run_folder(tiny_family, tmp_path, capsys, flags):
     tasks = write_tasks(tmp_path / "tasks")

@@ -83,7 +83,7 @@ def test_a_good_sibling_is_scored_next_to_a_damaged_one(tiny_family, tmp_path):
     run_dir, failures = run(_config([bad, tiny_family / "n60k" / "step00064"], tasks, tmp_path / "out", tmp_path / "c"))
     assert len(failures) == 1 and failures[0].startswith("bad:")
     ckpts = load_run(run_dir)["checkpoints"].set_index("label")
-    assert math.isfinite(ckpts.loc["step00064", "ce_nats_sum"]) and math.isnan(ckpts.loc["bad", "ce_nats_sum"])
+    assert math.isfinite(ckpts.loc["n60k/step00064", "ce_nats_sum"]) and math.isnan(ckpts.loc["bad", "ce_nats_sum"])
 
 
 def test_tied_output_embedding_is_not_missing(tiny_family, tmp_path):
