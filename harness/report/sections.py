@@ -253,12 +253,13 @@ def collapse_section(data: ReportData, figs: Figures) -> str:
     ood = "; ".join(f"{o['mode']} k={o['k']}: max {num(o['max_competence'])}" for o in entry.get("out_of_distribution") or [])
     intro = ("Fit of q = exp(−λ·k<sup>a</sup>·δ<sup>b</sup>) to chance-corrected competence. Arora–Goyal predict "
              "a = b (curves for different k collapse on k·δ); independent skills predict a = 1 (q<sub>k</sub> = "
-             "q<sub>1</sub><sup>k</sup>). p-values come from the cluster bootstrap over skill tuples (the same items "
+             "q<sub>1</sub><sup>k</sup>), or a &lt; 1 when items differ in difficulty, so independence is tested "
+             "one-sided (H0: a ≤ 1). p-values come from the cluster bootstrap over skill tuples (the same items "
              "are scored at every checkpoint, so cells are not independent); the shared-curve p tests one monotone "
              "F(k·δ) for every k against separate curves, without a functional form. "
              f"Fitted on trained k only ({esc(', '.join(map(str, trained)) if trained else 'every k')})"
              + (f"; out of distribution, reported apart: {esc(ood)}." if ood else "."))
-    tab = table(["mode", "cells", "a [95% CI]", "b [95% CI]", "a − b [95% CI]", "p (a = b)", "p (a = 1)",
+    tab = table(["mode", "cells", "a [95% CI]", "b [95% CI]", "a − b [95% CI]", "p (a = b)", "p (a ≤ 1)",
                  "verdict", "p shared curve"], rows,
                 keys=["mode", "n_cells", "a", "b", "a_minus_b", "p_a_eq_b", "p_a_eq_1", "verdict", "p_shared"],
                 row_reasons=reasons)
