@@ -195,7 +195,8 @@ def collapse_test(rows: pd.DataFrame, boot: dict[str, np.ndarray], *, level: flo
     if why := _unidentified(free, (a_lo, a_hi), (b_lo, b_hi), int(np.isfinite(reps[:, 0]).sum())):
         return {"n_cells": len(ok), "reason": why}
     d_lo, d_hi = percentile_ci(reps[:, 0] - reps[:, 1])
-    p_ab, p_a1 = bootstrap_pvalue(reps[:, 0] - reps[:, 1], 0.0), bootstrap_pvalue(reps[:, 0], 1.0, alternative="greater")
+    p_ab = bootstrap_pvalue(reps[:, 0] - reps[:, 1], 0.0)
+    p_a1 = bootstrap_pvalue(reps[:, 0], 1.0, alternative="greater")  # H0: a <= 1 (module docstring)
     return {"n_cells": len(ok), "log_lambda": free.log_lambda_, "a": free.a_, "a_lo": a_lo, "a_hi": a_hi,
             "b": free.b_, "b_lo": b_lo, "b_hi": b_hi, "a_minus_b": free.a_ - free.b_, "a_minus_b_lo": d_lo,
             "a_minus_b_hi": d_hi, "nll_free": free.nll_, "nll_a_eq_b": fits["a=b"].nll_,

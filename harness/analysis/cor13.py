@@ -24,6 +24,8 @@ parametric collapse test it assumes no functional form for F.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from scipy.optimize import isotonic_regression
@@ -84,10 +86,10 @@ def ktuple_rule(competence: pd.DataFrame, boot: dict[str, np.ndarray], *, metric
             that few clusters (`stats.expanded_level`); None: plain percentile intervals.
     """
     coverage = 1.0 - level if n_single_clusters is None else expanded_level(n_single_clusters, 1.0 - level)
-    if not np.isfinite(coverage):  # one single-skill cluster: no interval, only the point comparison
-        coverage = 1.0 - level
-        n_boot = boot["n"].shape[1]
-        boot = {**boot, "competence": np.full_like(boot["competence"], np.nan), "n": np.zeros((len(boot["n"]), n_boot))}
+    no_interval = None
+    if not np.isfinite(coverage):  # one single-skill cluster: only the point comparison, no interval
+        coverage, no_interval = 1.0 - level, "one single-skill cluster: no bootstrap interval"
+        boot = {**boot, "competence": np.full_like(boot["competence"], np.nan)}
     out, summary = [], []
     for mode in sorted(set(competence.loc[competence["k"] > 1, "mode"])):
         cells = _cells(competence, mode, metric)
@@ -105,7 +107,8 @@ def ktuple_rule(competence: pd.DataFrame, boot: dict[str, np.ndarray], *, metric
             diff_b = boot["competence"][comp.index.to_numpy()] - reps
             lo, hi = percentile_ci(diff_b, axis=1, level=coverage)
             observed = comp["competence"].to_numpy(float)
-            reason = np.where(np.isfinite(pred), None, "k' delta outside the single-skill checkpoints' excess-loss range")
+            reason = np.where(np.isfinite(pred), no_interval,
+                              "k' delta outside the single-skill checkpoints' excess-loss range")
             out += [dict(checkpoint_id=c, mode=mode, k=int(k), excess_loss=d, observed=o, predicted=p, diff=o - p,
                          diff_lo=a, diff_hi=z, reason=r)
                     for c, d, o, p, a, z, r in zip(comp["checkpoint_id"], comp["excess_loss"], observed, pred, lo, hi,
@@ -115,11 +118,14 @@ def ktuple_rule(competence: pd.DataFrame, boot: dict[str, np.ndarray], *, metric
                 summary.append(dict(mode=mode, k=int(k), n_checkpoints=0,
                                     reason="no checkpoint with k' delta inside the single-skill range"))
                 continue
-            m_lo, m_hi = percentile_ci(np.nanmean(diff_b[ok], axis=0), level=coverage)
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN replicates when there is no interval
+                m_lo, m_hi = percentile_ci(np.nanmean(diff_b[ok], axis=0), level=coverage)
             summary.append(dict(mode=mode, k=int(k), n_checkpoints=int(ok.sum()),
                                 mean_diff=float(np.mean((observed - pred)[ok])), mean_diff_lo=float(m_lo),
                                 mean_diff_hi=float(m_hi),
-                                consistent=bool(m_lo <= 0.0 <= m_hi) if np.isfinite(m_lo) else None, reason=None))
+                                consistent=bool(m_lo <= 0.0 <= m_hi) if np.isfinite(m_lo) else None,
+                                reason=no_interval))
     return (pd.DataFrame(out, columns=list(COR13_COLUMNS)),
             pd.DataFrame(summary, columns=list(COR13_SUMMARY_COLUMNS)))
 

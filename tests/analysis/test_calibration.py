@@ -51,6 +51,16 @@ def test_cor13_interval_is_expanded_for_as_few_clusters_as_there_are_skills():
     assert expanded_level(8) == pytest.approx(0.9885, abs=5e-4)
 
 
+def test_cor13_with_one_single_skill_cluster_gives_no_interval_and_says_why():
+    from harness.analysis import cor13
+
+    state = T.analysed(T.COLLAPSED, seed=2)
+    rows, summary = cor13.ktuple_rule(state["competence"], state["boot"], n_single_clusters=1)
+    assert summary["mean_diff"].notna().all() and summary["mean_diff_lo"].isna().all()
+    assert (summary["reason"] == "one single-skill cluster: no bootstrap interval").all()
+    assert rows.loc[rows["predicted"].notna(), "reason"].eq("one single-skill cluster: no bootstrap interval").all()
+
+
 def test_collapse_test_ignores_out_of_distribution_k():
     (row,) = T.ood_rows(6, seed=4)
     assert row.estimate <= 1 / 6
