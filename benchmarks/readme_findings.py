@@ -91,12 +91,12 @@ def theory(tables: dict, analyses: dict, labels: pd.Series) -> list[str]:
     lines = []
     tests = "; ".join(
         f"{t['mode']}: a = {_ci(t, 'a')}, b = {_ci(t, 'b')}, a - b = {_ci(t, 'a_minus_b')}, p(a = b) "
-        f"{_p(t['p_a_eq_b'])}, p(a = 1) = {_p(t['p_a_eq_1'])}, shared-curve p = {_p(t['p_shared_curve'])}"
+        f"{_p(t['p_a_eq_b'])}, p(a <= 1, one-sided) {_p(t['p_a_eq_1'])}, shared-curve p {_p(t['p_shared_curve'])}"
         for t in col["tests"])
     verdicts = {t["mode"]: t["verdict"] for t in col["tests"]}
     both = all(v.startswith("both") for v in verdicts.values())
     shared = all((t["p_shared_curve"] or 1.0) < 0.05 for t in col["tests"])
-    reading = (" Neither A&G's collapse (a = b) nor independent skills (a = 1) describes these curves"
+    reading = (" Neither A&G's collapse (a = b) nor independent skills (a <= 1) describes these curves"
                + ("; the non-parametric test (one monotone curve of k delta for every k) rejects a shared curve "
                   "too, so this is not an artifact of the fitted form." if shared else ".")) if both else ""
     lines.append(f"- **Collapse test** on the trained k = {', '.join(map(str, col['trained_ks'] or []))} "

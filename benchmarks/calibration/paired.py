@@ -169,6 +169,15 @@ def rows(n_reps: int, seed: int, n_boot: int = 200) -> list[CalibrationRow]:
     ]
 
 
+def paired_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
+    """`rows` under the name ``bench_calibration.py --only paired_rows`` selects."""
+    return rows(n_reps, seed)
+
+
+ROW_FUNCTIONS = (paired_rows,)
+"""Every calibration of this module (for ``bench_calibration.py --only``)."""
+
+
 def _span(values: np.ndarray) -> str:
     return f"{values.min():.2f}" if np.ptp(values) < 0.005 else f"{values.min():.2f} to {values.max():.2f}"
 

@@ -6,10 +6,15 @@ of the k'-skill items against the single-skill curve read at k' delta (made non-
 by isotonic regression, interpolated linearly in log delta on the complementary log-log scale; NaN + reason where k' delta lies outside
 the single-skill checkpoints' range). The difference has a percentile interval from the item-cluster
 bootstrap (the same draw for both sides), and per (mode, k') the mean difference over checkpoints
-has one too. This compares mean curves, not the full per-tuple failure distributions. The intervals
-are approximate: the single-skill side rests on as many bootstrap clusters as there are skills (8 in
-the built-in catalog), too few for a percentile bootstrap (coverage 0.87 at k = 2 and 0.91 at k = 3
-of a nominal 0.95 in benchmarks/bench_calibration.py; 42 checkpoints instead of 12 did not help).
+has one too. This compares mean curves, not the full per-tuple failure distributions. The single-skill
+side rests on as many bootstrap clusters as there are skills (8 in the built-in catalog), too few for a
+plain percentile interval (it covered 0.87 at k = 2 and 0.91 at k = 3 of a nominal 0.95 in
+benchmarks/bench_calibration.py; 42 checkpoints instead of 12 did not help), so the intervals are
+Hesterberg's expanded percentile intervals for G = the number of single-skill clusters
+(`stats.expanded_level`, as in the paired comparison): 0.95 asks for the 0.9885 percentile interval at
+G = 8. The population is that of the resampled clusters: skills (and skill tuples) like the catalog's,
+drawn at random, not the 8 fixed skills (a stratified bootstrap of items within skills would answer
+that narrower question and would be narrower).
 
 Non-parametric collapse: one non-increasing F(log(k delta)) shared by every trained k against a
 separate non-increasing curve per k (isotonic fits, weighted by items). T = SSE(shared) - SSE(separate)
@@ -19,11 +24,13 @@ parametric collapse test it assumes no functional form for F.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from scipy.optimize import isotonic_regression
 
-from harness.analysis.stats import percentile_ci
+from harness.analysis.stats import expanded_level, percentile_ci
 
 COR13_COLUMNS: tuple[str, ...] = ("checkpoint_id", "mode", "k", "excess_loss", "observed", "predicted", "diff",
                                   "diff_lo", "diff_hi", "reason")
@@ -67,7 +74,7 @@ def _cells(competence: pd.DataFrame, mode: str, metric: str) -> pd.DataFrame:
 
 
 def ktuple_rule(competence: pd.DataFrame, boot: dict[str, np.ndarray], *, metric: str = "exact_match",
-                level: float = 0.05) -> tuple[pd.DataFrame, pd.DataFrame]:
+                level: float = 0.05, n_single_clusters: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Cor. 13 per (checkpoint, mode, k > 1) and its per-(mode, k) summary (module docstring).
 
     Args:
@@ -75,7 +82,14 @@ def ktuple_rule(competence: pd.DataFrame, boot: dict[str, np.ndarray], *, metric
         boot: its item-cluster replicates (rows aligned with `competence`'s index).
         metric: the metric compared.
         level: 1 - interval coverage.
+        n_single_clusters: bootstrap clusters of the single-skill items; the intervals are expanded for
+            that few clusters (`stats.expanded_level`); None: plain percentile intervals.
     """
+    coverage = 1.0 - level if n_single_clusters is None else expanded_level(n_single_clusters, 1.0 - level)
+    no_interval = None
+    if not np.isfinite(coverage):  # one single-skill cluster: only the point comparison, no interval
+        coverage, no_interval = 1.0 - level, "one single-skill cluster: no bootstrap interval"
+        boot = {**boot, "competence": np.full_like(boot["competence"], np.nan)}
     out, summary = [], []
     for mode in sorted(set(competence.loc[competence["k"] > 1, "mode"])):
         cells = _cells(competence, mode, metric)
@@ -91,9 +105,10 @@ def ktuple_rule(competence: pd.DataFrame, boot: dict[str, np.ndarray], *, metric
             reps = np.stack([_single_curve(s_log_d, boot["competence"][s_idx, b], boot["n"][s_idx, b], at)
                              for b in range(boot["n"].shape[1])], axis=1)
             diff_b = boot["competence"][comp.index.to_numpy()] - reps
-            lo, hi = percentile_ci(diff_b, axis=1, level=1.0 - level)
+            lo, hi = percentile_ci(diff_b, axis=1, level=coverage)
             observed = comp["competence"].to_numpy(float)
-            reason = np.where(np.isfinite(pred), None, "k' delta outside the single-skill checkpoints' excess-loss range")
+            reason = np.where(np.isfinite(pred), no_interval,
+                              "k' delta outside the single-skill checkpoints' excess-loss range")
             out += [dict(checkpoint_id=c, mode=mode, k=int(k), excess_loss=d, observed=o, predicted=p, diff=o - p,
                          diff_lo=a, diff_hi=z, reason=r)
                     for c, d, o, p, a, z, r in zip(comp["checkpoint_id"], comp["excess_loss"], observed, pred, lo, hi,
@@ -103,11 +118,14 @@ def ktuple_rule(competence: pd.DataFrame, boot: dict[str, np.ndarray], *, metric
                 summary.append(dict(mode=mode, k=int(k), n_checkpoints=0,
                                     reason="no checkpoint with k' delta inside the single-skill range"))
                 continue
-            m_lo, m_hi = percentile_ci(np.nanmean(diff_b[ok], axis=0), level=1.0 - level)
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN replicates when there is no interval
+                m_lo, m_hi = percentile_ci(np.nanmean(diff_b[ok], axis=0), level=coverage)
             summary.append(dict(mode=mode, k=int(k), n_checkpoints=int(ok.sum()),
                                 mean_diff=float(np.mean((observed - pred)[ok])), mean_diff_lo=float(m_lo),
                                 mean_diff_hi=float(m_hi),
-                                consistent=bool(m_lo <= 0.0 <= m_hi) if np.isfinite(m_lo) else None, reason=None))
+                                consistent=bool(m_lo <= 0.0 <= m_hi) if np.isfinite(m_lo) else None,
+                                reason=no_interval))
     return (pd.DataFrame(out, columns=list(COR13_COLUMNS)),
             pd.DataFrame(summary, columns=list(COR13_SUMMARY_COLUMNS)))
 

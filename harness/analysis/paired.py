@@ -31,7 +31,7 @@ from scipy import stats as sps
 
 from harness.analysis.bootstrap import cluster_design, rng_for
 from harness.analysis.schema import prepare_records
-from harness.analysis.stats import holm, percentile_ci
+from harness.analysis.stats import expanded_level, holm, percentile_ci
 
 Adjustment = Literal["holm", "bh", "by", "none"]
 
@@ -207,18 +207,6 @@ def _discordance(rows: pd.DataFrame) -> dict[str, int]:
     a, b = rows["a"].to_numpy() == 1.0, rows["b"].to_numpy() == 1.0
     return {"both_right": int(np.sum(a & b)), "only_a": int(np.sum(a & ~b)), "only_b": int(np.sum(~a & b)),
             "both_wrong": int(np.sum(~a & ~b))}
-
-
-def expanded_level(n_clusters: int, level: float = 0.95) -> float:
-    """Coverage to ask of a percentile bootstrap over `n_clusters` so that it behaves like a t interval.
-
-    Hesterberg (2015): use the tail probability whose normal quantile is sqrt(G / (G - 1)) t_{G-1, 1 - a/2};
-    NaN for fewer than 2 clusters.
-    """
-    if n_clusters < 2:
-        return float("nan")
-    z = np.sqrt(n_clusters / (n_clusters - 1)) * sps.t.ppf(0.5 + level / 2, n_clusters - 1)
-    return float(1.0 - 2.0 * sps.norm.sf(z))
 
 
 def _paired_boot(pairs: pd.DataFrame, cell: np.ndarray, n_cells: int, weights: np.ndarray) -> np.ndarray:

@@ -243,7 +243,8 @@ def collapse(state: State) -> Output:
     keys = ("mode", "a", "a_lo", "a_hi", "b", "b_lo", "b_hi", "a_minus_b", "a_minus_b_lo", "a_minus_b_hi", "p_a_eq_b",
             "p_a_eq_1", "verdict", "p_shared_curve", "reason")
     return {"collapse": out}, {"tests": summary_records(out, keys), "trained_ks": cfg.trained_ks,
-                               "test": "cluster bootstrap over skill tuples (percentile interval inverted)",
+                               "test": "cluster bootstrap over skill tuples (percentile interval inverted; "
+                                       "independence one-sided, H0: a <= 1)",
                                "out_of_distribution": _out_of_distribution(table, state), "reason": reason}
 
 
@@ -252,8 +253,10 @@ def ag_cor13(state: State) -> Output:
     if reason := _needs(state, "competence"):
         return {}, {"reason": reason}
     table, cfg = state["competence"], state["config"]
+    sums = state["sums"]
+    singles = sums.loc[(sums["k"] == 1) & (sums["metric"] == cfg.metric), "cluster"].nunique()
     rows, summary = cor13.ktuple_rule(table[_trained(table, state)], state["boot"], metric=cfg.metric,
-                                      level=cfg.test_level)
+                                      level=cfg.test_level, n_single_clusters=int(singles))
     reason = _empty_reason(summary, "mean_diff", "needs k = 1 and composite cells over 2+ checkpoints with excess loss")
     return {"ag_cor13": rows, "ag_cor13_summary": summary}, {
         "rule": summary_records(summary, cor13.COR13_SUMMARY_COLUMNS), "reason": reason}

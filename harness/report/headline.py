@@ -139,7 +139,7 @@ def _theory(data: ReportData) -> str:
     scope = f"k = {', '.join(map(str, trained))}, the trained k" if trained else "every k"
     for i, t in enumerate(tests):
         ps = (f"cluster-bootstrap p(a=b) = {value(t, 'p_a_eq_b', {'p_a_eq_b': miss.get(f'tests[{i}].p_a_eq_b')})}, "
-              f"p(a=1) = {value(t, 'p_a_eq_1', {'p_a_eq_1': miss.get(f'tests[{i}].p_a_eq_1')})}")
+              f"p(a≤1) = {value(t, 'p_a_eq_1', {'p_a_eq_1': miss.get(f'tests[{i}].p_a_eq_1')})}")
         diff = esc(interval(t.get("a_minus_b"), t.get("a_minus_b_lo"), t.get("a_minus_b_hi")))
         items.append(f"<li><b>Collapse test ({esc(t.get('mode'))}, {esc(scope)}):</b> {esc(t.get('verdict') or DASH)} "
                      f"({ps}; a − b = {diff}; one shared curve F(k·δ) without a form: p = "

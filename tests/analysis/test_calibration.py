@@ -28,6 +28,39 @@ def test_collapse_test_tells_ag_from_independence_at_the_suite_item_counts():
     assert sum(r["a_minus_b_lo"] <= 0.0 <= r["a_minus_b_hi"] for r in ag) >= 8
 
 
+def test_independence_test_keeps_its_size_when_items_differ_in_difficulty():
+    # independent skills per item, strongly unequal items: the pooled curves give a free a well below 1
+    # (Jensen), which a two-sided test of a = 1 rejected in most of these runs
+    runs = _collapse(T.INDEPENDENT.with_(item_sd=0.8, tuple_sd=0.8), 20, seed=6)
+    assert np.median([r["a"] for r in runs]) < 0.95
+    assert sum(r["p_a_eq_1"] < 0.05 for r in runs) <= 2
+
+
+def test_cor13_interval_is_expanded_for_as_few_clusters_as_there_are_skills():
+    from harness.analysis import cor13, steps
+    from harness.analysis.stats import expanded_level
+
+    state = T.analysed(T.COLLAPSED, seed=2)
+    summary = steps.ag_cor13(state)[0]["ag_cor13_summary"].set_index("k")
+    table = state["competence"]
+    expanded = cor13.ktuple_rule(table, state["boot"], n_single_clusters=8)[1].set_index("k")
+    plain = cor13.ktuple_rule(table, state["boot"])[1].set_index("k")
+    assert np.allclose(summary[["mean_diff_lo", "mean_diff_hi"]], expanded[["mean_diff_lo", "mean_diff_hi"]])
+    width = lambda s: (s["mean_diff_hi"] - s["mean_diff_lo"]).to_numpy()  # noqa: E731
+    assert (width(expanded) > 1.15 * width(plain)).all()  # 0.95 -> the 0.9885 percentile interval at 8 clusters
+    assert expanded_level(8) == pytest.approx(0.9885, abs=5e-4)
+
+
+def test_cor13_with_one_single_skill_cluster_gives_no_interval_and_says_why():
+    from harness.analysis import cor13
+
+    state = T.analysed(T.COLLAPSED, seed=2)
+    rows, summary = cor13.ktuple_rule(state["competence"], state["boot"], n_single_clusters=1)
+    assert summary["mean_diff"].notna().all() and summary["mean_diff_lo"].isna().all()
+    assert (summary["reason"] == "one single-skill cluster: no bootstrap interval").all()
+    assert rows.loc[rows["predicted"].notna(), "reason"].eq("one single-skill cluster: no bootstrap interval").all()
+
+
 def test_collapse_test_ignores_out_of_distribution_k():
     (row,) = T.ood_rows(6, seed=4)
     assert row.estimate <= 1 / 6

@@ -20,6 +20,15 @@ def test_bootstrap_pvalue_rejects_exactly_when_the_null_is_outside_the_percentil
     assert 0.0 < bootstrap_pvalue(reps, 5.0) <= 2 / 1000
 
 
+def test_one_sided_bootstrap_pvalue_rejects_exactly_when_the_null_is_below_the_lower_5th_percentile():
+    reps = np.random.default_rng(1).normal(1.3, 0.1, 999)
+    lower = np.percentile(reps, 5.0)
+    for null in (lower - 0.01, lower + 0.01, 1.3, 1.6):
+        assert (bootstrap_pvalue(reps, null, alternative="greater") < 0.05) == (null < lower)
+    assert bootstrap_pvalue(reps, 1.7, alternative="greater") > 0.99  # far above: no evidence for "greater"
+    assert bootstrap_pvalue(reps, 1.7, alternative="less") < 0.01
+
+
 def test_bootstrap_pvalue_is_nan_when_most_replicates_failed():
     assert np.isnan(bootstrap_pvalue(np.r_[np.full(60, np.nan), np.zeros(40)], 1.0))
 
