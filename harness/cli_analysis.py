@@ -50,7 +50,7 @@ def summary_text(run_dir: Path) -> str:
              format_table(headers, rows)]
     for test in (summary.get("analyses", {}).get("collapse", {}).get("tests") or []):
         lines.append(f"collapse ({test.get('mode')}): {test.get('verdict') or 'not run'} "
-                     f"(p(a=b) = {num(test.get('p_a_eq_b'))}, p(a=1) = {num(test.get('p_a_eq_1'))})")
+                     f"(p(a=b) = {num(test.get('p_a_eq_b'))}, p(a<=1, one-sided) = {num(test.get('p_a_eq_1'))})")
     collapse = summary.get("analyses", {}).get("collapse", {})
     if not collapse.get("tests"):
         lines.append(f"collapse: not run ({collapse.get('reason') or 'no composite items'})")
