@@ -26,7 +26,8 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def summary_text(run_dir: Path) -> str:
     """Per checkpoint: params, loss, excess loss and competence per k; then the collapse verdicts."""
-    from harness.report.build import read_analysis
+    from harness.analysis.io import read_analysis
+    from harness.records import SINGLE_MODE
     from harness.report.data import prepare_checkpoints
     from harness.store import load_run
 
@@ -35,14 +36,14 @@ def summary_text(run_dir: Path) -> str:
     metric = summary.get("metric", "exact_match")
     comp = tables["competence"]
     comp = comp[comp["metric"] == metric]
-    modes = sorted(set(comp["mode"].astype(str)) - {"single"})
+    modes = sorted(set(comp["mode"].astype(str)) - {SINGLE_MODE})
     ks = sorted({int(k) for k in comp["k"].dropna()})
     value = {(str(r["checkpoint_id"]), str(r["mode"]), int(r["k"])): r["competence"] for r in comp.to_dict("records")}
     rows = []
     for ck in checkpoints.to_dict("records"):
         cells = []
         for k in ks:
-            shown = ["single"] if k == 1 else modes
+            shown = [SINGLE_MODE] if k == 1 else modes
             cells.append("/".join(num(value.get((ck["checkpoint_id"], m, k))) for m in shown))
         rows.append([ck["label"], num(ck["params"]), num(ck["loss"]), num(ck["excess_loss"]), *cells])
     headers = ["checkpoint", "params", "CE (nats/token)", "excess loss", *[f"k={k}" for k in ks]]
