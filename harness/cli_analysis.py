@@ -65,7 +65,7 @@ def _check_n_boot(n_boot: int) -> None:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     """Writes analysis.json and analysis/*.parquet, then prints a compact summary."""
-    from harness.report.build import write_analysis
+    from harness.analysis.io import write_analysis
 
     _check_n_boot(args.n_boot)
     trained = tuple(args.trained_k) if args.trained_k else None

@@ -85,7 +85,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _analyze_and_report(run_dir: Path) -> None:
-    from harness.report.build import write_analysis, write_report
+    from harness.analysis.io import write_analysis
+    from harness.report.build import write_report
 
     write_analysis(run_dir)
     print(f"report: {write_report(run_dir)}")

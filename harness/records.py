@@ -93,6 +93,15 @@ class Record:
         row["skills"] = list(self.skills)
         return row
 
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Record:
+        """The record of a table row as read back (a missing text is NaN there, None here)."""
+        values = {f.name: row[f.name] for f in fields(cls)}
+        for name in _OPTIONAL_TEXT:
+            if isinstance(values[name], float) and math.isnan(values[name]):
+                values[name] = None
+        return cls(**{**values, "skills": skill_tuple(values["skills"])})
+
 
 @dataclass(frozen=True)
 class CheckpointRow:
@@ -177,6 +186,7 @@ class CheckpointRow:
         return asdict(self)
 
 
+_OPTIONAL_TEXT = ("error", "prediction")
 RECORD_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Record))
 """Columns of the records table, in order."""
 CHECKPOINT_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(CheckpointRow))

@@ -166,7 +166,9 @@ def combine(run_dir: Path) -> dict[str, pd.DataFrame]:
 def load_run(run_dir: Path | str) -> dict[str, pd.DataFrame]:
     """Reads a run directory's tables, with a one-line error when it is not one.
 
-    The records' ``skills`` (a Parquet list column) come back as tuples, so they can be grouped on.
+    The records' ``skills`` (a Parquet list column) come back as tuples, so they can be grouped on; the
+    checkpoints table, and a records table without rows, have every column of the schema
+    (`records.CheckpointRow`, `records.Record`), NaN where a run written before a column existed lacks it.
     """
     run_dir = Path(run_dir)
     missing = [t for t in TABLES if not (run_dir / f"{t}.parquet").exists()]
@@ -174,7 +176,9 @@ def load_run(run_dir: Path | str) -> dict[str, pd.DataFrame]:
         raise UserError(f"{run_dir} is not a finished run directory (missing {', '.join(missing) or 'folder'}); "
                         "pass a folder under results/ written by `emergence run`")
     tables = {t: read_table(run_dir / f"{t}.parquet") for t in TABLES}
-    return {**tables, "records": normalize_skills(tables["records"])}
+    records = tables["records"]
+    records = normalize_skills(records) if len(records) else with_schema(records, RECORD_COLUMNS)
+    return {**tables, "records": records, "checkpoints": with_schema(tables["checkpoints"], CHECKPOINT_COLUMNS)}
 
 
 def read_table(path: Path) -> pd.DataFrame:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.analysis.result import TABLE_COLUMNS
+from harness.analysis.io import ALL_COLUMNS as TABLE_COLUMNS
 from harness.records import SINGLE_MODE, checkpoint_loss, skill_name
 from harness.report.fmt import short_id
 
