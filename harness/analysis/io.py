@@ -74,7 +74,7 @@ def family_trained_ks(run_dir: Path) -> tuple[int, ...] | None:
 
 
 def write_analysis(run_dir: Path, *, seed: int = 0, n_boot: int = 200, trained_ks: tuple[int, ...] | None = None,
-                   run: dict[str, pd.DataFrame] | None = None) -> Path:
+                   tables: dict[str, pd.DataFrame] | None = None) -> Path:
     """Runs every analysis on a run directory and writes its summary and tidy tables.
 
     Args:
@@ -83,7 +83,7 @@ def write_analysis(run_dir: Path, *, seed: int = 0, n_boot: int = 200, trained_k
         n_boot: bootstrap replicates.
         trained_ks: k the family was trained on; None reads them from the family manifest
             (`family_trained_ks`), and treats every k as trained when there is none.
-        run: the run's tables when the caller has read them already (`store.load_run`).
+        tables: the run's tables when the caller has read them already (`store.load_run`).
 
     Returns:
         The path of analysis.json.
@@ -92,7 +92,7 @@ def write_analysis(run_dir: Path, *, seed: int = 0, n_boot: int = 200, trained_k
         UserError: when `run_dir` is not a finished run directory or its tables lack the runner's columns.
     """
     run_dir = Path(run_dir)
-    run = run if run is not None else load_run(run_dir)
+    run = tables if tables is not None else load_run(run_dir)
     config = AnalysisConfig(trained_ks=trained_ks or family_trained_ks(run_dir))
     records, checkpoints = run["records"], run["checkpoints"]
     try:
@@ -114,8 +114,8 @@ def write_analysis(run_dir: Path, *, seed: int = 0, n_boot: int = 200, trained_k
         shutil.rmtree(staged, ignore_errors=True)
         raise
     path = run_dir / ANALYSIS_JSON
-    tables = {name: f"{ANALYSIS_DIR}/{name}.parquet" for name in frames}
-    write_json(path, {"run_id": run_dir.name, "metric": config.metric, "tables": tables, **result.summary,
+    files = {name: f"{ANALYSIS_DIR}/{name}.parquet" for name in frames}
+    write_json(path, {"run_id": run_dir.name, "metric": config.metric, "tables": files, **result.summary,
                       "report_pair_note": pair_note, "generation": generation})
     return path
 

@@ -77,7 +77,7 @@ def write_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     run = load_run(run_dir)
     if is_stale(run_dir):
-        write_analysis(run_dir, run=run)
+        write_analysis(run_dir, tables=run)
     data = load_report_data(run_dir, run)
     figures = render_figures(data, run_dir / PLOTS_DIR)
     path = run_dir / REPORT_HTML
