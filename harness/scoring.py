@@ -100,7 +100,8 @@ def gold_request(item: Item) -> LoglikelihoodRequest:
     return LoglikelihoodRequest(item.prompt, item.answer, item.stop)
 
 
-def score_items(model: LanguageModel, items: Sequence[Item], scoring: Sequence[str], max_new_tokens: int) -> list[Record]:
+def score_items(model: LanguageModel, items: Sequence[Item], scoring: Sequence[str],
+                max_new_tokens: int) -> list[Record]:
     """All `Record`s of `items` under the task's scoring modes (one batched call per request kind), with empty
     checkpoint and task fields for the caller to fill in."""
     modes = set(scoring)

@@ -187,6 +187,21 @@ def test_every_figure_and_the_page_survive_empty_or_nan_data(checkpoints: pd.Dat
     assert 'id="headline"' in html and html.count("data:image/png;base64,") == len(FIGURES)
 
 
+def test_the_report_takes_its_pair_and_skill_loss_from_the_analysis_not_from_the_records(run_dir: Path):
+    from harness.report.plots_checks import plot_skill_loss
+    from harness.store import load_run
+
+    run = load_run(run_dir)
+    blank = {**run, "records": run["records"].iloc[:0]}  # nothing left to recompute them from
+    data = build.load_report_data(run_dir, blank)
+    written = pd.read_parquet(run_dir / "analysis" / "report_pair.parquet")
+    assert len(data.pair) > 0 and len(data.pair) == len(written)
+    assert data.pair_note.startswith("The two largest checkpoints")
+    assert len(data.table("per_skill_loss")) > 0
+    texts = " ".join(t.get_text() for t in plot_skill_loss(data).findobj(lambda o: hasattr(o, "get_text")))
+    assert "no gold log-prob records" not in texts
+
+
 def test_figures_draw_real_panels_on_the_synthetic_run(run_dir: Path):
     data = build.load_report_data(run_dir)
     for name, plot in FIGURES:
