@@ -6,7 +6,6 @@ Same contract as `plots`: `ReportData` in, a `Figure` out, a "not enough data" p
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
