@@ -287,3 +287,22 @@ def test_report_renders_in_headless_chromium_offline(run_dir: Path):
     assert len(images) >= len(FIGURES) and all(done and width > 0 for done, width in images)
     assert errors == []
     assert [r for r in requests if not r.startswith("data:")] == [url]
+
+
+def test_a_report_that_must_analyse_first_reads_the_run_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import harness.analysis.io as analysis_io
+    from harness.store import load_run
+
+    run_dir = make_run(tmp_path / "run")
+    reads = []
+
+    def counted(path):
+        reads.append(path)
+        return load_run(path)
+
+    monkeypatch.setattr(build, "load_run", counted)
+    monkeypatch.setattr(analysis_io, "load_run", counted)
+    real = analysis_io.write_analysis
+    monkeypatch.setattr(build, "write_analysis", lambda run, **kw: real(run, **{**kw, "n_boot": 5}))
+    build.write_report(run_dir)
+    assert (run_dir / "analysis.json").exists() and len(reads) == 1

@@ -62,11 +62,13 @@ def _atomic_write(path: Path, content: bytes) -> None:
     write_atomic(path, lambda tmp: tmp.write_bytes(content))
 
 
-def write_report(run_dir: Path) -> Path:
+def write_report(run_dir: Path, tables: dict[str, pd.DataFrame] | None = None) -> Path:
     """Writes plots/*.png and the self-contained report.html of a run (analysing it first when needed).
 
     Args:
         run_dir: a folder written by `emergence run`.
+        tables: the run's tables when the caller has read them already (`store.load_run`); the run is
+            read once either way.
 
     Returns:
         The path of report.html.
@@ -75,7 +77,7 @@ def write_report(run_dir: Path) -> Path:
         UserError: when `run_dir` is not a finished run directory.
     """
     run_dir = Path(run_dir)
-    run = load_run(run_dir)
+    run = tables if tables is not None else load_run(run_dir)
     if is_stale(run_dir):
         write_analysis(run_dir, tables=run)
     data = load_report_data(run_dir, run)
