@@ -70,7 +70,8 @@ def write_run_dir(folder: Path, records, checkpoints) -> Path:
 
 def report_rows(run_dir: Path, n_boot: int, seed: int) -> tuple[list[dict], list[str]]:
     try:
-        from harness.report.build import write_analysis, write_report
+        from harness.analysis.io import write_analysis
+        from harness.report.build import write_report
     except ImportError as exc:
         return [], [f"report rows skipped: harness.report.build is not importable ({exc})"]
     rows = []

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harness.records import skill_name
+
 
 def _f(x: float, digits: int = 2) -> str:
     return "n/a" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
@@ -132,6 +134,7 @@ def skill_loss(run: Path, tables: dict) -> str:
     """Where each skill switches on in its own answer loss: k = 1 exact match against per-skill gold-answer loss."""
     rec = pd.read_parquet(run / "records.parquet", columns=["checkpoint_id", "skills", "k", "metric", "value"])
     rec = rec[(rec["k"] == 1) & (rec["metric"] == "exact_match")]
+    rec = rec.assign(skills=[skill_name(s) for s in rec["skills"]])  # the k = 1 skill's name, as per_skill_loss
     acc = rec.groupby(["checkpoint_id", "skills"])["value"].mean().rename("accuracy").reset_index()
     loss = tables["per_skill_loss"].rename(columns={"skill": "skills"})
     both = acc.merge(loss[["checkpoint_id", "skills", "nats_per_token"]], on=["checkpoint_id", "skills"])

@@ -24,25 +24,28 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
-def summary_text(run_dir: Path) -> str:
-    """Per checkpoint: params, loss, excess loss and competence per k; then the collapse verdicts."""
-    from harness.report.build import read_analysis
+def summary_text(run_dir: Path, run: dict | None = None) -> str:
+    """Per checkpoint: params, loss, excess loss and competence per k; then the collapse verdicts (`run`: the
+    run's tables when already read)."""
+    from harness.analysis.io import read_analysis
+    from harness.records import SINGLE_MODE
     from harness.report.data import prepare_checkpoints
     from harness.store import load_run
 
     summary, tables = read_analysis(run_dir)
-    checkpoints = prepare_checkpoints(load_run(run_dir)["checkpoints"], tables["excess_loss"])
+    run = run if run is not None else load_run(run_dir)
+    checkpoints = prepare_checkpoints(run["checkpoints"], tables["excess_loss"])
     metric = summary.get("metric", "exact_match")
     comp = tables["competence"]
     comp = comp[comp["metric"] == metric]
-    modes = sorted(set(comp["mode"].astype(str)) - {"single"})
+    modes = sorted(set(comp["mode"].astype(str)) - {SINGLE_MODE})
     ks = sorted({int(k) for k in comp["k"].dropna()})
     value = {(str(r["checkpoint_id"]), str(r["mode"]), int(r["k"])): r["competence"] for r in comp.to_dict("records")}
     rows = []
     for ck in checkpoints.to_dict("records"):
         cells = []
         for k in ks:
-            shown = ["single"] if k == 1 else modes
+            shown = [SINGLE_MODE] if k == 1 else modes
             cells.append("/".join(num(value.get((ck["checkpoint_id"], m, k))) for m in shown))
         rows.append([ck["label"], num(ck["params"]), num(ck["loss"]), num(ck["excess_loss"]), *cells])
     headers = ["checkpoint", "params", "CE (nats/token)", "excess loss", *[f"k={k}" for k in ks]]
@@ -64,12 +67,14 @@ def _check_n_boot(n_boot: int) -> None:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     """Writes analysis.json and analysis/*.parquet, then prints a compact summary."""
-    from harness.report.build import write_analysis
+    from harness.analysis.io import write_analysis
+    from harness.store import load_run
 
     _check_n_boot(args.n_boot)
     trained = tuple(args.trained_k) if args.trained_k else None
-    path = write_analysis(Path(args.run), seed=args.seed, n_boot=args.n_boot, trained_ks=trained)
-    print(summary_text(Path(args.run)))
+    run = load_run(Path(args.run))  # read once, for the analysis and its summary
+    path = write_analysis(Path(args.run), seed=args.seed, n_boot=args.n_boot, trained_ks=trained, tables=run)
+    print(summary_text(Path(args.run), run))
     print(f"analysis: {path}")
     return 0
 

@@ -75,20 +75,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not w.is_main:  # a data-parallel helper process: rank 0 writes, analyzes and reports
         print(f"data-parallel process rank {w.rank} of {w.size} done")
         return 0
-    print(summary_table(load_run(run_dir)))
+    tables = load_run(run_dir)
+    print(summary_table(tables))
     if config.analyze:
-        _analyze_and_report(run_dir)
+        _analyze_and_report(run_dir, tables)
     print(f"run directory: {run_dir}")
     for line in failures:
         print(f"error: {line}", file=sys.stderr)
     return 1 if failures else 0
 
 
-def _analyze_and_report(run_dir: Path) -> None:
-    from harness.report.build import write_analysis, write_report
+def _analyze_and_report(run_dir: Path, tables: dict) -> None:
+    """Analyses the run and writes its report, from the run's tables read once."""
+    from harness.analysis.io import write_analysis
+    from harness.report.build import write_report
 
-    write_analysis(run_dir)
-    print(f"report: {write_report(run_dir)}")
+    write_analysis(run_dir, tables=tables)
+    print(f"report: {write_report(run_dir, tables)}")
 
 
 def cmd_merge(args: argparse.Namespace) -> int:

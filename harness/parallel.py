@@ -36,7 +36,7 @@ def world() -> World:
     return World(state.process_index, state.num_processes)
 
 
-def gather_rows(rows: list[dict], w: World) -> list[dict]:
+def gather_rows(rows: list, w: World) -> list:
     """All processes' rows on every process (a no-op for one process)."""
     if w.size == 1:
         return rows

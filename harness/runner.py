@@ -25,6 +25,7 @@ from harness.hf_load import check_dtype, resolve_device
 from harness.hf_model import BOS_POLICIES, HFModel, ModelSettings
 from harness.offline import enforce_offline
 from harness.parallel import World, gather_rows, world
+from harness.records import CheckpointRow, Record, records_frame
 from harness.run_config import RunConfig, run_id
 from harness.run_manifest import write_manifest
 from harness.scoring import score_items
@@ -136,14 +137,16 @@ def _hash_cache(config: RunConfig) -> Path:
     return _cache_root(config) / "weight-hashes.json"
 
 
-def _checkpoint_row(member: Member) -> dict:
+def _checkpoint_row(member: Member) -> CheckpointRow:
     c = member.checkpoint
-    return {"checkpoint_id": c.checkpoint_id, "label": c.label, "size": member.size, "path": str(c.path),
-            "architecture": c.architecture, "fmt": c.fmt, "dtype": c.dtype,
-            "params": c.params if c.params is not None else math.nan,
-            "params_nonembedding": c.params_nonembedding if c.params_nonembedding is not None else math.nan,
-            "step": c.step if c.step is not None else math.nan,
-            "tokens_seen": c.tokens_seen if c.tokens_seen is not None else math.nan, "error": None}
+    return CheckpointRow(checkpoint_id=c.checkpoint_id, label=c.label, size=member.size, path=str(c.path),
+                         architecture=c.architecture, fmt=c.fmt, dtype=c.dtype, params=_number(c.params),
+                         params_nonembedding=_number(c.params_nonembedding), step=_number(c.step),
+                         tokens_seen=_number(c.tokens_seen))
+
+
+def _number(value: float | None) -> float:
+    return value if value is not None else math.nan
 
 
 def _score_member(plan: Plan, member: Member, cache: ResultCache, w: World) -> None:
@@ -159,37 +162,37 @@ def _score_member(plan: Plan, member: Member, cache: ResultCache, w: World) -> N
     cached = CachedModel(hf, cache, identity,
                          {"max_length": hf.max_length_, "window": hf.window_length_, "bos": hf.bos_})
     model = ChatPrompts(cached, chat_renderer(hf.tokenizer, hf.name)) if config.chat_template else cached
-    row, texts, rows = _checkpoint_row(member), [], []
-    row.update(_model_row(hf, identity[1], config))
-    row.update(bos=hf.bos_, bos_rule=hf.bos_rule_, ce_window=hf.window_length_)
-    if row["note"] and w.is_main:
-        tqdm.write(f"note: {row['label']}: {row['note']}")
+    row = replace(_checkpoint_row(member), **_model_row(hf, identity[1], config), bos=hf.bos_, bos_rule=hf.bos_rule_,
+                  ce_window=hf.window_length_)
+    texts: list[dict] = []
+    rows: list[Record] = []
+    if row.note and w.is_main:
+        tqdm.write(f"note: {row.label}: {row.note}")
     n_items = sum(len(plan.items.get(t.name, ())[w.rank::w.size]) for t in plan.tasks)
-    bar = tqdm(total=n_items, desc=row["label"], unit="item", leave=False, disable=not w.is_main)
+    bar = tqdm(total=n_items, desc=row.label, unit="item", leave=False, disable=not w.is_main)
     for task in plan.tasks:
         if isinstance(task, CrossEntropyTask):
             if w.is_main:
-                texts.append({"checkpoint_id": row["checkpoint_id"], **measure_cross_entropy(model, task)})
+                texts.append({"checkpoint_id": row.checkpoint_id, **measure_cross_entropy(model, task)})
             continue
         mine = plan.items[task.name][w.rank::w.size]
         for start in range(0, len(mine), CHUNK_ITEMS):
             chunk = score_items(model, mine[start:start + CHUNK_ITEMS], task.scoring, task.max_new_tokens)
-            rows += [{"checkpoint_id": row["checkpoint_id"], "checkpoint_label": row["label"], "task": task.name, **r}
+            rows += [replace(r, checkpoint_id=row.checkpoint_id, checkpoint_label=row.label, task=task.name)
                      for r in chunk]
             bar.update(len(mine[start:start + CHUNK_ITEMS]))
     bar.close()
     rows = gather_rows(rows, w)
     if not w.is_main:
         return
-    if config.check_drift and rows:
-        row["drift"] = _drift(hf, plan)
-    row.update(_primary_ce(texts), seconds=time.perf_counter() - started, cache_hits=cached.hits_,
-               cache_misses=cached.misses_,
-               prefix_reuse_off=hf.reuse_disabled_reason_, tree_packing_off=hf.packing_disabled_reason_,
-               chunked_logits_off=hf.head_disabled_reason_)
-    write_table(part_path(plan.run_dir, "records", row["checkpoint_id"]), _ordered(rows))
-    write_json(part_path(plan.run_dir, "checkpoint", row["checkpoint_id"]), {"checkpoint": row, "cross_entropy": texts})
-    part_path(plan.run_dir, "failure", row["checkpoint_id"]).unlink(missing_ok=True)
+    drift = _drift(hf, plan) if config.check_drift and rows else math.nan
+    row = replace(row, **_primary_ce(texts), drift=drift, seconds=time.perf_counter() - started,
+                  cache_hits=cached.hits_, cache_misses=cached.misses_, prefix_reuse_off=hf.reuse_disabled_reason_,
+                  tree_packing_off=hf.packing_disabled_reason_, chunked_logits_off=hf.head_disabled_reason_)
+    write_table(part_path(plan.run_dir, "records", row.checkpoint_id), _ordered(rows))
+    write_json(part_path(plan.run_dir, "checkpoint", row.checkpoint_id),
+               {"checkpoint": row.row(), "cross_entropy": texts})
+    part_path(plan.run_dir, "failure", row.checkpoint_id).unlink(missing_ok=True)
 
 
 def _model_row(hf: HFModel, tokenizer_id: str, config: RunConfig) -> dict:
@@ -200,17 +203,15 @@ def _model_row(hf: HFModel, tokenizer_id: str, config: RunConfig) -> dict:
             "note": WITHOUT_TEMPLATE_NOTE if instruct and not config.chat_template else None}
 
 
-def _ordered(rows: list[dict]):
-    import pandas as pd
-
-    frame = pd.DataFrame(rows)
+def _ordered(rows: list[Record]):
+    frame = records_frame(rows)
     return frame.sort_values(["task", "item_id", "metric"], kind="stable").reset_index(drop=True) if len(frame) else frame
 
 
 def _primary_ce(texts: list[dict]) -> dict:
-    """The first cross-entropy text's sums become the checkpoint's cross-entropy columns."""
+    """The first cross-entropy text's sums become the checkpoint's cross-entropy columns (none: the defaults)."""
     if not texts:
-        return {"ce_task": None, "ce_nats_sum": math.nan, "ce_tokens": 0, "ce_bytes": 0, "entropy_floor": math.nan}
+        return {}
     t = texts[0]
     return {"ce_task": t["task"], "ce_nats_sum": t["nats_sum"], "ce_tokens": t["n_tokens"], "ce_bytes": t["n_bytes"],
             "entropy_floor": t["entropy_floor"], "ce_error": t["error"]}
@@ -234,12 +235,9 @@ def _batch(value: str) -> int | str:
 
 def _record_failure(plan: Plan, label: str, checkpoint_id: str, error: str, member: Member | None) -> None:
     """Writes a failed checkpoint's row: every column of a scored one, NaN where nothing was measured."""
-    row = _checkpoint_row(member) if member else {
-        "checkpoint_id": checkpoint_id, "label": label, "size": label.split("/")[0], "path": None,
-        "architecture": None, "fmt": None, "dtype": None, "params": math.nan, "params_nonembedding": math.nan,
-        "step": math.nan, "tokens_seen": math.nan}
-    row.update(_primary_ce([]), error=error)
-    write_json(part_path(plan.run_dir, "failure", checkpoint_id), {"checkpoint": row, "cross_entropy": []})
+    row = _checkpoint_row(member) if member else CheckpointRow(checkpoint_id, label, size=label.split("/")[0])
+    write_json(part_path(plan.run_dir, "failure", checkpoint_id),
+               {"checkpoint": replace(row, error=error).row(), "cross_entropy": []})
 
 
 def execute(plan: Plan) -> list[str]:

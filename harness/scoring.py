@@ -27,29 +27,21 @@ import math
 from typing import Sequence
 
 from harness.model import GenerationRequest, LanguageModel, LoglikelihoodRequest, LoglikelihoodResult
+from harness.records import SCORING_METRICS, Record
 from skill_catalog.compose import Item
 from skill_catalog.grading import grade
 from skill_catalog.guessing import item_chance
 
-SCORING_METRICS = {
-    "exact_match": ("exact_match", "partial_credit"),
-    "partial_credit": ("exact_match", "partial_credit"),
-    "multiple_choice": ("mc_accuracy", "mc_accuracy_char", "mc_accuracy_byte"),
-    "gold_logprob": ("gold_logprob", "greedy_match"),
-}
-"""Metrics recorded for each scoring mode of a task."""
 
 
-def _row(item: Item, metric: str, value: float, **extra) -> dict:
-    row = {"item_id": item.item_id, "skill_set": item.skill_set, "skills": "+".join(item.skills), "k": item.k,
-           "mode": item.mode, "split": item.split, "n_shots": item.n_shots, "metric": metric, "value": value,
-           "error": None, "chance": math.nan, "prediction": None, "logprob_sum": math.nan, "n_tokens": 0, "n_bytes": 0,
-           "n_chars": 0, "parts_correct": -1, "parts_total": len(item.part_answers), "choices_only": math.nan}
-    row.update(extra)
-    return row
+def _row(item: Item, metric: str, value: float, **extra) -> Record:
+    """One item's record of `metric`; the checkpoint and task fields are filled in by the runner."""
+    return Record(checkpoint_id="", checkpoint_label="", task="", item_id=item.item_id, skill_set=item.skill_set,
+                  skills=tuple(item.skills), k=item.k, mode=item.mode, split=item.split, n_shots=item.n_shots,
+                  metric=metric, value=value, parts_total=len(item.part_answers), **extra)
 
 
-def _gold_rows(item: Item, result: LoglikelihoodResult) -> list[dict]:
+def _gold_rows(item: Item, result: LoglikelihoodResult) -> list[Record]:
     text = item.answer + item.stop  # the stop token's text may be longer; the counts use the stop string
     common = dict(logprob_sum=result.logprob, n_tokens=result.n_tokens, n_chars=len(text),
                   n_bytes=len(text.encode()), error=result.error)
@@ -76,7 +68,7 @@ def _best(values: list[float]) -> int:
 
 
 def _choice_rows(item: Item, results: Sequence[LoglikelihoodResult],
-                 unconditional: Sequence[LoglikelihoodResult]) -> list[dict]:
+                 unconditional: Sequence[LoglikelihoodResult]) -> list[Record]:
     chance = 1 / len(item.choices)
     failed = _failure(results)
     if failed:
@@ -92,7 +84,7 @@ def _choice_rows(item: Item, results: Sequence[LoglikelihoodResult],
     return rows
 
 
-def _generation_rows(item: Item, text: str, n_tokens: int, error: str | None) -> list[dict]:
+def _generation_rows(item: Item, text: str, n_tokens: int, error: str | None) -> list[Record]:
     exact_chance, partial_chance = item_chance(item)
     if error:
         return [_row(item, "exact_match", math.nan, error=error, chance=exact_chance),
@@ -108,8 +100,10 @@ def gold_request(item: Item) -> LoglikelihoodRequest:
     return LoglikelihoodRequest(item.prompt, item.answer, item.stop)
 
 
-def score_items(model: LanguageModel, items: Sequence[Item], scoring: Sequence[str], max_new_tokens: int) -> list[dict]:
-    """All metric rows of `items` under the task's scoring modes (one batched call per request kind)."""
+def score_items(model: LanguageModel, items: Sequence[Item], scoring: Sequence[str],
+                max_new_tokens: int) -> list[Record]:
+    """All `Record`s of `items` under the task's scoring modes (one batched call per request kind), with empty
+    checkpoint and task fields for the caller to fill in."""
     modes = set(scoring)
     ll_requests: list[LoglikelihoodRequest] = []
     spans: list[tuple[int, int, int]] = []  # per item: start of gold request, of choices, of choices alone
@@ -126,7 +120,7 @@ def score_items(model: LanguageModel, items: Sequence[Item], scoring: Sequence[s
     generate = modes & {"exact_match", "partial_credit"}
     gen_results = model.generate_until(
         [GenerationRequest(i.prompt, (i.stop,), max_new_tokens) for i in items]) if generate else []
-    rows: list[dict] = []
+    rows: list[Record] = []
     for n, (item, (start, choice_start, end)) in enumerate(zip(items, spans)):
         if "gold_logprob" in modes:
             rows += _gold_rows(item, ll_results[start])

@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.records import CHECKPOINT_COLUMNS, RECORD_COLUMNS, normalize_skills, with_schema
 from skill_catalog.errors import UserError
 
 TABLES = ("records", "checkpoints", "cross_entropy")
@@ -150,26 +151,34 @@ def combine(run_dir: Path) -> dict[str, pd.DataFrame]:
         checkpoints.append(part["checkpoint"])
         texts += part.get("cross_entropy", [])
     tables = {
-        "records": pd.concat(records, ignore_index=True) if records else pd.DataFrame(),
-        "checkpoints": pd.DataFrame(checkpoints),
+        "records": with_schema(pd.concat(records, ignore_index=True) if records else pd.DataFrame(), RECORD_COLUMNS),
+        "checkpoints": with_schema(pd.DataFrame(checkpoints), CHECKPOINT_COLUMNS),
         "cross_entropy": pd.DataFrame(texts),
     }
-    if not tables["checkpoints"].empty and {"params", "step"} <= set(tables["checkpoints"]):
+    if not tables["checkpoints"].empty:
         tables["checkpoints"] = tables["checkpoints"].sort_values(["params", "step", "label"], na_position="last",
                                                                   kind="stable").reset_index(drop=True)
     for name, frame in tables.items():
         write_table(run_dir / f"{name}.parquet", frame)
-    return tables
+    return {**tables, "records": normalize_skills(tables["records"])}
 
 
 def load_run(run_dir: Path | str) -> dict[str, pd.DataFrame]:
-    """Reads a run directory's tables, with a one-line error when it is not one."""
+    """Reads a run directory's tables, with a one-line error when it is not one.
+
+    The records' ``skills`` (a Parquet list column) come back as tuples, so they can be grouped on; the
+    checkpoints table, and a records table without rows, have every column of the schema
+    (`records.CheckpointRow`, `records.Record`), NaN where a run written before a column existed lacks it.
+    """
     run_dir = Path(run_dir)
     missing = [t for t in TABLES if not (run_dir / f"{t}.parquet").exists()]
     if not run_dir.is_dir() or missing:
         raise UserError(f"{run_dir} is not a finished run directory (missing {', '.join(missing) or 'folder'}); "
                         "pass a folder under results/ written by `emergence run`")
-    return {t: read_table(run_dir / f"{t}.parquet") for t in TABLES}
+    tables = {t: read_table(run_dir / f"{t}.parquet") for t in TABLES}
+    records = tables["records"]
+    records = normalize_skills(records) if len(records) else with_schema(records, RECORD_COLUMNS)
+    return {**tables, "records": records, "checkpoints": with_schema(tables["checkpoints"], CHECKPOINT_COLUMNS)}
 
 
 def read_table(path: Path) -> pd.DataFrame:

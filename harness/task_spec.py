@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from harness.records import SCORING_MODES, SINGLE_MODE
 from harness.safe_yaml import read_yaml_bounded
 from skill_catalog.compose import CompositionSpec, compose_items
 from skill_catalog.errors import CatalogError, UserError
@@ -19,7 +20,6 @@ from skill_catalog.render import MODES, TEMPLATE_DIR
 from skill_catalog.skill import get_skill, skill_sets
 
 TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
-SCORING_MODES = ("exact_match", "partial_credit", "multiple_choice", "gold_logprob")
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ def _composite_problems(d: dict) -> list[str]:
     if not all(isinstance(k, int) and k >= 1 for k in d.get("ks", [])) or not d.get("ks"):
         problems.append("'ks' must be a non-empty list of integers >= 1")
     problems += [f"unknown mode {_short(m)}; use chain, conjunction or direct" for m in d.get("modes", [])
-                 if m not in MODES or m == "single"]
+                 if m not in MODES or m == SINGLE_MODE]
     problems += [f"unknown scoring mode {_short(m)}; use {', '.join(SCORING_MODES)}" for m in d.get("scoring", [])
                  if m not in SCORING_MODES]
     items = d.get("items", {})

@@ -80,10 +80,10 @@ def newline_case():
 def test_greedy_match_counts_a_merged_newline_as_the_stop(newline_case):
     item, model, tokenizer, merged = newline_case
     hf = HFModel(model, tokenizer, ModelSettings(batch_size=4))
-    rows = {r["metric"]: r for r in score_items(hf, [item], ["exact_match", "gold_logprob"], 8)}
-    assert rows["exact_match"]["value"] == 1.0  # greedy generation produced the answer, then "\n\n"
-    assert rows["greedy_match"]["value"] == 1.0  # and teacher forcing agrees
-    assert rows["gold_logprob"]["error"] is None and rows["gold_logprob"]["n_tokens"] >= 2
+    rows = {r.metric: r for r in score_items(hf, [item], ["exact_match", "gold_logprob"], 8)}
+    assert rows["exact_match"].value == 1.0  # greedy generation produced the answer, then "\n\n"
+    assert rows["greedy_match"].value == 1.0  # and teacher forcing agrees
+    assert rows["gold_logprob"].error is None and rows["gold_logprob"].n_tokens >= 2
 
 
 def test_gold_logprob_adds_the_mass_of_every_token_starting_with_the_stop(newline_case):
@@ -118,8 +118,8 @@ def test_partial_credit_penalises_extra_and_repeated_parts():
         def generate_until(self, requests):
             return [GenerationResult(" " + " -> ".join([first] * 8), 16) for _ in requests]
 
-    rows = {r["metric"]: r for r in score_items(Repeats(), [item], ["partial_credit"], 32)}
-    assert rows["partial_credit"]["value"] == pytest.approx(1 / 8)
+    rows = {r.metric: r for r in score_items(Repeats(), [item], ["partial_credit"], 32)}
+    assert rows["partial_credit"].value == pytest.approx(1 / 8)
 
 
 class BiasedChoices:
@@ -138,13 +138,13 @@ class BiasedChoices:
 def test_choices_only_baseline_is_recorded_and_a_model_below_it_is_named():
     item = max(compose_items(NATURAL), key=lambda i: len(i.choices))
     rows = score_items(BiasedChoices(item), [item], ["multiple_choice"], 8)
-    mc = {r["metric"]: r for r in rows}
+    mc = {r.metric: r for r in rows}
     assert set(mc) == {"mc_accuracy", "mc_accuracy_char", "mc_accuracy_byte"}
     for row in mc.values():
-        assert row["value"] == 0.0 and row["chance"] == 1 / len(item.choices) and row["choices_only"] == 1.0
+        assert row.value == 0.0 and row.chance == 1 / len(item.choices) and row.choices_only == 1.0
     from harness.report.headline import below_choices_only
 
-    records = pd.DataFrame([{**r, "checkpoint_id": "c1"} for r in rows])
+    records = pd.DataFrame([{**r.row(), "checkpoint_id": "c1"} for r in rows])
     below = below_choices_only(records)
     assert list(below["checkpoint_id"]) == ["c1"] and float(below["baseline"][0]) == 1.0
 

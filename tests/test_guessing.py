@@ -63,7 +63,7 @@ def test_a_constant_guesser_scores_about_its_recorded_chance():
                            single_items_per_skill=400, seed=3, skills=("parity",))
     items = list(compose_items(spec))
     rows = score_items(ConstantModel("even"), items, ["exact_match", "gold_logprob"], 8)
-    exact = [r for r in rows if r["metric"] == "exact_match"]
-    observed = sum(r["value"] for r in exact) / len(exact)
-    assert len(exact) == 400 and abs(observed - exact[0]["chance"]) < 0.1
-    assert {r["metric"] for r in rows if r["chance"] > 0} == {"exact_match", "partial_credit", "greedy_match"}
+    exact = [r for r in rows if r.metric == "exact_match"]
+    observed = sum(r.value for r in exact) / len(exact)
+    assert len(exact) == 400 and abs(observed - exact[0].chance) < 0.1
+    assert {r.metric for r in rows if r.chance > 0} == {"exact_match", "partial_credit", "greedy_match"}

@@ -204,7 +204,8 @@ def test_chat_template_is_recorded_part_of_the_run_id_and_noted_when_missing(cha
     assert plain_dir.name != chat_run_dir.name
     assert json.loads((chat_run_dir / "manifest.json").read_text())["config"]["chat_template"] is True
     assert plain["checkpoints"]["note"].tolist() == [WITHOUT_TEMPLATE_NOTE]
-    from harness.report.build import write_analysis, write_report
+    from harness.analysis.io import write_analysis
+    from harness.report.build import write_report
 
     write_analysis(plain_dir)
     assert f"Note: {WITHOUT_TEMPLATE_NOTE} (1 checkpoint: instruct)" in write_report(plain_dir).read_text()

@@ -187,6 +187,21 @@ def test_every_figure_and_the_page_survive_empty_or_nan_data(checkpoints: pd.Dat
     assert 'id="headline"' in html and html.count("data:image/png;base64,") == len(FIGURES)
 
 
+def test_the_report_takes_its_pair_and_skill_loss_from_the_analysis_not_from_the_records(run_dir: Path):
+    from harness.report.plots_checks import plot_skill_loss
+    from harness.store import load_run
+
+    run = load_run(run_dir)
+    blank = {**run, "records": run["records"].iloc[:0]}  # nothing left to recompute them from
+    data = build.load_report_data(run_dir, blank)
+    written = pd.read_parquet(run_dir / "analysis" / "report_pair.parquet")
+    assert len(data.pair) > 0 and len(data.pair) == len(written)
+    assert data.pair_note.startswith("The two largest checkpoints")
+    assert len(data.table("per_skill_loss")) > 0
+    texts = " ".join(t.get_text() for t in plot_skill_loss(data).findobj(lambda o: hasattr(o, "get_text")))
+    assert "no gold log-prob records" not in texts
+
+
 def test_figures_draw_real_panels_on_the_synthetic_run(run_dir: Path):
     data = build.load_report_data(run_dir)
     for name, plot in FIGURES:
@@ -272,3 +287,22 @@ def test_report_renders_in_headless_chromium_offline(run_dir: Path):
     assert len(images) >= len(FIGURES) and all(done and width > 0 for done, width in images)
     assert errors == []
     assert [r for r in requests if not r.startswith("data:")] == [url]
+
+
+def test_a_report_that_must_analyse_first_reads_the_run_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import harness.analysis.io as analysis_io
+    from harness.store import load_run
+
+    run_dir = make_run(tmp_path / "run")
+    reads = []
+
+    def counted(path):
+        reads.append(path)
+        return load_run(path)
+
+    monkeypatch.setattr(build, "load_run", counted)
+    monkeypatch.setattr(analysis_io, "load_run", counted)
+    real = analysis_io.write_analysis
+    monkeypatch.setattr(build, "write_analysis", lambda run, **kw: real(run, **{**kw, "n_boot": 5}))
+    build.write_report(run_dir)
+    assert (run_dir / "analysis.json").exists() and len(reads) == 1

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from harness.records import CHECKPOINT_COLUMNS, RECORD_COLUMNS
 from harness.runner import run
 from harness.run_config import RunConfig
 from harness.store import load_run
@@ -71,6 +72,10 @@ def test_run_writes_tidy_tables(tiny_family: Path, tasks, tmp_path: Path) -> Non
     manifest = (run_dir / "manifest.json").read_text()
     assert '"packages"' in manifest and '"git_commit"' in manifest and '"allow_pickle": false' in manifest
     assert '"git_dirty"' in manifest
+    written = {name: pd.read_parquet(run_dir / f"{name}.parquet") for name in ("records", "checkpoints")}
+    assert list(written["records"].columns) == list(RECORD_COLUMNS)  # the dataclass fields are the schema
+    assert list(written["checkpoints"].columns) == list(CHECKPOINT_COLUMNS)
+    assert all(isinstance(s, tuple) and len(s) == k for s, k in zip(records["skills"], records["k"]))
 
 
 def test_batch_size_and_order_do_not_change_numbers(tiny_family: Path, tasks, tmp_path: Path, monkeypatch) -> None:

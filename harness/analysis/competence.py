@@ -13,7 +13,7 @@ import pandas as pd
 
 from harness.analysis.cells import cell_boot
 from harness.analysis.curves import COVARIATE, FORMS, CompetenceCurve
-from harness.analysis.schema import RATE_METRICS
+from harness.records import RATE_METRICS
 from harness.analysis.stats import floor_or_ceiling, jeffreys_interval, percentile_ci
 
 COMPETENCE_COLUMNS: tuple[str, ...] = (

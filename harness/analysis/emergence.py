@@ -35,7 +35,7 @@ import pandas as pd
 from scipy import optimize
 
 from harness.analysis.curves import eta_range, threshold_competence, threshold_grid
-from harness.analysis.schema import BINARY_METRICS, RATE_METRICS
+from harness.records import BINARY_METRICS, RATE_METRICS
 from harness.analysis.stats import above_chance_pvalue, floor_or_ceiling, holm, percentile_ci
 
 ABOVE_COLUMNS: tuple[str, ...] = ("checkpoint_id", "mode", "k", "metric", "successes", "n", "chance", "p_value",

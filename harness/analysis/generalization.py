@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.cells import cell_boot
-from harness.analysis.schema import RATE_METRICS
+from harness.records import RATE_METRICS
 from harness.analysis.stats import percentile_ci, snap_zero
 
 GAP_COLUMNS: tuple[str, ...] = ("checkpoint_id", "mode", "k", "metric", "n_seen", "n_heldout", "seen", "heldout",

@@ -219,3 +219,26 @@ def _paired_boot(pairs: pd.DataFrame, cell: np.ndarray, n_cells: int, weights: n
     num, den = np.asarray(diff_sum.T @ weights.T), np.asarray(count.T @ weights.T)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def largest_pair(records: pd.DataFrame, checkpoints: pd.DataFrame, paired: pd.DataFrame, *, metric: str,
+                 seed: int = 0, n_boot: int = 200) -> tuple[pd.DataFrame, str]:
+    """The comparison of the two largest checkpoints (the lower-loss one is A), and a sentence saying so.
+
+    Args:
+        records: the runner's records table.
+        checkpoints: checkpoints with ``loss`` and ``params`` (see `schema.prepare_checkpoints`).
+        paired: the analyzer's adjacent-pair comparisons, reused when the pair is adjacent in loss;
+            otherwise `paired_comparison` runs on the pair.
+        metric, seed, n_boot: as for `paired_comparison`.
+    """
+    ck = checkpoints[checkpoints["loss"].notna()].copy()
+    if len(ck) < 2:
+        return pd.DataFrame(columns=list(PAIRED_COLUMNS)), "needs 2 checkpoints with a loss"
+    ck["_n"] = pd.to_numeric(ck["params"], errors="coerce")
+    top = ck.sort_values(["_n", "loss"], ascending=[False, True], na_position="last").head(2)
+    a, b = top.sort_values("loss")["checkpoint_id"].astype(str).tolist()
+    rows = paired[(paired["checkpoint_a"].astype(str) == a) & (paired["checkpoint_b"].astype(str) == b)]
+    if rows.empty and len(records):
+        rows = paired_comparison(records, a, b, metric=metric, n_boot=n_boot, seed=seed)
+    return rows.reset_index(drop=True), "The two largest checkpoints (by parameters; A has the lower loss)."

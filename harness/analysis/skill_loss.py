@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from harness.records import skill_name
+
 SKILL_LOSS_COLUMNS = ("checkpoint_id", "skill", "n_items", "n_failed", "nats_sum", "n_tokens", "nats_per_token")
 
 
@@ -15,6 +17,7 @@ def per_skill_loss(records: pd.DataFrame) -> pd.DataFrame:
     gold = records[(records["metric"] == "gold_logprob") & (records["k"] == 1)]
     if gold.empty:
         return pd.DataFrame(columns=list(SKILL_LOSS_COLUMNS))
+    gold = gold.assign(skills=[skill_name(s) for s in gold["skills"]])  # the skill's name (k = 1)
     failed = gold["value"].isna()
     ok = gold[~failed]
     sums = ok.groupby(["checkpoint_id", "skills"]).agg(nats_sum=("value", lambda s: -s.sum()),

@@ -19,7 +19,7 @@ from harness.analysis.generalization import seen_heldout_table
 from harness.analysis.paired import PAIRED_COLUMNS, paired_comparison
 from harness.analysis.product_rule import MIN_EXPECTED, MIN_PREDICTED, product_rule_table, single_skill_rates
 from harness.analysis.result import summary_records
-from harness.analysis.schema import SINGLE_MODE
+from harness.records import SINGLE_MODE
 
 State = dict[str, Any]
 Output = tuple[dict[str, pd.DataFrame], dict[str, Any]]

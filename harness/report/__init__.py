@@ -1,8 +1,8 @@
-"""Analysis files and the HTML report of a run directory: `write_analysis`, then `write_report`.
+"""The HTML report of a run directory: `write_report`.
 
-The analyzer (`harness.analysis`) computes; this package only writes its tables, draws figures and
-renders one self-contained page.
+The analyzer (`harness.analysis`) computes and writes its tables (`harness.analysis.io`); this package
+only reads them, draws figures and renders one self-contained page.
 """
-from harness.report.build import read_analysis, write_analysis, write_report
+from harness.report.build import write_report
 
-__all__ = ["read_analysis", "write_analysis", "write_report"]
+__all__ = ["write_report"]

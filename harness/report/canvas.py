@@ -15,11 +15,13 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from harness.records import SINGLE_MODE
+
 WIDTH_IN = 9.0
 """Figure width in inches; at `DPI` this is 900 px, the report's column width."""
 DPI = 100
-MODE_STYLES: dict[str, str] = {"single": "-", "chain": "-", "conjunction": "--", "direct": ":"}
-MODE_MARKERS: dict[str, str] = {"single": "o", "chain": "s", "conjunction": "^", "direct": "D"}
+MODE_STYLES: dict[str, str] = {SINGLE_MODE: "-", "chain": "-", "conjunction": "--", "direct": ":"}
+MODE_MARKERS: dict[str, str] = {SINGLE_MODE: "o", "chain": "s", "conjunction": "^", "direct": "D"}
 LOSS_REVERSED = "axis reversed: better models to the right"
 
 

@@ -11,11 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.analysis.result import TABLE_COLUMNS
-from harness.analysis.schema import checkpoint_loss
+from harness.analysis.io import ALL_COLUMNS as TABLE_COLUMNS
+from harness.records import SINGLE_MODE, checkpoint_loss, skill_name
 from harness.report.fmt import short_id
-
-SINGLE_MODE = "single"
 
 
 @dataclass(frozen=True)
@@ -113,5 +111,6 @@ def single_skill_accuracy(records: pd.DataFrame, metric: str) -> pd.DataFrame:
     if rows.empty:
         return pd.DataFrame()
     values = pd.to_numeric(rows["value"], errors="coerce")
-    frame = rows.assign(value=values, checkpoint_id=rows["checkpoint_id"].astype(str))
+    frame = rows.assign(value=values, checkpoint_id=rows["checkpoint_id"].astype(str),
+                        skills=[skill_name(s) for s in rows["skills"]])
     return frame.pivot_table(index="skills", columns="checkpoint_id", values="value", aggfunc="mean", dropna=False)

@@ -7,7 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-from harness.report.data import SINGLE_MODE, ReportData
+from harness.records import SINGLE_MODE
+from harness.report.data import ReportData
 from harness.report.elements import esc, table
 from harness.report.fmt import DASH, interval, is_missing, num, pct, plural
 from harness.report.sections import best_checkpoint, missing_reasons, tested_cells

@@ -15,7 +15,8 @@ from matplotlib.figure import Figure
 
 from harness.report.canvas import (LOSS_REVERSED, empty_figure, finite, k_colors, legend_below, log_scale, new_figure,
                                    note, numeric, wrap, yerr)
-from harness.report.data import SINGLE_MODE, ReportData
+from harness.records import SINGLE_MODE
+from harness.report.data import ReportData
 from harness.report.history_view import plot_history
 from harness.report.plots_checks import plot_mirage, plot_paired, plot_seen_heldout, plot_skill_loss, plot_skills
 from harness.report.plots_theory import plot_ag, plot_composable, plot_product_rule

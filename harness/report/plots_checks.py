@@ -6,11 +6,9 @@ Same contract as `plots`: `ReportData` in, a `Figure` out, a "not enough data" p
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from harness.analysis.skill_loss import per_skill_loss
 from harness.report.canvas import (LOSS_REVERSED, MODE_STYLES, empty_figure, finite, k_colors, legend_below,
                                    min_span, new_figure, note, numeric, ordered_colors, yerr)
 from harness.report.data import ReportData, single_skill_accuracy
@@ -87,7 +85,7 @@ def plot_skill_loss(data: ReportData) -> Figure:
     """Each skill's own cross-entropy (gold answer tokens of its k = 1 items) against the checkpoint's loss,
     and its k = 1 accuracy against that per-skill loss."""
     title = "Per-skill loss"
-    loss_table = per_skill_loss(data.records) if len(data.records) else pd.DataFrame()
+    loss_table = data.table("per_skill_loss")
     acc = single_skill_accuracy(data.records, data.metric)
     if loss_table.empty or not np.isfinite(numeric(loss_table, "nats_per_token")).any():
         return empty_figure(title, "no gold log-prob records of single-skill items")

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.report.data import SINGLE_MODE, ReportData
+from harness.records import SINGLE_MODE
+from harness.report.data import ReportData
 from harness.report.elements import Cell, details, esc, figure, frame_table, ival, section, status_line, table
 from harness.report.fmt import is_missing, num, pct
 

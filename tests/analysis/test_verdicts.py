@@ -40,7 +40,7 @@ def test_linear_law_reading_says_the_data_disagree_when_b_excludes_one():
 
 
 def test_trained_k_are_read_from_the_family_manifest(tmp_path):
-    from harness.report.build import family_trained_ks
+    from harness.analysis.io import family_trained_ks
     from harness.zoo.family import family_path
 
     (tmp_path / "manifest.json").write_text(json.dumps({"config": {"family": [str(family_path("default"))]}}))

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from harness.analysis.result import TABLES
+from harness.analysis import io as analysis_io
 from harness.report import build
 from harness.store import write_table
 from skill_catalog.errors import UserError
@@ -25,29 +26,29 @@ from .helpers import assert_one_line_error, cli, synthetic_run
 KILL = """
 import os, sys
 from pathlib import Path
-import harness.report.build as build
+import harness.analysis.io as analysis_io
 target, after = sys.argv[2], int(sys.argv[3])
-real = getattr(build, target)
+real = getattr(analysis_io, target)
 calls = []
 def dying(*args, **kwargs):
     calls.append(1)
     if len(calls) > after:
         os._exit(137)  # as abrupt as SIGKILL: no finally, no atexit
     return real(*args, **kwargs)
-setattr(build, target, dying)
-build.write_analysis(Path(sys.argv[1]), seed=7)
+setattr(analysis_io, target, dying)
+analysis_io.write_analysis(Path(sys.argv[1]), seed=7)
 """
 
 
 @pytest.fixture()
 def analysed(tmp_path: Path) -> Path:
     run_dir = synthetic_run(tmp_path / "run")
-    build.write_analysis(run_dir, seed=0, n_boot=20)
+    analysis_io.write_analysis(run_dir, seed=0, n_boot=20)
     return run_dir
 
 
 def _tables(run_dir: Path) -> dict[str, pd.DataFrame]:
-    return {name: pd.read_parquet(run_dir / build.ANALYSIS_DIR / f"{name}.parquet") for name in TABLES}
+    return {name: pd.read_parquet(run_dir / analysis_io.ANALYSIS_DIR / f"{name}.parquet") for name in TABLES}
 
 
 def _change_records(run_dir: Path) -> None:
@@ -65,11 +66,11 @@ def _kill_during(run_dir: Path, target: str, after: int) -> None:
 
 
 def test_reanalysis_killed_while_writing_tables_leaves_the_previous_analysis_whole(analysed):
-    before, summary = _tables(analysed), (analysed / build.ANALYSIS_JSON).read_text()
+    before, summary = _tables(analysed), (analysed / analysis_io.ANALYSIS_JSON).read_text()
     _change_records(analysed)
     _kill_during(analysed, "write_table", after=len(TABLES) // 2)
-    assert (analysed / build.ANALYSIS_JSON).read_text() == summary
-    _, tables = build.read_analysis(analysed)
+    assert (analysed / analysis_io.ANALYSIS_JSON).read_text() == summary
+    _, tables = analysis_io.read_analysis(analysed)
     for name in TABLES:  # every table the reader sees is the previous analysis's, none of the killed one's
         pd.testing.assert_frame_equal(tables[name], before[name].reindex(columns=tables[name].columns))
 
@@ -78,9 +79,9 @@ def test_reanalysis_killed_before_its_summary_is_refused_then_redone_by_report(a
     _change_records(analysed)
     _kill_during(analysed, "write_json", after=0)
     with pytest.raises(UserError, match="emergence analyze"):
-        build.read_analysis(analysed)  # new tables, old analysis.json: a mixture is refused
+        analysis_io.read_analysis(analysed)  # new tables, old analysis.json: a mixture is refused
     build.write_report(analysed)
-    summary, tables = build.read_analysis(analysed)
+    summary, tables = analysis_io.read_analysis(analysed)
     assert summary["seed"] == 0  # redone by `report` (seed 0), consistent with its tables
     assert not list(analysed.glob(".*.tmp-*")), "the killed writer's temporary folder is cleaned up"
 
@@ -88,7 +89,7 @@ def test_reanalysis_killed_before_its_summary_is_refused_then_redone_by_report(a
 def test_reanalysis_on_a_full_disk_is_one_line_and_keeps_the_previous_analysis(analysed, capsys, monkeypatch):
     before = _tables(analysed)
     _change_records(analysed)
-    real, calls = build.write_table, []
+    real, calls = analysis_io.write_table, []
 
     def full_disk(*args, **kwargs):
         calls.append(1)
@@ -96,11 +97,11 @@ def test_reanalysis_on_a_full_disk_is_one_line_and_keeps_the_previous_analysis(a
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(build, "write_table", full_disk)
+    monkeypatch.setattr(analysis_io, "write_table", full_disk)
     code, _, err = cli(["analyze", analysed], capsys)
     assert_one_line_error(code, err, "No space left on device", "free disk space")
     assert not list(analysed.glob(".*.tmp-*"))  # the half-written analysis is gone, not orphaned
-    monkeypatch.setattr(build, "_stale", lambda run_dir: False)
-    _, tables = build.read_analysis(analysed)
+    monkeypatch.setattr(analysis_io, "is_stale", lambda run_dir: False)
+    _, tables = analysis_io.read_analysis(analysed)
     for name in TABLES:
         pd.testing.assert_frame_equal(tables[name], before[name].reindex(columns=tables[name].columns))

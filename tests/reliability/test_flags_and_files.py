@@ -15,7 +15,7 @@ import pytest
 from harness.checkpoints import discover
 from harness.cli import build_parser
 from harness.cli_run import config_from_args, field_docs
-from harness.report.build import write_analysis
+from harness.analysis.io import write_analysis
 from harness.run_config import RunConfig
 from harness.runner import plan_run, run
 from skill_catalog.errors import UserError

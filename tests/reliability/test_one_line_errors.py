@@ -12,7 +12,7 @@ import torch
 
 from harness.cache import ResultCache
 from harness.hf_model import HFModel
-from harness.report import build
+from harness.analysis import io as analysis_io
 
 from .helpers import assert_one_line_error, cli, synthetic_run, write_tasks
 
@@ -83,15 +83,15 @@ def test_full_disk_reports_disk_full_not_cannot_rollback(tiny_family, tmp_path, 
 @pytest.fixture()
 def finished_run(tmp_path: Path) -> Path:
     run_dir = synthetic_run(tmp_path / "run")
-    build.write_analysis(run_dir, n_boot=20)
+    analysis_io.write_analysis(run_dir, n_boot=20)
     return run_dir
 
 
 def test_report_regenerates_a_corrupted_analysis_json(finished_run, capsys):
-    (finished_run / build.ANALYSIS_JSON).write_text('{"run_id": "x", "metric": ')
+    (finished_run / analysis_io.ANALYSIS_JSON).write_text('{"run_id": "x", "metric": ')
     code, out, err = cli(["report", finished_run], capsys)
     assert code == 0 and "Traceback" not in err
-    summary, _ = build.read_analysis(finished_run)  # rewritten whole
+    summary, _ = analysis_io.read_analysis(finished_run)  # rewritten whole
     assert summary["run_id"] == finished_run.name
 
 
