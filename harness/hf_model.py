@@ -13,16 +13,16 @@ import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
 from harness.batching import TokenRequest
 from harness.checkpoints import Checkpoint
-from harness.hf_generate import generate_batch, generation_failure
+from harness.hf_generate import GreedyGeneration
 from harness.hf_load import load_model_and_tokenizer, model_max_length, single_checkpoint
 from harness.model import (
-    GenerationRequest, GenerationResult, LoglikelihoodRequest, LoglikelihoodResult, RollingResult, encode_pair,
+    LoglikelihoodRequest, LoglikelihoodResult, RollingResult, encode_pair,
     failed_loglikelihood, pair_texts, rolling_windows,
 )
 from harness.token_scoring import TokenScoring
@@ -58,7 +58,7 @@ class ModelSettings:
     """Load pickle weight files (they can run code); only for trusted checkpoints."""
 
 
-class HFModel(TokenScoring):
+class HFModel(TokenScoring, GreedyGeneration):
     """The model protocol for a transformers causal LM. Learned state ends in ``_``."""
 
     def __init__(
@@ -92,6 +92,10 @@ class HFModel(TokenScoring):
         self.packing_disabled_reason_: str | None = span_problem or (None if self.settings.tree_packing else off)
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self._encoded: dict[str, list[int]] = {}
+        self.generation_verified_, self.left_padding_ok_, self.near_ties_ = False, True, 0
+        self.progress: Callable[[str, int, int], None] | None = None
+        """Called as ``progress(phase, done, total)`` after each batch (phases: cross-entropy, likelihood,
+        generation); the runner's progress bar."""
 
     @classmethod
     def from_checkpoint(
@@ -169,19 +173,6 @@ class HFModel(TokenScoring):
             results[i] = done._replace(logprob=total, error=error)
         return results  # type: ignore[return-value]
 
-    def generate_until(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
-        """Greedy generation; contexts of equal token length are batched together, so no padding is needed."""
-        results: list[GenerationResult | None] = [None] * len(requests)
-        by_length: dict[int, list[tuple[int, list[int]]]] = {}
-        for i, request in enumerate(requests):
-            context = self._encode(request.context) if request.context else [self.prefix_token_]
-            results[i] = generation_failure(context, request.max_new_tokens, self.max_length_)
-            if results[i] is None:
-                by_length.setdefault(len(context), []).append((i, context))
-        for group in by_length.values():
-            self._in_batches(group, lambda chunk: self._generate_batch(chunk, requests, results), None)
-        return results  # type: ignore[return-value]
-
     def drift(self, requests: Sequence[LoglikelihoodRequest], results: Sequence[LoglikelihoodResult] | None = None,
               sample_size: int = 32, seed: int = 0) -> float:
         """Largest |difference| between batched scores and a rescoring at batch size 1 without any reuse.
@@ -203,13 +194,3 @@ class HFModel(TokenScoring):
         diffs = [abs(a.logprob - b.logprob) for a, b in zip(batched, single)
                  if math.isfinite(a.logprob) and math.isfinite(b.logprob)]
         return max(diffs) if diffs else math.nan
-
-    # ---- generation ------------------------------------------------------------------------------
-
-    def _generate_batch(
-        self, chunk: list[tuple[int, list[int]]], requests: Sequence[GenerationRequest], results: list
-    ) -> None:
-        ids = torch.tensor([context for _, context in chunk], dtype=torch.long, device=self.device_)
-        done = generate_batch(self.model, self.tokenizer, ids, [requests[i] for i, _ in chunk], self.pad_token_)
-        for (i, _), result in zip(chunk, done):
-            results[i] = result
