@@ -287,18 +287,14 @@ class GreedyGeneration:
             self.left_padding_ok_ = False
         raise _Redo
 
-    def _report(self, phase: str, done: int, total: int) -> None:
-        if self.progress is not None:
-            self.progress(phase, done, total)
-
 
 class _Redo(Exception):
     """The batch must be redone without the shortcut that failed its check."""
 
 
 def _cache_of(out: Any) -> Any:
-    cache = getattr(out, "past_key_values", None)
-    return cache if cache is not None else getattr(out, "cache", None)
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else getattr(out, "past_key_values", None)
 
 
 def _last_logits_only(model: Any) -> dict[str, int]:

@@ -93,6 +93,7 @@ class HFModel(TokenScoring, GreedyGeneration):
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self._encoded: dict[str, list[int]] = {}
         self.generation_verified_, self.left_padding_ok_, self.near_ties_ = False, True, 0
+        self.phase_ = "likelihood"
         self.progress: Callable[[str, int, int], None] | None = None
         """Called as ``progress(phase, done, total)`` after each batch (phases: cross-entropy, likelihood,
         generation); the runner's progress bar."""
@@ -136,6 +137,7 @@ class HFModel(TokenScoring, GreedyGeneration):
     def _loglikelihood(
         self, requests: Sequence[LoglikelihoodRequest], batch_size: int | None, reuse: bool | None
     ) -> list[LoglikelihoodResult]:
+        self.phase_ = "likelihood"
         results: list[LoglikelihoodResult | None] = [None] * len(requests)
         token_requests, owners = [], []
         encoded = self._encode_all({text for request in requests for text in pair_texts(*request)})
@@ -153,6 +155,7 @@ class HFModel(TokenScoring, GreedyGeneration):
 
     def loglikelihood_rolling(self, texts: Sequence[str]) -> list[RollingResult]:
         """Log-probability of each whole text in disjoint windows, the first token predicted from BOS/EOS."""
+        self.phase_ = "cross-entropy"
         results: list[RollingResult | None] = [None] * len(texts)
         token_requests, owners = [], []
         for i, text in enumerate(texts):

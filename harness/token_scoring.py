@@ -54,6 +54,8 @@ class TokenScoring:
     packing_disabled_reason_: str | None
     attention_span_: int | None
     _cache_kw: str
+    progress: Callable[[str, int, int], None] | None
+    phase_: str
 
     @torch.inference_mode()
     def _score_tokens(
@@ -118,6 +120,7 @@ class TokenScoring:
                      for b, (g, p) in enumerate(chunk) for r, path in p.members for i in plan.uses[r]]
             for (i, _, _), result in zip(picks, gather(logits, picks, requests)):
                 results[i] = result
+            self._report_scored(results)
 
         longest_plain = max(len(rows[r]) - starts[g] for g, (_, members) in enumerate(window) for r in members)
         scale = min(1.0, max(longest_plain, ROW_TOKENS_FLOOR) / len(order[0][1].tokens))
@@ -227,6 +230,7 @@ class TokenScoring:
             picks = [(i, b, plain_positions(requests[i], prefix_len)) for b, r in enumerate(chunk) for i in plan.uses[r]]
             for (i, _, _), result in zip(picks, gather(logits, picks, requests)):
                 results[i] = result
+            self._report_scored(results)
 
         self._in_batches(sorted(members, key=lambda r: len(rows[r]), reverse=True), run, batch_size)
 
@@ -300,6 +304,13 @@ class TokenScoring:
                 self._free_memory()
                 continue
             i += len(chunk)
+
+    def _report_scored(self, results: list) -> None:
+        self._report(self.phase_, sum(r is not None for r in results), len(results))
+
+    def _report(self, phase: str, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(phase, done, total)
 
     def _free_memory(self) -> None:
         if self.device_.type == "cuda":

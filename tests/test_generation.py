@@ -13,7 +13,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 from harness import hf_generate
 from harness.hf_model import HFModel, ModelSettings
-from harness.model import GenerationRequest, truncate_at_stop
+from harness.model import GenerationRequest, LoglikelihoodRequest, truncate_at_stop
 
 SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
          "max_position_embeddings": 256}
@@ -141,6 +141,10 @@ def test_progress_is_reported_per_batch_with_its_phase(tokenizer):
     assert {phase for phase, _, _ in calls} == {"generation"}
     assert [done for _, done, _ in calls] == sorted(done for _, done, _ in calls)
     assert len(calls) >= 1 + len(requests) // 3 and calls[-1][1:] == (len(requests), len(requests))
+    calls.clear()
+    fast.loglikelihood([LoglikelihoodRequest(r.context, " the cat") for r in requests])
+    fast.loglikelihood_rolling(CORPUS)
+    assert {phase for phase, _, _ in calls} == {"likelihood", "cross-entropy"}
 
 
 def test_near_ties_are_counted(tokenizer, monkeypatch):
@@ -149,3 +153,17 @@ def test_near_ties_are_counted(tokenizer, monkeypatch):
     fast = HFModel(model, tokenizer, ModelSettings(batch_size=4, prefix_min_tokens=4))
     fast.generate_until(requests_of_many_lengths())
     assert fast.near_ties_ == len(requests_of_many_lengths())
+
+
+def test_a_stop_string_spanning_two_tokens_stops_the_row(tokenizer):
+    model = build("gpt_neox", tokenizer)
+    context = f"{FEWSHOT}Question: the dog? Answer:"
+    ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        new = model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=20, pad_token_id=1)[0, len(ids):]
+    texts = [tokenizer.decode(new[:k].tolist()) for k in range(1, len(new) + 1)]
+    # the first boundary whose last character before and first after form a string not seen before it
+    k, stop = next((k, a[-1] + b[len(a)]) for k, (a, b) in enumerate(zip(texts, texts[1:]))
+                   if len(b) > len(a) and a and (a[-1] + b[len(a)]) not in a)
+    result, = HFModel(model, tokenizer, ModelSettings()).generate_until([GenerationRequest(context, (stop,), 20)])
+    assert result.n_tokens == k + 2 and result.text == texts[k + 1][:texts[k + 1].index(stop)]
