@@ -10,7 +10,6 @@ it reaches EOS, its token limit or one of its stop strings (checked on the new t
 """
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 from typing import Any, Callable, NamedTuple, Sequence
@@ -20,6 +19,7 @@ import torch
 from harness.batching import prefix_groups, select_cache
 from harness.hf_load import is_oom
 from harness.model import GenerationRequest, GenerationResult, truncate_at_stop
+from harness.token_scoring import last_logits_only, tolerance
 
 log = logging.getLogger(__name__)
 NEAR_TIE = 1e-4
@@ -163,7 +163,7 @@ def greedy_batch(model: Any, tokenizer: Any, batch: Sequence[GenRow], requests: 
     ids, mask, positions = left_padded_inputs(batch, pad_token, device)
     longest = max(r.prefix for r in batch)
     kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "position_ids": positions,
-                              "use_cache": True, **_last_logits_only(model)}
+                              "use_cache": True, **last_logits_only(model)}
     if longest:
         kwargs[cache_kw] = select_cache(caches, [r.slot for r in batch], longest)
     out = model(**kwargs)
@@ -209,6 +209,7 @@ class GreedyGeneration:
     prefix_reuse_: bool
     _cache_kw: str
 
+    @torch.inference_mode()
     def generate_until(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         """Greedy generation: batches mix context lengths, a shared prefix is computed once, finished rows
         leave the batch; near-ties (top-2 logits within `NEAR_TIE`) are counted in ``near_ties_``."""
@@ -244,7 +245,7 @@ class GreedyGeneration:
         slots = {g: s for s, g in enumerate(shared)} if caches is not None else {}
         rows = [row._replace(prefix=row.prefix if g in slots else 0, slot=slots.get(g, 0))
                 for g, (_, members) in enumerate(window) for row in members]
-        rows.sort(key=lambda r: (-len(r.tokens), r.prefix))
+        rows.sort(key=lambda r: (r.prefix - len(r.tokens), r.prefix))  # longest suffix first: least padding
         done = sum(r is not None for r in results)
 
         def run(chunk: list[GenRow]) -> None:
@@ -272,11 +273,11 @@ class GreedyGeneration:
         if len(chunk) == 1 and not chunk[b].prefix:
             return  # a plain row: nothing to check
         ids = torch.tensor([chunk[b].tokens], dtype=torch.long, device=logits.device)
-        plain = self.model(input_ids=ids, use_cache=False, **_last_logits_only(self.model)).logits[0, -1].float()
+        plain = self.model(input_ids=ids, use_cache=False, **last_logits_only(self.model)).logits[0, -1].float()
         error = float((torch.log_softmax(plain, -1) - torch.log_softmax(logits[b], -1)).abs().max())
         if not math.isfinite(error):
             return  # no verdict: the model itself is not finite here (the row reports it)
-        if error <= _tolerance(self.model.dtype):
+        if error <= tolerance(self.model.dtype):
             self.generation_verified_ = True
             return
         reason = f"batched generation changed first-step log-probs by {error:.1e}"
@@ -297,13 +298,3 @@ def _cache_of(out: Any) -> Any:
     return cache if cache is not None else getattr(out, "past_key_values", None)
 
 
-def _last_logits_only(model: Any) -> dict[str, int]:
-    """``logits_to_keep=1`` where the model takes it: a prefill then makes one row of vocabulary logits, not one
-    per position."""
-    return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
-
-
-def _tolerance(dtype: torch.dtype) -> float:
-    from harness.token_scoring import tolerance
-
-    return tolerance(dtype)

@@ -8,6 +8,7 @@ turned off, with a warning and a recorded reason, where a model does not reprodu
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from typing import Any, Callable, Sequence
@@ -30,6 +31,11 @@ Packed = tuple[int, PackedRow]  # (group index in its window, packed row)
 def tolerance(dtype: torch.dtype) -> float:
     """Largest log-prob difference a shortcut may make before it is turned off."""
     return 1e-4 if dtype == torch.float32 else 5e-2
+
+
+def last_logits_only(model: Any) -> dict[str, int]:
+    """``logits_to_keep=1`` where the model takes it (a forward then makes one row of vocabulary logits)."""
+    return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
 
 
 class _UnsafeCache(Exception):
@@ -191,7 +197,8 @@ class TokenScoring:
         def run(chunk: list[tuple[int, ...]]) -> None:
             # Right padding after a prefix cannot change it: causal attention never looks ahead.
             ids, _ = pad_rows(chunk, self.pad_token_)
-            out = self.model(input_ids=ids.to(self.device_), use_cache=True)
+            # Only the cache is used: one position of logits, not a full-vocabulary row per prefix token.
+            out = self.model(input_ids=ids.to(self.device_), use_cache=True, **last_logits_only(self.model))
             cache = getattr(out, "cache", None)
             cache = cache if cache is not None else getattr(out, "past_key_values", None)
             reason = unsafe_cache_reason(cache)
