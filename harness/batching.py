@@ -12,6 +12,10 @@ import torch
 from harness.model import LoglikelihoodResult, failed_loglikelihood
 
 
+GATHER_FLOATS = 2**25
+"""Most vocabulary logits `gather` copies at once (128 MB in float32)."""
+
+
 class TokenRequest(NamedTuple):
     """One continuation to score, as tokens."""
 
@@ -211,14 +215,17 @@ def gather(
         targets += continuation
         segments += [s] * len(continuation)
     device = logits.device
-    chosen = logits[torch.tensor(rows, device=device), torch.tensor(positions, device=device)].float()
-    target = torch.tensor(targets, dtype=torch.long, device=device)
-    segment = torch.tensor(segments, dtype=torch.long, device=device)
-    logprobs = torch.log_softmax(chosen, dim=-1).gather(-1, target[:, None]).squeeze(-1)
     per_pick = torch.zeros((3, len(picks)), dtype=torch.float64, device=device)
-    per_pick[0].index_add_(0, segment, logprobs.double())
-    per_pick[1].index_add_(0, segment, (chosen.argmax(-1) != target).double())
-    per_pick[2].index_add_(0, segment, (~torch.isfinite(chosen).all(-1)).double())
+    step = max(1, GATHER_FLOATS // logits.shape[-1])  # positions per pass: bounded temporaries for large vocabularies
+    for start in range(0, len(targets), step):
+        part = slice(start, start + step)
+        chosen = logits[torch.tensor(rows[part], device=device), torch.tensor(positions[part], device=device)].float()
+        target = torch.tensor(targets[part], dtype=torch.long, device=device)
+        segment = torch.tensor(segments[part], dtype=torch.long, device=device)
+        logprobs = torch.log_softmax(chosen, dim=-1).gather(-1, target[:, None]).squeeze(-1)
+        per_pick[0].index_add_(0, segment, logprobs.double())
+        per_pick[1].index_add_(0, segment, (chosen.argmax(-1) != target).double())
+        per_pick[2].index_add_(0, segment, (~torch.isfinite(chosen).all(-1)).double())
     sums, misses, bad = per_pick.tolist()
     out = []
     for s, (i, _, where) in enumerate(picks):

@@ -76,6 +76,8 @@ class HFModel(TokenScoring, GreedyGeneration):
         self.settings = settings or ModelSettings()
         self.device_ = next(model.parameters()).device
         self.max_length_ = self.settings.max_length or model_max_length(model, tokenizer)
+        output = model.get_output_embeddings()
+        self.vocab_size_ = int(output.weight.shape[0]) if output is not None else len(tokenizer)
         size = self.settings.batch_size
         self.batch_size_ = AUTO_BATCH_START.get(self.device_.type, 32) if size == "auto" else int(size)
         bos, eos, pad = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id

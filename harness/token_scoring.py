@@ -33,6 +33,12 @@ def tolerance(dtype: torch.dtype) -> float:
     return 1e-4 if dtype == torch.float32 else 5e-2
 
 
+LOGITS_BUDGET = {"cpu": 2**27}
+"""Most vocabulary logits (floats, 512 MB) one scoring forward may make, by device type: on a CPU, running out
+of memory kills the process instead of raising, and a 49k vocabulary makes 200 KB of logits per position.
+Fewer rows per batch never changes a score."""
+
+
 def last_logits_only(model: Any) -> dict[str, int]:
     """``logits_to_keep=1`` where the model takes it (a forward then makes one row of vocabulary logits)."""
     return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
@@ -51,6 +57,7 @@ class TokenScoring:
     device_: torch.device
     max_length_: int
     batch_size_: int
+    vocab_size_: int
     pad_token_: int
     prefix_reuse_: bool
     reuse_verified_: bool
@@ -130,6 +137,7 @@ class TokenScoring:
 
         longest_plain = max(len(rows[r]) - starts[g] for g, (_, members) in enumerate(window) for r in members)
         scale = min(1.0, max(longest_plain, ROW_TOKENS_FLOOR) / len(order[0][1].tokens))
+        scale = min(scale, self._logits_scale(len(order[0][1].tokens), batch_size))
         self._in_batches(order, run, batch_size, scale=scale)
         return True
 
@@ -172,7 +180,8 @@ class TokenScoring:
             if is_oom(exc):
                 raise
             return self._disable_packing(f"a tree-masked forward failed ({type(exc).__name__}: {exc})")
-        self._in_batches(packed.members, compare, None)
+        widest = max(len(rows[r]) for r, _ in packed.members)
+        self._in_batches(packed.members, compare, None, scale=self._logits_scale(widest, None))
         if any(math.isnan(e) for e in errors):
             return False  # plain rows will report the non-finite logits as failures
         error = max(errors)
@@ -239,7 +248,9 @@ class TokenScoring:
                 results[i] = result
             self._report_scored(results)
 
-        self._in_batches(sorted(members, key=lambda r: len(rows[r]), reverse=True), run, batch_size)
+        longest = max(len(rows[r]) for r in members) - prefix_len
+        self._in_batches(sorted(members, key=lambda r: len(rows[r]), reverse=True), run, batch_size,
+                         scale=self._logits_scale(longest, batch_size))
 
     def _forward_rows(self, rows: Sequence[Sequence[int]], prefix_len: int, kv: list | None) -> torch.Tensor:
         """float32 logits of right-padded rows that continue a cached prefix of `prefix_len` tokens."""
@@ -311,6 +322,13 @@ class TokenScoring:
                 self._free_memory()
                 continue
             i += len(chunk)
+
+    def _logits_scale(self, width: int, fixed: int | None) -> float:
+        """Batch scale that keeps a forward's vocabulary logits within `LOGITS_BUDGET` (CPU only)."""
+        budget = LOGITS_BUDGET.get(self.device_.type)
+        if budget is None:
+            return 1.0
+        return min(1.0, budget / (width * self.vocab_size_) / (fixed or self.batch_size_))
 
     def _report_scored(self, results: list) -> None:
         self._report(self.phase_, sum(r is not None for r in results), len(results))
