@@ -97,7 +97,7 @@ def child(spec: dict) -> dict:
     run_dir, failures = run(config)
     scored = time.perf_counter()
     write_analysis(run_dir)
-    write_report(run_dir)
+    report = write_report(run_dir)
     seconds["analysis"] = time.perf_counter() - scored
     total = time.perf_counter() - started
     tables = load_run(run_dir)
@@ -112,7 +112,22 @@ def child(spec: dict) -> dict:
             "ce_tokens": checkpoint.get("ce_tokens"), "ce_nats_per_token": checkpoint.get("ce_nats_sum", float("nan"))
             / max(1, checkpoint.get("ce_tokens") or 1),
             "generation_near_ties": hf.near_ties_, "prefix_reuse_off": hf.reuse_disabled_reason_,
-            "tree_packing_off": hf.packing_disabled_reason_, "load_average_1m_end": os.getloadavg()[0]}
+            "tree_packing_off": hf.packing_disabled_reason_, "load_average_1m_end": os.getloadavg()[0],
+            "report_reasons": _reasons(report)}
+
+
+def _reasons(report: Path) -> dict[str, int]:
+    """The report's "why not" statements (one checkpoint cannot show emergence) and how often each appears."""
+    import html
+    import re
+
+    text = html.unescape(re.sub(r"<[^>]+>", "\n", report.read_text(encoding="utf-8")))
+    found: dict[str, int] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if re.search(r"fewer than|at chance|not enough data|cannot|below chance", line) and len(line) < 300:
+            found[line] = found.get(line, 0) + 1
+    return found
 
 
 def main() -> None:
