@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-
 from harness.batching import TokenRequest
 from harness.checkpoints import Checkpoint
 from harness.hf_generate import GreedyGeneration

@@ -32,3 +32,22 @@ def test_bounded_logits_leave_scores_unchanged_and_shrink_batches(monkeypatch):
     assert max(abs(a.logprob - b.logprob) for a, b in zip(got_rolling, rolling)) < 1e-9
     scored = [(rows, width) for rows, width, one_row_of_logits in sizes if not one_row_of_logits]
     assert max(rows * width for rows, width in scored if rows > 1) <= 40
+
+
+def test_bounded_generation_cache_leaves_outputs_unchanged_and_shrinks_batches(monkeypatch):
+    from test_generation import build, requests_of_many_lengths
+
+    from harness import hf_generate
+
+    tokenizer = make_tokenizer()
+    model = build("llama-gqa", tokenizer)
+    requests = requests_of_many_lengths()
+    settings = ModelSettings(batch_size=8, prefix_min_tokens=4)
+    expected = HFModel(model, tokenizer, settings).generate_until(requests)
+    rows = []
+    model.register_forward_pre_hook(lambda m, a, k: rows.append(k["input_ids"].shape[0]), with_kwargs=True)
+    per_token = hf_generate.kv_floats_per_token(model.config)
+    longest = max(len(tokenizer(r.context)["input_ids"]) + r.max_new_tokens for r in requests)
+    monkeypatch.setattr(hf_generate, "CACHE_BUDGET", {"cpu": 2 * per_token * longest})
+    assert HFModel(model, tokenizer, settings).generate_until(requests) == expected
+    assert max(rows) == 2
