@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -73,11 +74,24 @@ def child(spec: dict) -> dict:
     from harness.store import load_run
 
     seconds, grew = dict.fromkeys(PHASES, 0.0), dict.fromkeys(PHASES, 0.0)
+    positions, steps, current = dict.fromkeys(PHASES, 0), [0], ["load"]
     models = []
+
+    def count(module, args, kwargs) -> None:  # input positions run forward, per phase; generation's decode steps
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is not None:
+            positions[current[0]] += int(ids.numel())
+            steps[0] += current[0] == "generation" and ids.shape[1] == 1
+
+    def loaded(cls, *a, **k):
+        models.append(timed("load", load)(cls, *a, **k))
+        models[-1].model.register_forward_pre_hook(count, with_kwargs=True)
+        return models[-1]
 
     def timed(phase: str, fn):
         def wrapper(*args, **kwargs):
             start, peak = time.perf_counter(), C.peak_rss_mb()
+            current[0] = phase
             try:
                 return fn(*args, **kwargs)
             finally:
@@ -86,8 +100,7 @@ def child(spec: dict) -> dict:
         return wrapper
 
     load = HFModel.from_checkpoint.__func__
-    HFModel.from_checkpoint = classmethod(lambda cls, *a, **k: models.append(timed("load", load)(cls, *a, **k))
-                                          or models[-1])
+    HFModel.from_checkpoint = classmethod(loaded)
     HFModel.loglikelihood_rolling = timed("cross_entropy", HFModel.loglikelihood_rolling)
     HFModel.loglikelihood = timed("likelihood", HFModel.loglikelihood)
     HFModel.generate_until = timed("generation", HFModel.generate_until)
@@ -104,9 +117,12 @@ def child(spec: dict) -> dict:
     records = tables["records"]
     checkpoint = tables["checkpoints"].iloc[0].to_dict()
     hf = models[-1]
-    return {"threads": spec["threads"], "seconds_total": total, **{f"seconds_{p}": s for p, s in seconds.items()},
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {"threads": spec["threads"], "seconds_total": total, "cpu_seconds": usage.ru_utime + usage.ru_stime, **{f"seconds_{p}": s for p, s in seconds.items()},
             "seconds_other": total - sum(seconds.values()), "peak_rss_mb": C.peak_rss_mb(),
             **{f"peak_rss_raised_mb_{p}": g for p, g in grew.items()},
+            **{f"positions_{p}": n for p, n in positions.items() if p not in ("load", "analysis")},
+            "decode_steps": steps[0], "params": sum(p.numel() for p in models[-1].model.parameters()),
             "items": int(records["item_id"].nunique()), "records": len(records),
             "metrics": sorted(records["metric"].unique()), "failures": failures,
             "ce_tokens": checkpoint.get("ce_tokens"), "ce_nats_per_token": checkpoint.get("ce_nats_sum", float("nan"))
@@ -156,10 +172,10 @@ def main() -> None:
             rows.append({"model": args.model, "limit": args.limit, "load_average_1m_start": load_start, **row})
             print(f"{threads} threads: {row['seconds_total']:.0f} s, peak {row['peak_rss_mb']:.0f} MiB")
     C.print_table(f"natural suite, --limit {args.limit}, {args.model} ({folder.name})", rows,
-                  ["threads", "items", "records", "seconds_total", *[f"seconds_{p}" for p in PHASES], "seconds_other",
+                  ["threads", "items", "records", "seconds_total", "cpu_seconds", *[f"seconds_{p}" for p in PHASES], "seconds_other",
                    "peak_rss_mb", "load_average_1m_start"])
     notes = ["the machine is shared: load_average_1m_start/_end give the other load during each run; times on an "
-             "idle machine are lower",
+             "idle machine are lower; cpu_seconds (user + system time of the run) is what the run itself used",
              "peak_rss_raised_mb_<phase>: how much each phase raised the process's peak resident memory",
              "seconds_other: planning, item composition, writing tables (everything outside the timed phases)",
              f"cross-entropy text: the repository's own prose ({', '.join(TEXT_FILES)}), about "

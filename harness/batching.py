@@ -12,8 +12,8 @@ import torch
 from harness.model import LoglikelihoodResult, failed_loglikelihood
 
 
-GATHER_FLOATS = 2**25
-"""Most vocabulary logits `gather` copies at once (128 MB in float32)."""
+GATHER_FLOATS = 2**24
+"""Most vocabulary logits `gather` copies at once (64 MB in float32)."""
 
 
 class TokenRequest(NamedTuple):

@@ -21,7 +21,7 @@ from transformers.cache_utils import DynamicLayer
 from harness.batching import _common_prefix, select_cache
 from harness.hf_load import is_oom
 from harness.model import GenerationRequest, GenerationResult, truncate_at_stop
-from harness.token_scoring import last_logits_only, tolerance
+from harness.token_scoring import kv_floats_per_token, last_logits_only, tolerance  # noqa: F401
 
 log = logging.getLogger(__name__)
 NEAR_TIE = 1e-4
@@ -47,18 +47,6 @@ def generation_failure(context: list[int | None], max_new_tokens: int, max_lengt
 CACHE_BUDGET = {"cpu": 2**27}
 """Most cached keys and values (floats, 512 MB) a generation batch may hold, by device type: every row holds
 its own copy of the shared prefix, and on a CPU running out of memory kills the process instead of raising."""
-
-
-def kv_floats_per_token(config: Any) -> int | None:
-    """Keys and values one token adds to a full-attention cache, from the model config; None if unknown."""
-    config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    layers, heads = getattr(config, "num_hidden_layers", None), getattr(config, "num_attention_heads", None)
-    hidden = getattr(config, "hidden_size", None)
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "head_dim", None) or (hidden // heads if hidden and heads else None)
-    if not all(isinstance(v, int) and v > 0 for v in (layers, kv_heads, head_dim)):
-        return None
-    return 2 * layers * kv_heads * head_dim
 
 
 class GenRow(NamedTuple):
@@ -305,8 +293,6 @@ class GreedyGeneration:
     name: str
     settings: Any
     max_length_: int
-    batch_size_: int
-    device_: torch.device
     pad_token_: int
     prefix_token_: int | None
     prefix_reuse_: bool
@@ -364,7 +350,7 @@ class GreedyGeneration:
             self._report("generation", done, len(results))
 
         longest = max(len(r.tokens) + requests[r.index].max_new_tokens for r in rows) if rows else 0
-        scale = self._cache_scale(longest)
+        scale = self._cache_scale(longest, None, CACHE_BUDGET)
         while rows:
             try:
                 self._in_batches(rows, run, None if self.left_padding_ok_ else 1, scale=scale)
@@ -372,14 +358,6 @@ class GreedyGeneration:
             except _Redo:  # a check failed: the rest without the shortcut it turned off
                 rows = [r if self.prefix_reuse_ else r._replace(prefix=0, slot=0)
                         for r in rows if results[r.index] is None]
-
-    def _cache_scale(self, row_tokens: int) -> float:
-        """Batch scale that keeps a batch's key/value cache within `CACHE_BUDGET` (CPU only)."""
-        budget = CACHE_BUDGET.get(self.device_.type)
-        per_token = kv_floats_per_token(self.model.config)
-        if budget is None or per_token is None:
-            return 1.0
-        return min(1.0, budget / (per_token * row_tokens) / self.batch_size_)
 
     def _verify_generation(self, chunk: list[GenRow], logits: torch.Tensor) -> None:
         """Once per model: the first-step logits of the most padded row against a plain forward of its whole

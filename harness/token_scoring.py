@@ -33,10 +33,25 @@ def tolerance(dtype: torch.dtype) -> float:
     return 1e-4 if dtype == torch.float32 else 5e-2
 
 
-LOGITS_BUDGET = {"cpu": 2**27}
-"""Most vocabulary logits (floats, 512 MB) one scoring forward may make, by device type: on a CPU, running out
+LOGITS_BUDGET = {"cpu": 2**26}
+"""Most vocabulary logits (floats, 256 MB) one scoring forward may make, by device type: on a CPU, running out
 of memory kills the process instead of raising, and a 49k vocabulary makes 200 KB of logits per position.
 Fewer rows per batch never changes a score."""
+CACHE_BUDGET = {"cpu": 2**26}
+"""Most cached prefix keys and values (floats, 256 MB) a window of prefixes, and again a batch of rows
+continuing them, may hold, by device type (each row holds its own copy of its prefix)."""
+
+
+def kv_floats_per_token(config: Any) -> int | None:
+    """Keys and values one token adds to a full-attention cache, from the model config; None if unknown."""
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    layers, heads = getattr(config, "num_hidden_layers", None), getattr(config, "num_attention_heads", None)
+    hidden = getattr(config, "hidden_size", None)
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or (hidden // heads if hidden and heads else None)
+    if not all(isinstance(v, int) and v > 0 for v in (layers, kv_heads, head_dim)):
+        return None
+    return 2 * layers * kv_heads * head_dim
 
 
 def last_logits_only(model: Any) -> dict[str, int]:
@@ -84,7 +99,8 @@ class TokenScoring:
         size, groups = batch_size or self.batch_size_, sorted(plan.groups, key=lambda group: group[0])
         start = 0
         while start < len(groups):
-            window = groups[start:start + size]
+            longest = groups[min(len(groups), start + size) - 1][0]  # groups are sorted by prefix length
+            window = groups[start:start + max(1, int(size * self._cache_scale(longest, size)))]
             try:
                 packed = reuse and self.packing_ and self._score_packed(window, plan, requests, results, batch_size)
             except Exception as exc:  # out of memory before anything was scored: fewer prefixes at a time
@@ -137,7 +153,8 @@ class TokenScoring:
 
         longest_plain = max(len(rows[r]) - starts[g] for g, (_, members) in enumerate(window) for r in members)
         scale = min(1.0, max(longest_plain, ROW_TOKENS_FLOOR) / len(order[0][1].tokens))
-        scale = min(scale, self._logits_scale(len(order[0][1].tokens), batch_size))
+        scale = min(scale, self._logits_scale(len(order[0][1].tokens), batch_size),
+                    self._cache_scale(max(starts), batch_size))
         self._in_batches(order, run, batch_size, scale=scale)
         return True
 
@@ -325,10 +342,19 @@ class TokenScoring:
 
     def _logits_scale(self, width: int, fixed: int | None) -> float:
         """Batch scale that keeps a forward's vocabulary logits within `LOGITS_BUDGET` (CPU only)."""
-        budget = LOGITS_BUDGET.get(self.device_.type)
-        if budget is None:
+        return self._budget_scale(LOGITS_BUDGET, width * self.vocab_size_, fixed)
+
+    def _cache_scale(self, tokens: int, fixed: int | None, budgets: dict[str, int] | None = None) -> float:
+        """Batch scale that keeps the cached keys and values of rows of `tokens` tokens within `budgets`
+        (default `CACHE_BUDGET`)."""
+        per_token = kv_floats_per_token(self.model.config)
+        return self._budget_scale(budgets or CACHE_BUDGET, tokens * per_token, fixed) if per_token else 1.0
+
+    def _budget_scale(self, budgets: dict[str, int], floats_per_row: float, fixed: int | None) -> float:
+        budget = budgets.get(self.device_.type)
+        if budget is None or floats_per_row <= 0:
             return 1.0
-        return min(1.0, budget / (width * self.vocab_size_) / (fixed or self.batch_size_))
+        return min(1.0, budget / floats_per_row / (fixed or self.batch_size_))
 
     def _report_scored(self, results: list) -> None:
         self._report(self.phase_, sum(r is not None for r in results), len(results))

@@ -1,4 +1,4 @@
-"""Bounds on the vocabulary logits a CPU forward and a gather hold change batching, never a score."""
+"""Bounds on the vocabulary logits and cached keys/values a CPU batch holds change batching, never a score."""
 from __future__ import annotations
 
 import torch
@@ -25,6 +25,7 @@ def test_bounded_logits_leave_scores_unchanged_and_shrink_batches(monkeypatch):
                                     with_kwargs=True)
     monkeypatch.setattr(batching, "GATHER_FLOATS", 3 * len(tokenizer))
     monkeypatch.setattr(token_scoring, "LOGITS_BUDGET", {"cpu": 40 * len(tokenizer)})
+    monkeypatch.setattr(token_scoring, "CACHE_BUDGET", {"cpu": 30 * token_scoring.kv_floats_per_token(model.config)})
     bounded = HFModel(model, tokenizer, settings)
     got, got_rolling = bounded.loglikelihood(requests), bounded.loglikelihood_rolling(CORPUS)
     assert max(abs(a.logprob - b.logprob) for a, b in zip(got, expected)) < 1e-9
@@ -32,6 +33,7 @@ def test_bounded_logits_leave_scores_unchanged_and_shrink_batches(monkeypatch):
     assert max(abs(a.logprob - b.logprob) for a, b in zip(got_rolling, rolling)) < 1e-9
     scored = [(rows, width) for rows, width, one_row_of_logits in sizes if not one_row_of_logits]
     assert max(rows * width for rows, width in scored if rows > 1) <= 40
+    assert bounded.reuse_verified_ and bounded.packing_verified_  # the bounds left both shortcuts on
 
 
 def test_bounded_generation_cache_leaves_outputs_unchanged_and_shrinks_batches(monkeypatch):
