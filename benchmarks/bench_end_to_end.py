@@ -118,7 +118,8 @@ def child(spec: dict) -> dict:
     checkpoint = tables["checkpoints"].iloc[0].to_dict()
     hf = models[-1]
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return {"threads": spec["threads"], "seconds_total": total, "cpu_seconds": usage.ru_utime + usage.ru_stime, **{f"seconds_{p}": s for p, s in seconds.items()},
+    return {"threads": spec["threads"], "seconds_total": total, "cpu_seconds": usage.ru_utime + usage.ru_stime,
+            **{f"seconds_{p}": s for p, s in seconds.items()},
             "seconds_other": total - sum(seconds.values()), "peak_rss_mb": C.peak_rss_mb(),
             **{f"peak_rss_raised_mb_{p}": g for p, g in grew.items()},
             **{f"positions_{p}": n for p, n in positions.items() if p not in ("load", "analysis")},

@@ -265,7 +265,8 @@ def greedy_batch(model: Any, tokenizer: Any, batch: Sequence[GenRow], requests: 
     next_position = positions[:, -1] + 1
     while True:
         top = logits.topk(min(2, logits.shape[-1]), dim=-1)
-        gaps = (top.values[:, 0] - top.values[:, -1]) if top.values.shape[-1] > 1 else torch.full_like(top.values[:, 0], math.inf)
+        gaps = top.values[:, 0] - top.values[:, -1] if top.values.shape[-1] > 1 else torch.full_like(
+            top.values[:, 0], math.inf)
         tokens = top.indices[:, 0]
         finite = torch.isfinite(logits).all(-1)
         keep = [j for j, (b, t, g, f) in enumerate(zip(active, tokens.tolist(), gaps.tolist(), finite.tolist()))
@@ -321,14 +322,15 @@ class GreedyGeneration:
                 if not is_oom(exc) or len(window) == 1:
                     raise
                 size = len(window) // 2
-                log.warning("%s: out of memory holding %d prefix caches, retrying with %d", self.name, len(window), size)
+                log.warning("%s: out of memory holding %d prefix caches, retrying with %d", self.name, len(window),
+                            size)
                 self._free_memory()
                 continue
             start += len(window)
         return results  # type: ignore[return-value]
 
-    def _generate_window(self, window: list[tuple[tuple[int, ...], list[GenRow]]], requests: Sequence[GenerationRequest],
-                         results: list) -> None:
+    def _generate_window(self, window: list[tuple[tuple[int, ...], list[GenRow]]],
+                         requests: Sequence[GenerationRequest], results: list) -> None:
         """Generate every row of a window of groups, their prefixes' caches computed in one batched forward."""
         shared = [g for g, (key, _) in enumerate(window) if key]
         caches = self._window_caches([window[g][0] for g in shared]) if shared else None
