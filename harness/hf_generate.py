@@ -155,6 +155,52 @@ def growing_cache(room: int, stacked: list | None = None, slots: Sequence[int] =
     return cache
 
 
+PREFILL_ROWS = 8
+"""Rows per prefill forward: a batch (sorted by suffix length) prefills in chunks padded to their own longest
+suffix, not the batch's, and their caches are merged, left-padded, for decoding."""
+
+
+def _chunked_prefill(model: Any, kwargs: dict[str, Any], cache_kw: str, caches: list | None, slots: list[int],
+                     longest: int, room: int) -> tuple[torch.Tensor, Any]:
+    """First-step logits and a `GrowingLayer` cache of the whole batch, prefilled `PREFILL_ROWS` rows at a time.
+
+    Row b's keys sit at the same slots as in one batched prefill (`left_padded_inputs`); the padding slots
+    between prefix and suffix of a chunk narrower than the batch hold zeros and are masked.
+    """
+    ids, mask, positions = kwargs["input_ids"], kwargs["attention_mask"], kwargs["position_ids"]
+    n_rows, width = ids.shape
+    parts, logits = [], []
+    for start in range(0, n_rows, PREFILL_ROWS):
+        rows = slice(start, start + PREFILL_ROWS)
+        own = int((mask[rows, longest:].sum(1)).max())  # this chunk's longest suffix
+        chunk_mask = torch.cat([mask[rows, :longest], mask[rows, longest + width - own:]], dim=1)
+        cache = growing_cache(0, caches, slots[rows], longest)
+        out = model(**{**kwargs, "input_ids": ids[rows, width - own:], "attention_mask": chunk_mask,
+                       "position_ids": positions[rows, width - own:], cache_kw: cache})
+        logits.append(out.logits[:, -1].float())
+        parts.append((own, _cache_of(out)))
+    merged = growing_cache(room)
+    for layer in range(len(parts[0][1].layers)):
+        merged_layer = GrowingLayer(room)
+        buffers = []
+        for which in (0, 1):
+            first = parts[0][1].layers[layer].buffers[which]
+            buffer = first.new_zeros((n_rows, first.shape[1], longest + width + room, first.shape[-1]))
+            for c, (own, cache) in enumerate(parts):
+                held = cache.layers[layer].buffers[which]
+                rows = slice(c * PREFILL_ROWS, c * PREFILL_ROWS + held.shape[0])
+                buffer[rows, :, :longest] = held[:, :, :longest]
+                buffer[rows, :, longest + width - own:longest + width] = held[:, :, longest:longest + own]
+            buffers.append(buffer)
+        for _, cache in parts:  # free each chunk's layer as soon as it is merged
+            cache.layers[layer] = None
+        merged_layer.lazy_initialization(buffers[0][:, :, :0], buffers[1][:, :, :0])
+        merged_layer.buffers, merged_layer.length = (buffers[0], buffers[1]), longest + width
+        merged_layer.keys, merged_layer.values = buffers[0][:, :, :longest + width], buffers[1][:, :, :longest + width]
+        merged.layers.append(merged_layer)
+    return torch.cat(logits), merged
+
+
 def generation_rows(contexts: dict[int, list[int]], reuse: bool, min_tokens: int
                     ) -> list[tuple[tuple[int, ...], list[GenRow]]]:
     """Contexts grouped under cached prefixes: each row takes from a cache the longest prefix it shares with
@@ -250,16 +296,16 @@ def greedy_batch(model: Any, tokenizer: Any, batch: Sequence[GenRow], requests: 
     kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "position_ids": positions,
                               "use_cache": True, **last_logits_only(model)}
     slots = [r.slot for r in batch]
-    if grow:  # room for the suffixes and every new token
-        room = ids.shape[1] + max(requests[r.index].max_new_tokens for r in batch)
-        kwargs[cache_kw] = growing_cache(room, caches if longest else None, slots, longest)
-    elif longest:
-        kwargs[cache_kw] = select_cache(caches, slots, longest)
-    out = model(**kwargs)
-    logits = out.logits[:, -1].float()
+    if grow:
+        room = max(requests[r.index].max_new_tokens for r in batch)
+        logits, cache = _chunked_prefill(model, kwargs, cache_kw, caches if longest else None, slots, longest, room)
+    else:
+        if longest:
+            kwargs[cache_kw] = select_cache(caches, slots, longest)
+        out = model(**kwargs)
+        logits, cache = out.logits[:, -1].float(), _cache_of(out)
     if first_logits is not None:
         first_logits(logits)
-    cache = _cache_of(out)
     rows = [_Row(requests[r.index], tokenizer.eos_token_id) for r in batch]
     active = list(range(len(batch)))
     next_position = positions[:, -1] + 1

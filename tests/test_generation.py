@@ -65,8 +65,10 @@ def one_row_reference(model, tokenizer, request: GenerationRequest) -> tuple[str
     return text, n, min(gaps)
 
 
+@pytest.mark.parametrize("prefill_rows", [8, 2], ids=["one-prefill", "prefill-in-chunks"])
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_batched_generation_equals_one_row_generate_except_near_ties(name, tokenizer):
+def test_batched_generation_equals_one_row_generate_except_near_ties(name, prefill_rows, tokenizer, monkeypatch):
+    monkeypatch.setattr(hf_generate, "PREFILL_ROWS", prefill_rows)
     model = build(name, tokenizer)
     requests = requests_of_many_lengths()
     fast = HFModel(model, tokenizer, ModelSettings(batch_size=4, prefix_min_tokens=4))
