@@ -152,7 +152,8 @@ def main() -> None:
     for n in notes:
         print("note:", n)
     config = {**vars(args), "folder": C.portable_path(folder), "threads": threads}
-    name = f"generate_vs_lm_eval_{Path(args.model).name}" + ("_quick" if args.quick else "")
+    name = f"generate_vs_lm_eval_{Path(args.model).name}" + (f"_gen{args.max_gen_toks}" if args.max_gen_toks else "")
+    name += "_quick" if args.quick else ""
     print("wrote", C.write_result(name, rows, config, notes, summary=summary))
 
 

@@ -50,7 +50,7 @@ if python3 -c "import lm_eval" 2>/dev/null; then
     bench "vs_lm_eval_neox100m_$DEVICE" vs_lm_eval_neox100m benchmarks/bench_vs_lm_eval.py --model neox100m --device "$DEVICE"
     # greedy generation on the 135M-shape Llama in bf16 (outputs compared as text; near-ties may differ in bf16)
     gdtype=$([ "$DEVICE" = cuda ] && echo bfloat16 || echo float32)
-    bench "generate_vs_lm_eval_llama135m_${DEVICE}_$gdtype" generate_vs_lm_eval_llama135m \
+    bench "generate_vs_lm_eval_llama135m_${DEVICE}_$gdtype" "generate_vs_lm_eval_llama135m$([ -n "$QUICK" ] && echo _gen8)" \
         benchmarks/bench_generate_vs_lm_eval.py --model llama135m --device "$DEVICE" --dtype "$gdtype" \
         --items 256 --batch-size 64 --lm-batch-sizes 16,64,256 --ll-items 64
 else
