@@ -1,7 +1,7 @@
 """Greedy generation for `HFModel`: rows of any context length in one batch, a shared prefix computed once.
 
-Contexts are grouped by a shared prefix (the few-shot exemplars) whose key/value cache is computed once per
-window of groups, as the scoring path does (`batching.prefix_groups`, `TokenScoring._window_caches`). A batch
+Contexts are grouped by a shared prefix (the few-shot exemplars, `generation_rows`) whose key/value cache is
+computed once per window of groups, as the scoring path does (`TokenScoring._window_caches`). A batch
 holds rows of any length: each row's cached prefix sits in the first key slots (right-padded to the longest
 prefix of the batch), its own tokens are left-padded to the longest suffix, and the attention mask and
 position ids make every real token see exactly its own context. Each step keeps only the argmax, the gap to
@@ -15,13 +15,12 @@ import math
 from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
-
 from transformers.cache_utils import DynamicLayer
 
 from harness.batching import _common_prefix, select_cache
 from harness.hf_load import is_oom
 from harness.model import GenerationRequest, GenerationResult, truncate_at_stop
-from harness.token_scoring import kv_floats_per_token, last_logits_only, tolerance  # noqa: F401
+from harness.token_scoring import last_logits_only, tolerance
 
 log = logging.getLogger(__name__)
 NEAR_TIE = 1e-4
@@ -361,7 +360,8 @@ class GreedyGeneration:
         groups = generation_rows(contexts, self.prefix_reuse_, self.settings.prefix_min_tokens)
         start, size = 0, self.batch_size_
         while start < len(groups):
-            window = groups[start:start + size]
+            longest = len(groups[min(len(groups), start + size) - 1][0])  # groups are sorted by prefix length
+            window = groups[start:start + max(1, int(size * self._cache_scale(longest, size)))]
             try:
                 self._generate_window(window, requests, results)
             except Exception as exc:  # out of memory holding the window's prefix caches: fewer at a time

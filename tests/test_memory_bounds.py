@@ -48,7 +48,7 @@ def test_bounded_generation_cache_leaves_outputs_unchanged_and_shrinks_batches(m
     expected = HFModel(model, tokenizer, settings).generate_until(requests)
     rows = []
     model.register_forward_pre_hook(lambda m, a, k: rows.append(k["input_ids"].shape[0]), with_kwargs=True)
-    per_token = hf_generate.kv_floats_per_token(model.config)
+    per_token = token_scoring.kv_floats_per_token(model.config)
     longest = max(len(tokenizer(r.context)["input_ids"]) + r.max_new_tokens for r in requests)
     monkeypatch.setattr(hf_generate, "CACHE_BUDGET", {"cpu": 2 * per_token * longest})
     assert HFModel(model, tokenizer, settings).generate_until(requests) == expected
