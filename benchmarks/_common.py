@@ -29,6 +29,12 @@ NEOX100M = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 
             "max_position_embeddings": 2048, "rotary_pct": 0.25, "use_parallel_residual": True,
             "tie_word_embeddings": False}
 """The ~100M-parameter GPT-NeoX (Pythia-160M shape with 12 layers), random weights, seed 0."""
+LLAMA135M = {"hidden_size": 576, "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,
+             "intermediate_size": 1536, "vocab_size": 49152, "max_position_embeddings": 2048,
+             "tie_word_embeddings": True}
+"""A Llama of the SmolLM-135M shape (grouped-query attention, tied embeddings), random weights, seed 0. Its
+vocabulary is that shape's 49 152 while the local BPE has fewer tokens: ids past the tokenizer decode to
+nothing, the same for both tools."""
 BPE_VOCAB = 8192
 """Target vocabulary of the locally trained byte-level BPE (it stops earlier if the corpus runs out of merges)."""
 
@@ -275,6 +281,29 @@ def neox100m(tokenizer: str = "bpe") -> Path:
     return folder
 
 
+def llama135m() -> Path:
+    """Folder of the random-weight Llama of the 135M shape with the local BPE tokenizer (built once)."""
+    key = hashlib.sha256(json.dumps([LLAMA135M, "bpe", BPE_VOCAB, 0]).encode()).hexdigest()[:10]
+    folder = BENCH_HOME / f"llama135m-bpe-{key}"
+    if (folder / "done").exists():
+        return folder
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = bpe_tokenizer()
+    config = LlamaConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, **LLAMA135M)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).eval()
+    tmp = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    (tmp / "done").write_text("ok\n")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+    return folder
+
+
 def default_shots(model: str) -> int:
     """Few-shot exemplars per prompt: 1 for the built-in models (trained on 128 positions, which hold the
     longest 1-shot symbolic request, 96 tokens, but not 3-shot ones, up to 192), else 3."""
@@ -282,12 +311,14 @@ def default_shots(model: str) -> int:
 
 
 def model_folder(name: str, family: str | None, tokenizer: str = "bpe") -> Path:
-    """``builtin`` (largest final checkpoint of the family), ``neox100m``, or a checkpoint folder path."""
+    """``builtin`` (largest final checkpoint of the family), ``neox100m``, ``llama135m``, or a checkpoint folder."""
     if name == "builtin":
         return largest_checkpoint(family)
     if name == "neox100m":
         return neox100m(tokenizer)
+    if name == "llama135m":
+        return llama135m()
     path = Path(name).expanduser().resolve()
     if not (path / "config.json").exists():
-        sys.exit(f"--model {name!r}: use builtin, neox100m or a checkpoint folder with a config.json")
+        sys.exit(f"--model {name!r}: use builtin, neox100m, llama135m or a checkpoint folder with a config.json")
     return path

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The prepared GPU benchmark run: hardware (bf16 and fp32), scaling and, where lm-eval is installed,
-# the comparison with lm-evaluation-harness, on one CUDA device, in about 6 minutes on an H200.
+# the comparisons with lm-evaluation-harness (log-likelihood; greedy generation in bf16 on a 135M-shape
+# Llama), on one CUDA device, in about 8 minutes on an H200.
 #
 #   OUT=/some/folder bash benchmarks/gpu.sh          # on the GPU machine, from the checkout's root
 #   DEVICE=cpu QUICK=1 OUT=gpu-smoke bash benchmarks/gpu.sh   # smoke-test this script on a CPU machine
 #
 # It uses the machine's own python3 (CUDA PyTorch, transformers, pandas, pyarrow, pyyaml) with this
 # checkout on PYTHONPATH, so nothing is installed; lm-eval, when missing, is reported and its
-# comparison left out. Results: one JSON per benchmark and one log in $OUT (at most 7 files).
+# comparison left out. Results: one JSON per benchmark and one log in $OUT (at most 8 files).
 set -uo pipefail
 OUT=${OUT:-benchmarks/results/gpu}
 DEVICE=${DEVICE:-cuda}
@@ -47,8 +48,13 @@ if python3 -c "import lm_eval" 2>/dev/null; then
     # float32, so that the log-likelihoods can be compared at 1e-4 (PyTorch leaves TF32 matmuls off)
     bench "vs_lm_eval_builtin_$DEVICE" vs_lm_eval benchmarks/bench_vs_lm_eval.py --model builtin --device "$DEVICE"
     bench "vs_lm_eval_neox100m_$DEVICE" vs_lm_eval_neox100m benchmarks/bench_vs_lm_eval.py --model neox100m --device "$DEVICE"
+    # greedy generation on the 135M-shape Llama in bf16 (outputs compared as text; near-ties may differ in bf16)
+    gdtype=$([ "$DEVICE" = cuda ] && echo bfloat16 || echo float32)
+    bench "generate_vs_lm_eval_llama135m_${DEVICE}_$gdtype" "generate_vs_lm_eval_llama135m$([ -n "$QUICK" ] && echo _gen8)" \
+        benchmarks/bench_generate_vs_lm_eval.py --model llama135m --device "$DEVICE" --dtype "$gdtype" \
+        --items 256 --batch-size 64 --lm-batch-sizes 16,64,256 --ll-items 64
 else
     echo "lm-eval is not installed here: the comparison with lm-evaluation-harness is left out (carry its wheels to run it)" | tee -a "$LOG"
 fi
-grep -E "^(==|!!)|utilization|scoring \(|matmul|ours/lm-eval|^ +(items|checkpoints) " "$LOG" | tail -60
+grep -E "^(==|!!)|utilization|scoring \(|matmul|ours/lm-eval|identical|^ +(items|checkpoints) " "$LOG" | tail -60
 exit $failed

@@ -13,6 +13,7 @@ import torch
 from harness.model import LoglikelihoodResult, failed_loglikelihood
 
 
+
 class TokenRequest(NamedTuple):
     """One continuation to score, as tokens."""
 
@@ -174,8 +175,9 @@ def select_cache(stacked: list[tuple[torch.Tensor, torch.Tensor]], slots: Sequen
     from transformers import DynamicCache
 
     index = torch.tensor(slots, dtype=torch.long, device=stacked[0][0].device)
-    return DynamicCache([(k.index_select(0, index)[:, :, :length], v.index_select(0, index)[:, :, :length])
-                         for k, v in stacked])
+    # A generator: DynamicCache copies each layer in, so a list would hold every layer twice at once.
+    return DynamicCache((k.index_select(0, index)[:, :, :length], v.index_select(0, index)[:, :, :length])
+                        for k, v in stacked)
 
 
 def unsafe_cache_reason(cache: Any) -> str | None:

@@ -1,32 +1,30 @@
-"""Greedy generation of a batch of equal-length contexts, each row stopped at its own stop strings or limit."""
+"""Greedy generation for `HFModel`: rows of any context length in one batch, a shared prefix computed once.
+
+Contexts are grouped by a shared prefix (the few-shot exemplars, `generation_rows`) whose key/value cache is
+computed once per window of groups, as the scoring path does (`TokenScoring._window_caches`). A batch
+holds rows of any length: each row's cached prefix sits in the first key slots (right-padded to the longest
+prefix of the batch), its own tokens are left-padded to the longest suffix, and the attention mask and
+position ids make every real token see exactly its own context. Each step keeps only the argmax, the gap to
+the runner-up (a near-tie is counted) and whether the logits were finite; a row leaves the batch as soon as
+it reaches EOS, its token limit or one of its stop strings (checked on the new text only).
+"""
 from __future__ import annotations
 
-from typing import Any, Sequence
+import logging
+import math
+from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
+from transformers.cache_utils import DynamicLayer
 
-from harness.offline import enforce_offline
-
-enforce_offline()  # before transformers reads the hub settings at import
-import transformers  # noqa: E402
-
+from harness.batching import _common_prefix, select_cache
+from harness.hf_load import is_oom
 from harness.model import GenerationRequest, GenerationResult, truncate_at_stop
+from harness.token_scoring import last_logits_only, tolerance
 
-
-class StopStrings(transformers.StoppingCriteria):
-    """Stops each row when its text contains one of its stop strings or it reached its own token limit."""
-
-    def __init__(self, tokenizer: Any, start: int, stops: list[tuple[str, ...]], limits: list[int]) -> None:
-        self.tokenizer, self.start, self.stops, self.limits = tokenizer, start, stops, limits
-        self.done_at: list[int | None] = [None] * len(stops)
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.Tensor:
-        n = input_ids.shape[1] - self.start
-        for b, stops in enumerate(self.stops):
-            if self.done_at[b] is None and (n >= self.limits[b] or (stops and truncate_at_stop(
-                    self.tokenizer.decode(input_ids[b, self.start:], skip_special_tokens=True), stops)[1])):
-                self.done_at[b] = n
-        return torch.tensor([d is not None for d in self.done_at], dtype=torch.bool, device=input_ids.device)
+log = logging.getLogger(__name__)
+NEAR_TIE = 1e-4
+"""Top-2 logit gap below which a greedy step is a near-tie: batching may then pick the other token."""
 
 
 def generation_failure(context: list[int | None], max_new_tokens: int, max_length: int) -> GenerationResult | None:
@@ -45,44 +43,399 @@ def generation_failure(context: list[int | None], max_new_tokens: int, max_lengt
     return None
 
 
+CACHE_BUDGET = {"cpu": 2**27}
+"""Most cached keys and values (floats, 512 MB) a generation batch may hold, by device type: every row holds
+its own copy of the shared prefix, and on a CPU running out of memory kills the process instead of raising."""
+
+
+class GenRow(NamedTuple):
+    """One context to continue."""
+
+    index: int
+    """Index of its request."""
+    tokens: tuple[int, ...]
+    """Context token ids."""
+    prefix: int = 0
+    """Leading tokens served from a cached prefix (0: none)."""
+    slot: int = 0
+    """Which prefix of the window's stacked caches holds them."""
+
+
+class Greedy(NamedTuple):
+    """A generated row."""
+
+    result: GenerationResult
+    """Its text, token count and error."""
+    near_tie: bool
+    """Whether some step's top-2 logits were within `NEAR_TIE` (another batch shape may pick the other)."""
+
+
+class _Row:
+    """Mutable state of one row while it generates."""
+
+    def __init__(self, request: GenerationRequest, eos: int | None) -> None:
+        self.request, self.eos = request, eos
+        self.tokens: list[int] = []
+        self.checked, self.near_tie, self.error = 0, False, None
+        self.longest_stop = max((len(s) for s in request.stop), default=0)
+
+    def step(self, token: int, gap: float, finite: bool, tokenizer: Any) -> bool:
+        """Take one greedy token; True when the row is finished."""
+        self.tokens.append(token)
+        if not finite:
+            self.error = "non-finite logits (NaN or inf) during generation"
+            return True
+        self.near_tie = self.near_tie or gap < NEAR_TIE
+        if token == self.eos or len(self.tokens) >= self.request.max_new_tokens:
+            return True
+        return bool(self.request.stop) and self._stopped(tokenizer)
+
+    def _stopped(self, tokenizer: Any) -> bool:
+        """Whether a stop string appeared in the text added since the last check (with the overlap a stop
+        string spanning the boundary needs, and a margin for a multi-byte character completed late)."""
+        text = tokenizer.decode(self.tokens, skip_special_tokens=True)
+        start, self.checked = max(0, self.checked - self.longest_stop - 4), len(text)
+        return truncate_at_stop(text[start:], self.request.stop)[1]
+
+    def done(self, tokenizer: Any) -> Greedy:
+        n = len(self.tokens)
+        if self.error:
+            return Greedy(GenerationResult("", n, self.error), self.near_tie)
+        text, _ = truncate_at_stop(tokenizer.decode(self.tokens, skip_special_tokens=True), self.request.stop)
+        return Greedy(GenerationResult(text, n), self.near_tie)
+
+
+class GrowingLayer(DynamicLayer):
+    """A `DynamicLayer` whose keys and values live in a buffer with room for the tokens still to come: a step
+    writes one position where `DynamicLayer` copies the whole cache (a fifth of a CPU decoding step at 350
+    cached tokens on a 135M model)."""
+
+    def __init__(self, room: int) -> None:
+        super().__init__()
+        self.room, self.length = room, 0
+        self.buffers: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        n, end = self.length, self.length + key_states.shape[-2]
+        if self.buffers is None or end > self.buffers[0].shape[-2]:
+            grown = tuple(t.new_empty((*t.shape[:2], end + self.room, t.shape[-1])) for t in (key_states, value_states))
+            if self.buffers is not None:
+                for old, new in zip(self.buffers, grown):
+                    new[:, :, :n] = old[:, :, :n]
+            self.buffers = grown  # type: ignore[assignment]
+        self.buffers[0][:, :, n:end] = key_states
+        self.buffers[1][:, :, n:end] = value_states
+        self.length = end
+        self.keys, self.values = self.buffers[0][:, :, :end], self.buffers[1][:, :, :end]
+        return self.keys, self.values
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.buffers is not None:
+            self.buffers = (self.buffers[0][indices], self.buffers[1][indices])
+            self.keys, self.values = self.buffers[0][:, :, :self.length], self.buffers[1][:, :, :self.length]
+
+
+def growing_cache(room: int, stacked: list | None = None, slots: Sequence[int] = (), length: int = 0) -> Any:
+    """A `DynamicCache` of `GrowingLayer`s with room for `room` more tokens, holding prefix ``slots[b]`` of
+    `stacked` (cut to `length` time steps) in row b when `stacked` is given, else empty."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    cache.layer_class_to_replicate = lambda: GrowingLayer(room)
+    if stacked is not None:
+        index = torch.tensor(slots, dtype=torch.long, device=stacked[0][0].device)
+        for k, v in stacked:
+            layer = GrowingLayer(room)
+            layer.update(k.index_select(0, index)[:, :, :length], v.index_select(0, index)[:, :, :length])
+            cache.layers.append(layer)
+    return cache
+
+
+PREFILL_ROWS = 8
+"""Rows per prefill forward: a batch (sorted by suffix length) prefills in chunks padded to their own longest
+suffix, not the batch's, and their caches are merged, left-padded, for decoding."""
+
+
+def _chunked_prefill(model: Any, kwargs: dict[str, Any], cache_kw: str, caches: list | None, slots: list[int],
+                     longest: int, room: int) -> tuple[torch.Tensor, Any]:
+    """First-step logits and a `GrowingLayer` cache of the whole batch, prefilled `PREFILL_ROWS` rows at a time.
+
+    Row b's keys sit at the same slots as in one batched prefill (`left_padded_inputs`); the padding slots
+    between prefix and suffix of a chunk narrower than the batch hold zeros and are masked.
+    """
+    ids, mask, positions = kwargs["input_ids"], kwargs["attention_mask"], kwargs["position_ids"]
+    n_rows, width = ids.shape
+    parts, logits = [], []
+    for start in range(0, n_rows, PREFILL_ROWS):
+        rows = slice(start, start + PREFILL_ROWS)
+        own = int((mask[rows, longest:].sum(1)).max())  # this chunk's longest suffix
+        chunk_mask = torch.cat([mask[rows, :longest], mask[rows, longest + width - own:]], dim=1)
+        cache = growing_cache(0, caches, slots[rows], longest)
+        out = model(**{**kwargs, "input_ids": ids[rows, width - own:], "attention_mask": chunk_mask,
+                       "position_ids": positions[rows, width - own:], cache_kw: cache})
+        logits.append(out.logits[:, -1].float())
+        parts.append((own, _cache_of(out)))
+    merged = growing_cache(room)
+    for layer in range(len(parts[0][1].layers)):
+        merged_layer = GrowingLayer(room)
+        buffers = []
+        for which in (0, 1):
+            first = parts[0][1].layers[layer].buffers[which]
+            buffer = first.new_zeros((n_rows, first.shape[1], longest + width + room, first.shape[-1]))
+            for c, (own, cache) in enumerate(parts):
+                held = cache.layers[layer].buffers[which]
+                rows = slice(c * PREFILL_ROWS, c * PREFILL_ROWS + held.shape[0])
+                buffer[rows, :, :longest] = held[:, :, :longest]
+                buffer[rows, :, longest + width - own:longest + width] = held[:, :, longest:longest + own]
+            buffers.append(buffer)
+        for _, cache in parts:  # free each chunk's layer as soon as it is merged
+            cache.layers[layer] = None
+        merged_layer.lazy_initialization(buffers[0][:, :, :0], buffers[1][:, :, :0])
+        merged_layer.buffers, merged_layer.length = (buffers[0], buffers[1]), longest + width
+        merged_layer.keys, merged_layer.values = buffers[0][:, :, :longest + width], buffers[1][:, :, :longest + width]
+        merged.layers.append(merged_layer)
+    return torch.cat(logits), merged
+
+
+def generation_rows(contexts: dict[int, list[int]], reuse: bool, min_tokens: int
+                    ) -> list[tuple[tuple[int, ...], list[GenRow]]]:
+    """Contexts grouped under cached prefixes: each row takes from a cache the longest prefix it shares with
+    a lexicographic neighbour (the last context token is always run: its logits give the first new token).
+
+    Neighbours are cut into one group per run sharing their longest prefixes, so rows sharing all three few-shot
+    exemplars are not held back to the shorter prefix a larger run shares; a run joins the previous group when
+    recomputing its own prefix would cost more positions than its rows lose by reading the group's. A group
+    computes its prefix once; members sharing less of it read its first slots. Rows sharing fewer than
+    `min_tokens` form a group with an empty prefix.
+
+    Args:
+        contexts: Context token ids by request index.
+        reuse: Use cached prefixes at all.
+        min_tokens: Shortest shared prefix worth reusing.
+
+    Returns:
+        (cached prefix tokens, rows) per group, shortest prefix first.
+    """
+    order = sorted(contexts, key=lambda i: contexts[i])
+    rows = [tuple(contexts[i]) for i in order]
+    after = [_common_prefix(a, b) for a, b in zip(rows, rows[1:])] + [0]
+    before = [0] + after[:-1]
+    best = [min(len(r) - 1, max(a, b)) if reuse else 0 for r, a, b in zip(rows, after, before)]
+    plain, runs = [], []
+    for j, row in enumerate(rows):
+        if best[j] < min_tokens:
+            plain.append(GenRow(order[j], row))
+        elif runs and best[j - 1] >= min_tokens and min(before[j], len(row) - 1, len(rows[j - 1]) - 1) in (
+                best[j], best[j - 1]):
+            runs[-1].append(j)
+        else:
+            runs.append([j])
+    groups: list[tuple[tuple[int, ...], list[GenRow]]] = []
+    for run in runs:
+        key = rows[max(run, key=best.__getitem__)][:max(best[j] for j in run)]
+        members = [GenRow(order[j], rows[j], min(best[j], _common_prefix(rows[j], key))) for j in run]
+        if groups:  # join the previous group where its prefix serves these rows almost as well as their own
+            joined = [m._replace(prefix=min(m.prefix, _common_prefix(m.tokens, groups[-1][0]))) for m in members]
+            if min(m.prefix for m in joined) >= min_tokens and sum(m.prefix for m in members) - sum(
+                    m.prefix for m in joined) < len(key):
+                groups[-1][1].extend(joined)
+                continue
+        groups.append((key, members))
+    return sorted(([((), plain)] if plain else []) + groups, key=lambda group: len(group[0]))
+
+
+def left_padded_inputs(batch: Sequence[GenRow], pad_token: int, device: torch.device
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Input ids, attention mask (cached prefix slots included) and position ids of a batch.
+
+    Key slots are ``[longest prefix][longest suffix]``: row b's prefix fills the first ``prefix`` slots,
+    its suffix the last ones; the slots between are padding, masked, and do not advance its positions.
+    """
+    longest = max(r.prefix for r in batch)
+    suffixes = [r.tokens[r.prefix:] for r in batch]
+    width = max(len(s) for s in suffixes)
+    ids = torch.full((len(batch), width), pad_token, dtype=torch.long)
+    mask = torch.zeros((len(batch), longest + width), dtype=torch.long)
+    positions = torch.zeros((len(batch), width), dtype=torch.long)
+    for b, (row, suffix) in enumerate(zip(batch, suffixes)):
+        pad = width - len(suffix)
+        ids[b, pad:] = torch.tensor(suffix, dtype=torch.long)
+        mask[b, :row.prefix] = 1
+        mask[b, longest + pad:] = 1
+        positions[b, pad:] = torch.arange(row.prefix, len(row.tokens))
+    return ids.to(device), mask.to(device), positions.to(device)
+
+
 @torch.inference_mode()
-def generate_batch(
-    model: Any, tokenizer: Any, ids: torch.Tensor, requests: Sequence[GenerationRequest], pad_token: int
-) -> list[GenerationResult]:
-    """Greedy continuations of contexts of one length, no padding needed.
+def greedy_batch(model: Any, tokenizer: Any, batch: Sequence[GenRow], requests: Sequence[GenerationRequest],
+                 caches: list | None, pad_token: int, cache_kw: str = "past_key_values",
+                 first_logits: Callable[[torch.Tensor], None] | None = None, grow: bool = False) -> list[Greedy]:
+    """Greedy continuations of a batch of rows of any lengths, each stopped on its own.
 
     Args:
         model: A transformers causal LM.
         tokenizer: Its tokenizer.
-        ids: Context token ids, one row per request, on the model's device.
-        requests: The requests of the rows (their stop strings and token limits).
-        pad_token: Token id that fills rows which finished early.
+        batch: The rows; with a prefix, ``caches`` holds it in stacked slot ``row.slot``.
+        requests: All requests (a row's stop strings and token limit are those of ``requests[row.index]``).
+        caches: Per layer, stacked (keys, values) of the window's prefixes; None when no row has a prefix.
+        pad_token: Token id of padding.
+        cache_kw: Name of the model's cache argument.
+        first_logits: Called with the float32 logits of the first step (one-time checks).
+        grow: Cache keys and values in `GrowingLayer`s (only for models whose every layer is plain attention).
 
     Returns:
-        One result per row; a row with non-finite logits gets empty text and a reason.
+        One result per row; a row whose logits turn non-finite stops there with empty text and a reason.
     """
-    limits = [r.max_new_tokens for r in requests]
-    stopper = StopStrings(tokenizer, ids.shape[1], [r.stop for r in requests], limits)
-    config = transformers.GenerationConfig(
-        do_sample=False, num_beams=1, max_new_tokens=max(r.max_new_tokens for r in requests),
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=pad_token,
-        output_logits=True, return_dict_in_generate=True,
-    )
-    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config,
-                         stopping_criteria=transformers.StoppingCriteriaList([stopper]))
-    return [_row_result(tokenizer, out, b, ids.shape[1], stopper.done_at[b], request)
-            for b, request in enumerate(requests)]
+    device = next(model.parameters()).device
+    ids, mask, positions = left_padded_inputs(batch, pad_token, device)
+    longest = max(r.prefix for r in batch)
+    kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "position_ids": positions,
+                              "use_cache": True, **last_logits_only(model)}
+    slots = [r.slot for r in batch]
+    if grow:
+        room = max(requests[r.index].max_new_tokens for r in batch)
+        logits, cache = _chunked_prefill(model, kwargs, cache_kw, caches if longest else None, slots, longest, room)
+    else:
+        if longest:
+            kwargs[cache_kw] = select_cache(caches, slots, longest)
+        out = model(**kwargs)
+        logits, cache = out.logits[:, -1].float(), _cache_of(out)
+    if first_logits is not None:
+        first_logits(logits)
+    rows = [_Row(requests[r.index], tokenizer.eos_token_id) for r in batch]
+    active = list(range(len(batch)))
+    next_position = positions[:, -1] + 1
+    while True:
+        top = logits.topk(min(2, logits.shape[-1]), dim=-1)
+        gaps = top.values[:, 0] - top.values[:, -1] if top.values.shape[-1] > 1 else torch.full_like(
+            top.values[:, 0], math.inf)
+        tokens = top.indices[:, 0]
+        finite = torch.isfinite(logits).all(-1)
+        keep = [j for j, (b, t, g, f) in enumerate(zip(active, tokens.tolist(), gaps.tolist(), finite.tolist()))
+                if not rows[b].step(t, g, f, tokenizer)]
+        if not keep:
+            break
+        if len(keep) < len(active):  # finished rows leave the batch and its cache
+            index = torch.tensor(keep, dtype=torch.long, device=device)
+            cache.batch_select_indices(index)
+            tokens, mask, next_position = tokens[index], mask[index], next_position[index]
+            active = [active[j] for j in keep]
+        mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+        out = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=next_position[:, None],
+                    use_cache=True, **{cache_kw: cache})
+        cache, next_position = _cache_of(out), next_position + 1
+        logits = out.logits[:, -1].float()
+    return [row.done(tokenizer) for row in rows]
 
 
-def _row_result(
-    tokenizer: Any, out: Any, b: int, start: int, done_at: int | None, request: GenerationRequest
-) -> GenerationResult:
-    """Row `b` of a generate() output, cut at its stop, its limit or the first EOS."""
-    new = out.sequences[b, start:].tolist()
-    n = min(done_at or len(new), len(new), request.max_new_tokens)
-    if tokenizer.eos_token_id in new[:n]:
-        n = new.index(tokenizer.eos_token_id) + 1
-    if not all(torch.isfinite(step[b]).all() for step in out.logits[:n]):
-        return GenerationResult("", n, "non-finite logits (NaN or inf) during generation")
-    text, _ = truncate_at_stop(tokenizer.decode(new[:n], skip_special_tokens=True), request.stop)
-    return GenerationResult(text, n)
+class GreedyGeneration:
+    """`generate_until` of `HFModel`; uses its model, settings, batching and prefix caches."""
+
+    model: Any
+    tokenizer: Any
+    name: str
+    settings: Any
+    max_length_: int
+    pad_token_: int
+    prefix_token_: int | None
+    prefix_reuse_: bool
+    attention_span_: int | None
+    _cache_kw: str
+
+    @torch.inference_mode()
+    def generate_until(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        """Greedy generation: batches mix context lengths, a shared prefix is computed once, finished rows
+        leave the batch; near-ties (top-2 logits within `NEAR_TIE`) are counted in ``near_ties_``."""
+        results: list[GenerationResult | None] = [None] * len(requests)
+        contexts: dict[int, list[int]] = {}
+        for i, request in enumerate(requests):
+            context = self.context_tokens(request.context)
+            results[i] = generation_failure(context, request.max_new_tokens, self.max_length_)
+            if results[i] is None:
+                contexts[i] = context
+        self._report("generation", 0, len(contexts))
+        groups = generation_rows(contexts, self.prefix_reuse_, self.settings.prefix_min_tokens)
+        start, size = 0, self.batch_size_
+        while start < len(groups):
+            longest = len(groups[min(len(groups), start + size) - 1][0])  # groups are sorted by prefix length
+            window = groups[start:start + max(1, int(size * self._cache_scale(longest, size)))]
+            try:
+                self._generate_window(window, requests, results)
+            except Exception as exc:  # out of memory holding the window's prefix caches: fewer at a time
+                if not is_oom(exc) or len(window) == 1:
+                    raise
+                size = len(window) // 2
+                log.warning("%s: out of memory holding %d prefix caches, retrying with %d", self.name, len(window),
+                            size)
+                self._free_memory()
+                continue
+            start += len(window)
+        return results  # type: ignore[return-value]
+
+    def _generate_window(self, window: list[tuple[tuple[int, ...], list[GenRow]]],
+                         requests: Sequence[GenerationRequest], results: list) -> None:
+        """Generate every row of a window of groups, their prefixes' caches computed in one batched forward."""
+        shared = [g for g, (key, _) in enumerate(window) if key]
+        caches = self._window_caches([window[g][0] for g in shared]) if shared else None
+        slots = {g: s for s, g in enumerate(shared)} if caches is not None else {}
+        rows = [row._replace(prefix=row.prefix if g in slots else 0, slot=slots.get(g, 0))
+                for g, (_, members) in enumerate(window) for row in members]
+        rows.sort(key=lambda r: (r.prefix - len(r.tokens), r.prefix))  # longest suffix first: least padding
+        done = sum(r is not None for r in results)
+
+        def run(chunk: list[GenRow]) -> None:
+            nonlocal done
+            check = None if self.generation_verified_ else (lambda logits: self._verify_generation(chunk, logits))
+            for row, greedy in zip(chunk, greedy_batch(self.model, self.tokenizer, chunk, requests, caches,
+                                                       self.pad_token_, self._cache_kw, check,
+                                                       grow=self.attention_span_ is None)):
+                results[row.index] = greedy.result
+                self.near_ties_ += greedy.near_tie
+            done += len(chunk)
+            self._report("generation", done, len(results))
+
+        longest = max(len(r.tokens) + requests[r.index].max_new_tokens for r in rows) if rows else 0
+        scale = self._cache_scale(longest, None, CACHE_BUDGET)
+        while rows:
+            try:
+                self._in_batches(rows, run, None if self.left_padding_ok_ else 1, scale=scale)
+                return
+            except _Redo:  # a check failed: the rest without the shortcut it turned off
+                rows = [r if self.prefix_reuse_ else r._replace(prefix=0, slot=0)
+                        for r in rows if results[r.index] is None]
+
+    def _verify_generation(self, chunk: list[GenRow], logits: torch.Tensor) -> None:
+        """Once per model: the first-step logits of the most padded row against a plain forward of its whole
+        context; a mismatch turns prefix reuse off (or, without reuse, batching) and redoes the batch."""
+        b = max(range(len(chunk)), key=lambda j: (chunk[j].prefix > 0, -len(chunk[j].tokens)))
+        if len(chunk) == 1 and not chunk[b].prefix:
+            return  # a plain row: nothing to check
+        ids = torch.tensor([chunk[b].tokens], dtype=torch.long, device=logits.device)
+        plain = self.model(input_ids=ids, use_cache=False, **last_logits_only(self.model)).logits[0, -1].float()
+        error = float((torch.log_softmax(plain, -1) - torch.log_softmax(logits[b], -1)).abs().max())
+        if not math.isfinite(error):
+            return  # no verdict: the model itself is not finite here (the row reports it)
+        if error <= tolerance(self.model.dtype):
+            self.generation_verified_ = True
+            return
+        reason = f"batched generation changed first-step log-probs by {error:.1e}"
+        if chunk[b].prefix:
+            self._disable_reuse(reason)
+        else:
+            log.warning("%s: %s; generating one row at a time", self.name, reason)
+            self.left_padding_ok_ = False
+        raise _Redo
+
+
+class _Redo(Exception):
+    """The batch must be redone without the shortcut that failed its check."""
+
+
+def _cache_of(out: Any) -> Any:
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else getattr(out, "past_key_values", None)
+
+

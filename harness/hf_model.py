@@ -3,6 +3,7 @@
 Scoring (`token_scoring`) scores identical rows once (and a row that is a prefix of another from
 the longer one), reuses the key/value cache of a prefix shared by many rows, runs rows sharing
 leading tokens as one tree-packed row, and turns NaN logits into NaN results with a reason.
+Greedy generation (`hf_generate`) batches contexts of any length after a shared cached prefix.
 Loading is offline, without remote code or pickles.
 """
 from __future__ import annotations
@@ -13,16 +14,16 @@ import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
 from harness.batching import TokenRequest
 from harness.checkpoints import Checkpoint
-from harness.hf_generate import generate_batch, generation_failure
+from harness.hf_generate import GreedyGeneration
 from harness.hf_load import input_device, load_model_and_tokenizer, model_max_length, single_checkpoint
 from harness.model import (
-    GenerationRequest, GenerationResult, LoglikelihoodRequest, LoglikelihoodResult, RollingResult, encode_pair,
+    LoglikelihoodRequest, LoglikelihoodResult, RollingResult, encode_pair,
     failed_loglikelihood, pair_texts, rolling_windows,
 )
 from harness.output_head import output_head
@@ -88,7 +89,7 @@ def _max_length(override: int | None, own: int, name: str) -> int:
     return override
 
 
-class HFModel(TokenScoring):
+class HFModel(TokenScoring, GreedyGeneration):
     """The model protocol for a transformers causal LM. Learned state ends in ``_``."""
 
     def __init__(
@@ -109,6 +110,8 @@ class HFModel(TokenScoring):
         self.max_length_ = _max_length(self.settings.max_length, model_max_length(model, tokenizer), name)
         self.window_length_ = self.settings.max_length or min(self.max_length_, DEFAULT_WINDOW)
         self.bos_, self.bos_rule_ = bos_policy(model, tokenizer, self.settings.bos)
+        output = model.get_output_embeddings()
+        self.vocab_size_ = int(output.weight.shape[0]) if output is not None else len(tokenizer)
         size = self.settings.batch_size
         self.batch_size_ = AUTO_BATCH_START.get(self.device_.type, 32) if size == "auto" else int(size)
         bos, eos, pad = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
@@ -130,6 +133,11 @@ class HFModel(TokenScoring):
         self.packing_disabled_reason_: str | None = span_problem or (None if self.settings.tree_packing else off)
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self._encoded: dict[str, list[int]] = {}
+        self.generation_verified_, self.left_padding_ok_, self.near_ties_ = False, True, 0
+        self.phase_ = "likelihood"
+        self.progress: Callable[[str, int, int], None] | None = None
+        """Called as ``progress(phase, done, total)`` after each batch (phases: cross-entropy, likelihood,
+        generation); the runner's progress bar."""
 
     @classmethod
     def from_checkpoint(
@@ -193,6 +201,7 @@ class HFModel(TokenScoring):
     def _loglikelihood(
         self, requests: Sequence[LoglikelihoodRequest], batch_size: int | None, reuse: bool | None
     ) -> list[LoglikelihoodResult]:
+        self.phase_ = "likelihood"
         results: list[LoglikelihoodResult | None] = [None] * len(requests)
         token_requests, owners = [], []
         encoded = self._encode_all({text for r in requests for text in pair_texts(r.context, r.continuation)})
@@ -218,6 +227,7 @@ class HFModel(TokenScoring):
 
     def loglikelihood_rolling(self, texts: Sequence[str]) -> list[RollingResult]:
         """Log-probability of each whole text in disjoint windows, the first token predicted from BOS/EOS."""
+        self.phase_ = "cross-entropy"
         results: list[RollingResult | None] = [None] * len(texts)
         token_requests, owners = [], []
         for i, text in enumerate(texts):
@@ -236,19 +246,6 @@ class HFModel(TokenScoring):
             error = done.error or score.error
             total = math.nan if error else done.logprob + score.logprob
             results[i] = done._replace(logprob=total, error=error)
-        return results  # type: ignore[return-value]
-
-    def generate_until(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
-        """Greedy generation; contexts of equal token length are batched together, so no padding is needed."""
-        results: list[GenerationResult | None] = [None] * len(requests)
-        by_length: dict[int, list[tuple[int, list[int]]]] = {}
-        for i, request in enumerate(requests):
-            context = self.context_tokens(request.context)
-            results[i] = generation_failure(context, request.max_new_tokens, self.max_length_)
-            if results[i] is None:
-                by_length.setdefault(len(context), []).append((i, context))
-        for group in by_length.values():
-            self._in_batches(group, lambda chunk: self._generate_batch(chunk, requests, results), None)
         return results  # type: ignore[return-value]
 
     def drift(self, requests: Sequence[LoglikelihoodRequest], results: Sequence[LoglikelihoodResult] | None = None,
@@ -272,16 +269,6 @@ class HFModel(TokenScoring):
         diffs = [abs(a.logprob - b.logprob) for a, b in zip(batched, single)
                  if math.isfinite(a.logprob) and math.isfinite(b.logprob)]
         return max(diffs) if diffs else math.nan
-
-    # ---- generation ------------------------------------------------------------------------------
-
-    def _generate_batch(
-        self, chunk: list[tuple[int, list[int]]], requests: Sequence[GenerationRequest], results: list
-    ) -> None:
-        ids = torch.tensor([context for _, context in chunk], dtype=torch.long, device=self.device_)
-        done = generate_batch(self.model, self.tokenizer, ids, [requests[i] for i, _ in chunk], self.pad_token_)
-        for (i, _), result in zip(chunk, done):
-            results[i] = result
 
 
 def _vocab_size(model: Any) -> int:

@@ -170,6 +170,7 @@ def _score_member(plan: Plan, member: Member, cache: ResultCache, w: World) -> N
         tqdm.write(f"note: {row.label}: {row.note}")
     n_items = sum(len(plan.items.get(t.name, ())[w.rank::w.size]) for t in plan.tasks)
     bar = tqdm(total=n_items, desc=row.label, unit="item", leave=False, disable=not w.is_main)
+    hf.progress = _phase_bar(row.label, w.is_main)
     for task in plan.tasks:
         if isinstance(task, CrossEntropyTask):
             if w.is_main:
@@ -182,13 +183,15 @@ def _score_member(plan: Plan, member: Member, cache: ResultCache, w: World) -> N
                      for r in chunk]
             bar.update(len(mine[start:start + CHUNK_ITEMS]))
     bar.close()
+    hf.progress(None, 0, 0)
     rows = gather_rows(rows, w)
     if not w.is_main:
         return
     drift = _drift(hf, plan) if config.check_drift and rows else math.nan
     row = replace(row, **_primary_ce(texts), drift=drift, seconds=time.perf_counter() - started,
                   cache_hits=cached.hits_, cache_misses=cached.misses_, prefix_reuse_off=hf.reuse_disabled_reason_,
-                  tree_packing_off=hf.packing_disabled_reason_, chunked_logits_off=hf.head_disabled_reason_)
+                  tree_packing_off=hf.packing_disabled_reason_, chunked_logits_off=hf.head_disabled_reason_,
+                  generation_near_ties=hf.near_ties_)
     write_table(part_path(plan.run_dir, "records", row.checkpoint_id), _ordered(rows))
     write_json(part_path(plan.run_dir, "checkpoint", row.checkpoint_id),
                {"checkpoint": row.row(), "cross_entropy": texts})
@@ -201,6 +204,25 @@ def _model_row(hf: HFModel, tokenizer_id: str, config: RunConfig) -> dict:
     return {"tokenizer_hash": tokenizer_id, "compute_dtype": hf.compute_dtype_, "max_length": hf.max_length_,
             "device_map": config.device_map, "chat_template": config.chat_template,
             "note": WITHOUT_TEMPLATE_NOTE if instruct and not config.chat_template else None}
+
+
+def _phase_bar(label: str, enabled: bool):
+    """A progress callback for `HFModel`: one bar of requests that advances per batch and names its phase
+    (cross-entropy, likelihood, generation); ``progress(None, 0, 0)`` closes it."""
+    bar = tqdm(total=0, desc=label, unit="req", leave=False, disable=not enabled, position=1)
+    state = {"phase": None}
+
+    def progress(phase: str | None, done: int, total: int) -> None:
+        if phase is None:
+            bar.close()
+            return
+        if phase != state["phase"] or total != bar.total or done < bar.n:
+            state["phase"] = phase
+            bar.reset(total=total)
+            bar.set_description(f"{label}: {phase}", refresh=False)
+        bar.update(done - bar.n)
+
+    return progress
 
 
 def _ordered(rows: list[Record]):

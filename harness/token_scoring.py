@@ -10,6 +10,7 @@ does not grow with rows x positions x vocabulary.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from typing import Any, Callable, Sequence
@@ -35,6 +36,32 @@ def tolerance(dtype: torch.dtype) -> float:
     return 1e-4 if dtype == torch.float32 else 5e-2
 
 
+LOGITS_BUDGET = {"cpu": 2**26}
+"""Most vocabulary logits (floats, 256 MB) one scoring forward may make, by device type: on a CPU, running out
+of memory kills the process instead of raising, and a 49k vocabulary makes 200 KB of logits per position.
+Fewer rows per batch never changes a score."""
+CACHE_BUDGET = {"cpu": 2**26}
+"""Most cached prefix keys and values (floats, 256 MB) a window of prefixes, and again a batch of rows
+continuing them, may hold, by device type (each row holds its own copy of its prefix)."""
+
+
+def kv_floats_per_token(config: Any) -> int | None:
+    """Keys and values one token adds to a full-attention cache, from the model config; None if unknown."""
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    layers, heads = getattr(config, "num_hidden_layers", None), getattr(config, "num_attention_heads", None)
+    hidden = getattr(config, "hidden_size", None)
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or (hidden // heads if hidden and heads else None)
+    if not all(isinstance(v, int) and v > 0 for v in (layers, kv_heads, head_dim)):
+        return None
+    return 2 * layers * kv_heads * head_dim
+
+
+def last_logits_only(model: Any) -> dict[str, int]:
+    """``logits_to_keep=1`` where the model takes it (a forward then makes one row of vocabulary logits)."""
+    return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+
+
 class _UnsafeCache(Exception):
     """The model's cache cannot be batched or sliced safely."""
 
@@ -48,6 +75,7 @@ class TokenScoring:
     device_: torch.device
     max_length_: int
     batch_size_: int
+    vocab_size_: int
     pad_token_: int
     prefix_reuse_: bool
     reuse_verified_: bool
@@ -61,6 +89,8 @@ class TokenScoring:
     head_disabled_reason_: str | None
     stop_sets_: list[torch.Tensor]
     _cache_kw: str
+    progress: Callable[[str, int, int], None] | None
+    phase_: str
 
     @torch.inference_mode()
     def _score_tokens(
@@ -76,7 +106,8 @@ class TokenScoring:
         size, groups = batch_size or self.batch_size_, sorted(plan.groups, key=lambda group: group[0])
         start = 0
         while start < len(groups):
-            window = groups[start:start + size]
+            longest = groups[min(len(groups), start + size) - 1][0]  # groups are sorted by prefix length
+            window = groups[start:start + max(1, int(size * self._cache_scale(longest, size)))]
             try:
                 packed = reuse and self.packing_ and self._score_packed(window, plan, requests, results, batch_size)
             except Exception as exc:  # out of memory before anything was scored: fewer prefixes at a time
@@ -125,9 +156,12 @@ class TokenScoring:
                      for b, (g, p) in enumerate(chunk) for r, path in p.members for i in plan.uses[r]]
             for (i, _, _), result in zip(picks, gather(scores, picks, requests, self.stop_sets_)):
                 results[i] = result
+            self._report_scored(results)
 
         longest_plain = max(len(rows[r]) - starts[g] for g, (_, members) in enumerate(window) for r in members)
         scale = min(1.0, max(longest_plain, ROW_TOKENS_FLOOR) / len(order[0][1].tokens))
+        scale = min(scale, self._logits_scale(len(order[0][1].tokens), batch_size),
+                    self._cache_scale(max(starts), batch_size))
         self._in_batches(order, run, batch_size, scale=scale)
         return True
 
@@ -170,7 +204,8 @@ class TokenScoring:
             if is_oom(exc):
                 raise
             return self._disable_packing(f"a tree-masked forward failed ({type(exc).__name__}: {exc})")
-        self._in_batches(packed.members, compare, None)
+        widest = max(len(rows[r]) for r, _ in packed.members)
+        self._in_batches(packed.members, compare, None, scale=self._logits_scale(widest, None))
         if any(math.isnan(e) for e in errors):
             return False  # plain rows will report the non-finite logits as failures
         error = max(errors)
@@ -197,7 +232,8 @@ class TokenScoring:
             ids, _ = pad_rows(chunk, self.pad_token_)
             kwargs = {"input_ids": ids.to(self.device_), "use_cache": True}
             # Only the cache is used: the output layer runs on one position, not on every prefix token.
-            out = narrowed_forward(self.model, self.head_[0], kwargs)[0] if self.head_ else self.model(**kwargs)
+            out = (narrowed_forward(self.model, self.head_[0], kwargs)[0] if self.head_
+                   else self.model(**kwargs, **last_logits_only(self.model)))
             cache = getattr(out, "cache", None)
             cache = cache if cache is not None else getattr(out, "past_key_values", None)
             reason = unsafe_cache_reason(cache)
@@ -236,8 +272,11 @@ class TokenScoring:
             picks = [(i, b, plain_positions(requests[i], prefix_len)) for b, r in enumerate(chunk) for i in plan.uses[r]]
             for (i, _, _), result in zip(picks, gather(scores, picks, requests, self.stop_sets_)):
                 results[i] = result
+            self._report_scored(results)
 
-        self._in_batches(sorted(members, key=lambda r: len(rows[r]), reverse=True), run, batch_size)
+        longest = max(len(rows[r]) for r in members) - prefix_len
+        self._in_batches(sorted(members, key=lambda r: len(rows[r]), reverse=True), run, batch_size,
+                         scale=self._logits_scale(longest, batch_size))
 
     def _forward_rows(self, rows: Sequence[Sequence[int]], prefix_len: int, kv: list | None) -> Scores:
         """Scores of right-padded rows that continue a cached prefix of `prefix_len` tokens."""
@@ -340,6 +379,29 @@ class TokenScoring:
                 self._free_memory()
                 continue
             i += len(chunk)
+
+    def _logits_scale(self, width: int, fixed: int | None) -> float:
+        """Batch scale that keeps a forward's vocabulary logits within `LOGITS_BUDGET` (CPU only)."""
+        return self._budget_scale(LOGITS_BUDGET, width * self.vocab_size_, fixed)
+
+    def _cache_scale(self, tokens: int, fixed: int | None, budgets: dict[str, int] | None = None) -> float:
+        """Batch scale that keeps the cached keys and values of rows of `tokens` tokens within `budgets`
+        (default `CACHE_BUDGET`)."""
+        per_token = kv_floats_per_token(self.model.config)
+        return self._budget_scale(budgets or CACHE_BUDGET, tokens * per_token, fixed) if per_token else 1.0
+
+    def _budget_scale(self, budgets: dict[str, int], floats_per_row: float, fixed: int | None) -> float:
+        budget = budgets.get(self.device_.type)
+        if budget is None or floats_per_row <= 0:
+            return 1.0
+        return min(1.0, budget / floats_per_row / (fixed or self.batch_size_))
+
+    def _report_scored(self, results: list) -> None:
+        self._report(self.phase_, sum(r is not None for r in results), len(results))
+
+    def _report(self, phase: str, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(phase, done, total)
 
     def _free_memory(self) -> None:
         if self.device_.type == "cuda":
