@@ -24,8 +24,8 @@ import transformers  # noqa: E402
 from harness.checkpoints import Checkpoint, discover
 from skill_catalog.errors import UserError
 
-if TYPE_CHECKING:  # ModelSettings belongs with the model it configures; only annotations need it here
-    from harness.hf_model import ModelSettings
+if TYPE_CHECKING:
+    from harness.model_settings import ModelSettings
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
            "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}

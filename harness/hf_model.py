@@ -12,7 +12,6 @@ import inspect
 import logging
 import math
 import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -22,6 +21,7 @@ from harness.batching import TokenRequest
 from harness.checkpoints import Checkpoint
 from harness.hf_generate import GreedyGeneration
 from harness.hf_load import input_device, load_model_and_tokenizer, model_max_length, single_checkpoint
+from harness.model_settings import BOS_POLICIES, ModelSettings
 from harness.model import (
     LoglikelihoodRequest, LoglikelihoodResult, RollingResult, encode_pair,
     failed_loglikelihood, pair_texts, rolling_windows,
@@ -39,40 +39,6 @@ _MEMO_SIZE = 65536  # encoded strings kept; contexts repeat across the choices o
 DEFAULT_WINDOW = 2048
 """Longest cross-entropy window without an explicit `max_length`: a 32k-token config window must not be
 used blindly (attention cost grows with its square); the same on every device, so runs agree."""
-BOS_POLICIES = ("auto", "always", "never")
-"""Values of `ModelSettings.bos`."""
-
-
-@dataclass(frozen=True)
-class ModelSettings:
-    """How a checkpoint is loaded and run."""
-
-    device: str = "auto"
-    """``"auto"`` (cuda if available, else cpu), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ..."""
-    dtype: str = "float32"
-    """``"float32"``, ``"bfloat16"`` or ``"float16"`` (on CPU too, where its kernels exist)."""
-    batch_size: int | str = "auto"
-    """Rows per forward pass, or ``"auto"``; halved on out-of-memory either way."""
-    max_length: int | None = None
-    """Maximum model inputs per row and cross-entropy window; None reads the limit from the model config and
-    caps windows at `DEFAULT_WINDOW`."""
-    device_map: str | None = None
-    """``"auto"``: accelerate spreads a model larger than one device over GPUs, CPU and disk; None: one device."""
-    max_memory: tuple[tuple[str | int, str], ...] | None = None
-    """Memory per device for the device map, e.g. ``((0, "70GiB"), ("cpu", "100GiB"))``; None: accelerate measures."""
-    offload_folder: str | None = None
-    """Folder for layers the device map puts on disk."""
-    bos: str = "auto"
-    """Start every context with BOS: ``"always"``, ``"never"``, or ``"auto"`` (`bos_policy`)."""
-    prefix_reuse: bool = True
-    """Compute the key/value cache of a shared prefix once per group of rows."""
-    prefix_min_tokens: int = 16
-    """Shortest shared prefix worth reusing."""
-    tree_packing: bool = True
-    """Run rows that share leading tokens (the choices of an item) as one tree-masked row; checked once per
-    model against plain rows and turned off, with a warning, where they differ."""
-    allow_pickle: bool = False
-    """Load pickle weight files (they can run code); only for trusted checkpoints."""
 
 
 def _max_length(override: int | None, own: int, name: str) -> int:
