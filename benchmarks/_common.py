@@ -76,7 +76,7 @@ def hardware() -> dict[str, Any]:
 
 def versions() -> dict[str, str | None]:
     """Installed versions of the packages that can change a number or a time."""
-    from harness.run_manifest import package_versions
+    from harness.run.manifest import package_versions
 
     return package_versions(PACKAGES)
 
@@ -98,8 +98,8 @@ def portable_path(path: Path) -> str:
 
 def write_result(name: str, rows: Sequence[dict], config: dict, notes: Sequence[str] = (), **extra: Any) -> Path:
     """Writes ``results/<name>.json``: header facts, the configuration, the table rows and notes."""
-    from harness.run_manifest import git_commit, git_dirty
-    from harness.store import json_safe
+    from harness.run.manifest import git_commit, git_dirty
+    from harness.storage.run_files import json_safe
 
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": name, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -209,7 +209,7 @@ def largest_checkpoint(family: str | None) -> Path:
 
 def checkpoint_at(folder: Path):
     """The `Checkpoint` of exactly this folder (a final checkpoint's folder also holds its step folders)."""
-    from harness.checkpoints import discover
+    from harness.checkpoints.discovery import discover
 
     folder = Path(folder).resolve()
     found = [c for c in discover(folder) if c.path == folder]
@@ -220,7 +220,7 @@ def checkpoint_at(folder: Path):
 
 def nonembedding_params(folder: Path) -> int:
     """Non-embedding parameters counted from the safetensors headers."""
-    from harness.weights import count_params_safetensors
+    from harness.checkpoints.weight_files import count_params_safetensors
 
     return count_params_safetensors(sorted(Path(folder).glob("*.safetensors"))).nonembedding
 
@@ -229,8 +229,8 @@ def catalog_corpus() -> list[str]:
     """Text to train the BPE on: natural items (another seed than the benchmarks use) and the symbolic stream."""
     import dataclasses
 
-    from harness.cross_entropy import catalog_text
-    from harness.task_spec import CrossEntropyTask, load_task
+    from harness.run.cross_entropy import catalog_text
+    from harness.run.task_files import CrossEntropyTask, load_task
     from skill_catalog.compose import compose_items
 
     task = load_task("natural_composite.yaml")

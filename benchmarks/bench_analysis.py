@@ -54,7 +54,7 @@ def write_run_dir(folder: Path, records, checkpoints) -> Path:
     """A run directory as the runner leaves it: records, checkpoints and cross-entropy tables."""
     import pandas as pd
 
-    from harness.store import write_table
+    from harness.storage.run_files import write_table
 
     folder.mkdir(parents=True)
     ce = pd.DataFrame({"checkpoint_id": checkpoints["checkpoint_id"], "task": "synthetic", "source": "synthetic",

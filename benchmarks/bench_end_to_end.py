@@ -1,6 +1,6 @@
 """End to end on a pretrained-size model: the natural suite on a 135M-shape Llama, every metric, timed per phase.
 
-One child process per thread count runs `harness.runner.run` on the natural suite at ``--limit`` items per
+One child process per thread count runs `harness.run.runner.run` on the natural suite at ``--limit`` items per
 cell (exact match and partial credit by greedy generation, multiple choice, gold log-prob) plus a
 cross-entropy task on local text, then the analysis and report, with a fresh cache and output folder. The
 model's methods are wrapped with timers, so the split is load / cross-entropy / likelihood / generation /
@@ -67,11 +67,11 @@ def child(spec: dict) -> dict:
     import torch
 
     torch.set_num_threads(spec["threads"])
-    from harness.hf_model import HFModel
+    from harness.model.hf_model import HFModel
     from harness.report.build import write_analysis, write_report
-    from harness.run_config import RunConfig
-    from harness.runner import run
-    from harness.store import load_run
+    from harness.run.config import RunConfig
+    from harness.run.runner import run
+    from harness.storage.run_files import load_run
 
     seconds, grew = dict.fromkeys(PHASES, 0.0), dict.fromkeys(PHASES, 0.0)
     positions, steps, current = dict.fromkeys(PHASES, 0), [0], ["load"]

@@ -52,8 +52,8 @@ def generation_requests(task_file: str, shots: int, n_items: int, max_gen_toks: 
     """(our request, lm-eval instance) pairs of `n_items` items spread evenly over the suite (k = 1..4)."""
     from lm_eval.api.instance import Instance
 
-    from harness.model import GenerationRequest
-    from harness.task_spec import load_task
+    from harness.model.protocol import GenerationRequest
+    from harness.run.task_files import load_task
     from skill_catalog.compose import compose_items
 
     task = load_task(task_file)

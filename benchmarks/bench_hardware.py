@@ -70,8 +70,8 @@ def peak_rows(args: argparse.Namespace, device: str) -> list[dict]:
 
 
 def scoring_requests(model: str, tokenizer_is_bpe: bool, n_items: int, shots: int) -> list:
-    from harness.model import LoglikelihoodRequest
-    from harness.task_spec import load_task
+    from harness.model.protocol import LoglikelihoodRequest
+    from harness.run.task_files import load_task
     from skill_catalog.compose import compose_items
 
     task = load_task(DEFAULT_TASK["neox100m" if tokenizer_is_bpe else "builtin"])
@@ -83,8 +83,8 @@ def scoring_requests(model: str, tokenizer_is_bpe: bool, n_items: int, shots: in
 
 def score_once(hf, requests: list) -> dict:
     """Times one scoring call on a fresh wrapper; counts request tokens of the requests that scored."""
-    from harness.hf_model import HFModel
-    from harness.model import encode_pair
+    from harness.model.hf_model import HFModel
+    from harness.model.protocol import encode_pair
 
     hf.loglikelihood(requests[:8])  # warm-up
     fresh = HFModel(hf.model, hf.tokenizer, hf.settings, hf.name)
@@ -110,7 +110,7 @@ def plain_forward(hf, batch: int, reps: int) -> tuple[int, float]:
 
 def model_rows(name: str, args: argparse.Namespace, device: str, peak: dict[str, float]) -> list[dict]:
     """Scoring and a plain forward on one model, with FLOP/s and utilization of the measured peak."""
-    from harness.hf_model import HFModel, ModelSettings
+    from harness.model.hf_model import HFModel, ModelSettings
 
     folder = C.model_folder(name, args.family)
     n = C.nonembedding_params(folder)
@@ -137,7 +137,7 @@ def model_rows(name: str, args: argparse.Namespace, device: str, peak: dict[str,
 def main() -> None:
     args = parse_args()
     threads = C.set_threads(args.threads)
-    from harness.hf_load import resolve_device
+    from harness.model.hf_load import resolve_device
     from harness.offline import enforce_offline
 
     enforce_offline()

@@ -39,8 +39,8 @@ def _child(variant: str, batch: int, window: int, n_items: int) -> dict:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    from harness.hf_model import HFModel, ModelSettings
-    from harness.model import LoglikelihoodRequest
+    from harness.model.hf_model import HFModel, ModelSettings
+    from harness.model.protocol import LoglikelihoodRequest
     from skill_catalog.compose import CompositionSpec, compose_items
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))

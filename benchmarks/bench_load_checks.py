@@ -1,4 +1,4 @@
-"""Cost of the load-time weight checks (harness.hf_load: loading report, one min/max per tensor for NaN/inf).
+"""Cost of the load-time weight checks (harness.model.hf_load: loading report, one min/max per tensor for NaN/inf).
 
 Saves a randomly initialised GPT-NeoX (162M parameters by default, untied output embedding) with a tokenizer into a temporary
 folder and times `HFModel.from_checkpoint` with the checks and with them replaced by no-ops, alternating,
@@ -15,8 +15,8 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, GPTNeoXConfig, PreTrainedTokenizerFast
 
-import harness.hf_load as hf_load
-from harness.hf_model import HFModel
+import harness.model.hf_load as hf_load
+from harness.model.hf_model import HFModel
 
 
 def parse_args() -> argparse.Namespace:

@@ -1,4 +1,4 @@
-"""Time and peak memory of `harness.runner.run` as items grow and as checkpoints are added.
+"""Time and peak memory of `harness.run.runner.run` as items grow and as checkpoints are added.
 
 Each measurement runs in its own child process (so its peak RSS is its own) with a fresh cache
 and output folder; the last two rerun one configuration against its finished run folder and,
@@ -68,8 +68,8 @@ def child(spec: dict) -> None:
         import tracemalloc
 
         tracemalloc.start()
-    from harness.run_config import RunConfig
-    from harness.runner import run
+    from harness.run.config import RunConfig
+    from harness.run.runner import run
 
     config = RunConfig(family=tuple(spec["family"]), tasks=(spec["task"],), out=spec["out"], cache_dir=spec["cache"],
                        batch_size=spec["batch_size"], device=spec["device"], analyze=False)

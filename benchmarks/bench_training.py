@@ -101,9 +101,9 @@ def main() -> None:
 
 def _total_params(folder: Path) -> int:
     try:
-        from harness.weights import count_params_safetensors
+        from harness.checkpoints.weight_files import count_params_safetensors
     except ImportError:
-        from harness.checkpoints import count_params_safetensors
+        from harness.checkpoints.discovery import count_params_safetensors
     return count_params_safetensors(sorted(folder.glob("*.safetensors"))).total
 
 

@@ -55,8 +55,8 @@ def build_requests(task_file: str, shots: int, n_items: int, export_dir: Path) -
     """Exports the suite, lets lm-eval build its instances from the export, keeps `n_items` items' instances."""
     from lm_eval.tasks import TaskManager, get_task_dict
 
-    from harness.export import export_task
-    from harness.task_spec import load_task
+    from harness.run.export import export_task
+    from harness.run.task_files import load_task
     from skill_catalog.compose import compose_items
 
     task = load_task(task_file)
@@ -83,7 +83,7 @@ def load_tools(folder: Path, args: argparse.Namespace):
     """Our HFModel and lm-eval's HFLM, each loading the same folder offline in the same dtype."""
     from lm_eval.models.huggingface import HFLM
 
-    from harness.hf_model import HFModel, ModelSettings
+    from harness.model.hf_model import HFModel, ModelSettings
 
     settings = ModelSettings(device=args.device, dtype=args.dtype, batch_size=args.batch_size)
     ours = HFModel.from_checkpoint(C.checkpoint_at(folder), settings)
@@ -96,7 +96,7 @@ def load_tools(folder: Path, args: argparse.Namespace):
 def fresh(ours):
     """A new HFModel over the same weights, as the runner makes once per checkpoint: every repeat tokenizes
     from scratch like lm-eval, and pays our one-time check that prefix reuse leaves log-probs unchanged."""
-    from harness.hf_model import HFModel
+    from harness.model.hf_model import HFModel
 
     return HFModel(ours.model, ours.tokenizer, ours.settings, ours.name)
 
@@ -128,7 +128,7 @@ def compare_speed(kind: str, run_ours, run_lm, ours, lm, repeats: int, n_request
 
 def loglikelihood_run(ours, lm, instances, repeats: int) -> tuple[list[dict], dict]:
     """Times both tools on the instances' requests; agreement of encodings, log-probs and greedy flags."""
-    from harness.model import LoglikelihoodRequest, encode_pair
+    from harness.model.protocol import LoglikelihoodRequest, encode_pair
 
     requests = [LoglikelihoodRequest(*i.args) for i in instances]
     pairs = [encode_pair(ours._encode, c, x, ours.prefix_token_) for c, x in requests]
@@ -170,8 +170,8 @@ def rolling_run(ours, lm, pieces: int, repeats: int) -> tuple[list[dict], dict]:
     """Rolling log-likelihood of the catalog's held-out documents (the runner's cross-entropy text)."""
     from lm_eval.api.instance import Instance
 
-    from harness.cross_entropy import catalog_text
-    from harness.task_spec import CrossEntropyTask
+    from harness.run.cross_entropy import catalog_text
+    from harness.run.task_files import CrossEntropyTask
 
     docs, _ = catalog_text(CrossEntropyTask("heldout", 1, "catalog", "symbolic", 99_991, pieces))
     docs = [docs] if isinstance(docs, str) else list(docs)
@@ -196,7 +196,7 @@ def edge_cases(ours, lm, instances) -> list[dict]:
     """Request shapes where the two tools' documented semantics could part: scored once by both."""
     from lm_eval.api.instance import Instance
 
-    from harness.model import LoglikelihoodRequest
+    from harness.model.protocol import LoglikelihoodRequest
 
     prompt, choice = instances[0].args
     prefix_text = ours.tokenizer.decode([ours.prefix_token_])

@@ -1,6 +1,6 @@
 """`python -m harness` runs the `emergence` command (also under `accelerate launch -m harness`)."""
 import sys
 
-from harness.cli import main
+from harness.cli.main import main
 
 sys.exit(main())

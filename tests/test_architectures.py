@@ -10,9 +10,9 @@ import torch
 from test_model_scoring import make_tokenizer, mixed_prefix_requests
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from harness.hf_model import HFModel, ModelSettings
-from harness.model import LoglikelihoodRequest
-from harness.tree_packing import attention_span
+from harness.model.hf_model import HFModel, ModelSettings
+from harness.model.protocol import LoglikelihoodRequest
+from harness.model.tree_packing import attention_span
 
 LLAMA_LIKE = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
               "intermediate_size": 64, "max_position_embeddings": 128}

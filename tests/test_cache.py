@@ -7,8 +7,8 @@ import sqlite3
 
 import pytest
 
-from harness.cache import ResultCache, cache_key
-from harness.model import LoglikelihoodRequest
+from harness.storage.result_cache import ResultCache, cache_key
+from harness.model.protocol import LoglikelihoodRequest
 
 BASE = ("w" * 64, "t" * 64, "float32", "loglikelihood", LoglikelihoodRequest("2+2=", " 4"), {"max_length": 2048})
 

@@ -14,10 +14,10 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, BertConfig, BertForMaskedLM, BertLMHeadModel, GPTNeoXConfig
 from transformers import GPT2Config, LlamaConfig, PreTrainedTokenizerFast
 
-import harness.weights as weights_module
-from harness.checkpoints import discover, find_duplicate_weights, parse_step
-from harness.hf_model import HFModel
-from harness.weights import count_params_safetensors
+import harness.checkpoints.weight_files as weights_module
+from harness.checkpoints.discovery import discover, find_duplicate_weights, parse_step
+from harness.model.hf_model import HFModel
+from harness.checkpoints.weight_files import count_params_safetensors
 from skill_catalog.errors import UserError
 
 VOCAB = 64

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from harness.cli import main
+from harness.cli.main import main
 
 TASK = Path(__file__).resolve().parent.parent / "tasks" / "symbolic_composite.yaml"
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import datasets
 import pytest
 
-from harness.cross_entropy import corpus_texts, measure_cross_entropy
-from harness.export import export_task
-from harness.hf_model import HFModel, ModelSettings
-from harness.task_spec import CrossEntropyTask, load_task
+from harness.run.cross_entropy import corpus_texts, measure_cross_entropy
+from harness.run.export import export_task
+from harness.model.hf_model import HFModel, ModelSettings
+from harness.run.task_files import CrossEntropyTask, load_task
 from skill_catalog.errors import UserError
 
 TASK = Path(__file__).resolve().parent.parent / "tasks" / "symbolic_composite.yaml"
@@ -48,7 +48,7 @@ def test_datasets_export_round_trips(tmp_path: Path) -> None:
 
 
 def test_a_size_folder_loads_its_own_final_weights(tiny_family: Path) -> None:
-    from harness.hf_load import single_checkpoint
+    from harness.model.hf_load import single_checkpoint
 
     ckpt = single_checkpoint(tiny_family / "n20k", allow_pickle=False)
     assert ckpt.path == (tiny_family / "n20k").resolve() and ckpt.step == 200

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from harness.cli import main
+from harness.cli.main import main
 from harness.gate.policy import validate_policy
 from harness.report.build import write_report
 from harness.zoo.family import SHIPPED_DIR

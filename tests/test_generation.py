@@ -11,9 +11,9 @@ import torch
 from test_model_scoring import CORPUS, FEWSHOT, OTHER_FEWSHOT, QUESTIONS, count_forward_positions, make_tokenizer
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from harness import hf_generate
-from harness.hf_model import HFModel, ModelSettings
-from harness.model import GenerationRequest, LoglikelihoodRequest, truncate_at_stop
+from harness.model import generation as hf_generate
+from harness.model.hf_model import HFModel, ModelSettings
+from harness.model.protocol import GenerationRequest, LoglikelihoodRequest, truncate_at_stop
 
 SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
          "max_position_embeddings": 256}

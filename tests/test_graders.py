@@ -11,11 +11,11 @@ from test_model_scoring import direct, make_tokenizer, mixed_prefix_requests
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-import harness.batching as batching
-import harness.hf_model as hf_model
-from harness.hf_model import HFModel, ModelSettings
-from harness.model import GenerationResult, LoglikelihoodRequest, LoglikelihoodResult
-from harness.scoring import score_items
+import harness.model.batching as batching
+import harness.model.hf_model as hf_model
+from harness.model.hf_model import HFModel, ModelSettings
+from harness.model.protocol import GenerationResult, LoglikelihoodRequest, LoglikelihoodResult
+from harness.run.item_metrics import score_items
 from skill_catalog.compose import CompositionSpec, compose_items
 from skill_catalog.errors import UserError
 from skill_catalog.grading import grade

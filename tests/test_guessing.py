@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from harness.model import GenerationResult, LoglikelihoodResult
-from harness.scoring import score_items
+from harness.model.protocol import GenerationResult, LoglikelihoodResult
+from harness.run.item_metrics import score_items
 from skill_catalog.compose import CompositionSpec, compose_items
 from skill_catalog.guessing import GUESS_SAMPLES, guess_rate, item_chance
 from skill_catalog.skill import get_skill

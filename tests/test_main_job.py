@@ -9,11 +9,11 @@ import math
 import pandas as pd
 
 from harness.analysis.skill_loss import per_skill_loss
-from harness.cli import main
-from harness.cross_entropy import DOC_CHARS, catalog_text
-from harness.run_config import RunConfig
-from harness.runner import plan_run
-from harness.task_spec import load_task
+from harness.cli.main import main
+from harness.run.cross_entropy import DOC_CHARS, catalog_text
+from harness.run.config import RunConfig
+from harness.run.runner import plan_run
+from harness.run.task_files import load_task
 from harness.zoo.family import SHIPPED_DIR
 
 TASKS = Path(__file__).resolve().parent.parent / "tasks"

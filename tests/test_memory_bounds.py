@@ -5,8 +5,9 @@ import torch
 from test_model_scoring import CORPUS, make_tokenizer, mixed_prefix_requests
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from harness import batching, token_scoring
-from harness.hf_model import HFModel, ModelSettings
+from harness.model import batching
+from harness.model import forward_engine as token_scoring
+from harness.model.hf_model import HFModel, ModelSettings
 
 
 def test_bounded_logits_leave_scores_unchanged_and_shrink_batches(monkeypatch):
@@ -39,7 +40,7 @@ def test_bounded_logits_leave_scores_unchanged_and_shrink_batches(monkeypatch):
 def test_bounded_generation_cache_leaves_outputs_unchanged_and_shrinks_batches(monkeypatch):
     from test_generation import build, requests_of_many_lengths
 
-    from harness import hf_generate
+    from harness.model import generation as hf_generate
 
     tokenizer = make_tokenizer()
     model = build("llama-gqa", tokenizer)

@@ -11,10 +11,10 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, GPT2Config, GPTNeoXConfig, LlamaConfig, PreTrainedTokenizerFast
 
-from harness.batching import merge_rows, prefix_groups
-from harness.checkpoints import discover
-from harness.hf_model import HFModel, ModelSettings
-from harness.model import (GenerationRequest, LanguageModel, LoglikelihoodRequest, encode_pair, rolling_windows,
+from harness.model.batching import merge_rows, prefix_groups
+from harness.checkpoints.discovery import discover
+from harness.model.hf_model import HFModel, ModelSettings
+from harness.model.protocol import (GenerationRequest, LanguageModel, LoglikelihoodRequest, encode_pair, rolling_windows,
                            truncate_at_stop)
 from skill_catalog.errors import UserError
 
@@ -221,7 +221,7 @@ def test_prefix_reuse_equals_no_reuse(models_dir, arch):
 
 
 def test_unsafe_prefix_cache_falls_back_to_no_reuse(neox, monkeypatch):
-    import harness.token_scoring as engine
+    import harness.model.forward_engine as engine
 
     monkeypatch.setattr(engine, "unsafe_cache_reason", lambda cache: "pretend sliding window")
     model = HFModel(neox.model, neox.tokenizer, ModelSettings(prefix_min_tokens=4))
@@ -417,7 +417,7 @@ def count_forward_positions(model):
 
 
 def test_packing_that_changes_scores_is_turned_off_and_plain_rows_are_used(neox, monkeypatch):
-    import harness.token_scoring as engine
+    import harness.model.forward_engine as engine
 
     real = engine.tree_inputs
 
@@ -438,7 +438,7 @@ def test_packing_that_changes_scores_is_turned_off_and_plain_rows_are_used(neox,
 
 
 def test_out_of_memory_holding_prefix_caches_scores_fewer_groups_at_a_time(neox, monkeypatch):
-    import harness.token_scoring as engine
+    import harness.model.forward_engine as engine
 
     real = engine.stack_caches
     held = []
@@ -461,7 +461,7 @@ def test_out_of_memory_holding_prefix_caches_scores_fewer_groups_at_a_time(neox,
 
 
 def test_wide_packed_rows_are_batched_by_tokens_not_rows(neox, monkeypatch):
-    import harness.token_scoring as engine
+    import harness.model.forward_engine as engine
 
     requests = [LoglikelihoodRequest(f"{c} {q} {n}?", a) for c in CORPUS for q in QUESTIONS for n in range(8)
                 for a in ANSWERS]

@@ -14,16 +14,16 @@ from tokenizers import Tokenizer, models
 from transformers import PreTrainedTokenizerFast
 
 from harness.analysis.schema import prepare_checkpoints
-from harness.chat_prompts import WITHOUT_TEMPLATE_NOTE, ChatPrompts, chat_renderer
-from harness.checkpoints import discover
-from harness.cross_entropy import corpus_path, measure_cross_entropy
-from harness.family_spec import resolve_family
-from harness.hf_model import HFModel, ModelSettings
-from harness.model import GenerationRequest, LoglikelihoodRequest
-from harness.run_config import RunConfig
-from harness.runner import plan_run, run
-from harness.store import load_run
-from harness.task_spec import CrossEntropyTask, read_yaml, validate
+from harness.model.chat_prompts import WITHOUT_TEMPLATE_NOTE, ChatPrompts, chat_renderer
+from harness.checkpoints.discovery import discover
+from harness.run.cross_entropy import corpus_path, measure_cross_entropy
+from harness.checkpoints.family import resolve_family
+from harness.model.hf_model import HFModel, ModelSettings
+from harness.model.protocol import GenerationRequest, LoglikelihoodRequest
+from harness.run.config import RunConfig
+from harness.run.runner import plan_run, run
+from harness.storage.run_files import load_run
+from harness.run.task_files import CrossEntropyTask, read_yaml, validate
 from skill_catalog.errors import UserError
 from test_model_scoring import build_checkpoint, choice_requests, write_llama_gguf
 
@@ -253,7 +253,7 @@ def test_max_length_override_turns_long_prompts_into_nan_with_a_reason(llama_dir
 def test_cli_flags_reach_the_run_config():
     import argparse
 
-    from harness.cli_run import add_config_flags, config_from_args
+    from harness.cli.run_command import add_config_flags, config_from_args
 
     parser = argparse.ArgumentParser()
     add_config_flags(parser)

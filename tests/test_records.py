@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from harness.records import CHECKPOINT_COLUMNS, RECORD_COLUMNS, CheckpointRow, Record, records_frame, skill_set_key
-from harness.store import load_run, write_json, write_table
+from harness.storage.run_files import load_run, write_json, write_table
 
 
 def _records() -> list[Record]:

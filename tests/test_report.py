@@ -21,7 +21,7 @@ from harness.report.data import ReportData, prepare_checkpoints
 from harness.report.elements import table
 from harness.report.html import SECTIONS, render_document
 from harness.report.plots import FIGURES
-from harness.store import write_json, write_table
+from harness.storage.run_files import write_json, write_table
 
 BROKEN_ERROR = "weights unreadable: <script>alert(1)</script>"
 BROKEN_LABEL = "n<b>&co"
@@ -189,7 +189,7 @@ def test_every_figure_and_the_page_survive_empty_or_nan_data(checkpoints: pd.Dat
 
 def test_the_report_takes_its_pair_and_skill_loss_from_the_analysis_not_from_the_records(run_dir: Path):
     from harness.report.plots_checks import plot_skill_loss
-    from harness.store import load_run
+    from harness.storage.run_files import load_run
 
     run = load_run(run_dir)
     blank = {**run, "records": run["records"].iloc[:0]}  # nothing left to recompute them from
@@ -224,7 +224,7 @@ def test_a_run_where_every_checkpoint_failed_still_gets_a_report(tmp_path: Path)
 @pytest.fixture
 def cli():
     """`harness.cli.main`, which registers the analyze/report/compare commands."""
-    from harness.cli import main
+    from harness.cli.main import main
 
     return main
 
@@ -291,7 +291,7 @@ def test_report_renders_in_headless_chromium_offline(run_dir: Path):
 
 def test_a_report_that_must_analyse_first_reads_the_run_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     import harness.analysis.io as analysis_io
-    from harness.store import load_run
+    from harness.storage.run_files import load_run
 
     run_dir = make_run(tmp_path / "run")
     reads = []

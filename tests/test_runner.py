@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from harness.records import CHECKPOINT_COLUMNS, RECORD_COLUMNS
-from harness.runner import run
-from harness.run_config import RunConfig
-from harness.store import load_run
+from harness.run.runner import run
+from harness.run.config import RunConfig
+from harness.storage.run_files import load_run
 
 COMPOSITE = """name: mini-composite
 version: 1

@@ -6,7 +6,7 @@ import random
 
 import torch
 
-from harness.tree_packing import pack_rows, split_points, tree_inputs
+from harness.model.tree_packing import pack_rows, split_points, tree_inputs
 
 
 def random_rows(seed: int, n: int = 30, start: int = 3) -> list[tuple[int, ...]]:

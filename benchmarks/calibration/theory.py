@@ -15,7 +15,7 @@ import pandas as pd
 
 from benchmarks.calibration.rows import CalibrationRow, coverage_row, power_row, rate_se, size_row
 from benchmarks.calibration.simulate import Scenario, simulate
-from harness.analysis import steps
+from harness.analysis import pipeline_steps as steps
 from harness.analysis.analyze import _prepare
 from harness.analysis.result import AnalysisConfig
 

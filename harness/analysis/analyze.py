@@ -11,9 +11,9 @@ from typing import Any
 
 import pandas as pd
 
-from harness.analysis import steps
+from harness.analysis import pipeline_steps as steps
 from harness.analysis.bootstrap import assign_clusters, blas_single_thread, cluster_design, rng_for
-from harness.analysis.cells import cluster_sums
+from harness.analysis.cluster_sums import cluster_sums
 from harness.analysis.result import TABLE_COLUMNS, TABLES, AnalysisConfig, AnalysisResult, jsonable
 from harness.analysis.schema import prepare_checkpoints, prepare_records
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from harness.analysis.cells import cell_boot
+from harness.analysis.cluster_sums import cell_boot
 from harness.analysis.curves import COVARIATE, FORMS, CompetenceCurve
 from harness.records import RATE_METRICS
 from harness.analysis.stats import floor_or_ceiling, jeffreys_interval, percentile_ci

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from harness.analysis.cells import cell_boot
+from harness.analysis.cluster_sums import cell_boot
 from harness.records import RATE_METRICS
 from harness.analysis.stats import percentile_ci, snap_zero
 

@@ -23,8 +23,8 @@ from harness.analysis.paired import PAIRED_COLUMNS, largest_pair
 from harness.analysis.result import TABLE_COLUMNS, TABLES, AnalysisConfig
 from harness.analysis.schema import prepare_checkpoints
 from harness.analysis.skill_loss import SKILL_LOSS_COLUMNS, per_skill_loss
-from harness.store import load_run, read_table, remove_orphans, replace_folder, temp_folder, write_atomic, write_json
-from harness.store import write_table
+from harness.storage.run_files import load_run, read_table, remove_orphans, replace_folder, temp_folder, write_atomic, write_json
+from harness.storage.run_files import write_table
 from skill_catalog.errors import UserError
 
 ANALYSIS_JSON = "analysis.json"

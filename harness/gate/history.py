@@ -17,7 +17,7 @@ import pandas as pd
 
 from harness.analysis.paired import adjust_pvalues, cluster_mean_test, one_sided_p
 from harness.analysis.schema import prepare_records
-from harness.store import load_run
+from harness.storage.run_files import load_run
 from skill_catalog.errors import UserError
 
 HISTORY_FILE = "history.sqlite"

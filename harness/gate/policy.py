@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.analysis.paired import Adjustment
-from harness.task_spec import read_yaml
+from harness.run.task_files import read_yaml
 from skill_catalog.errors import UserError
 
 STAGE_KINDS = ("basic", "composite", "cross_entropy")

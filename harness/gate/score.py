@@ -8,11 +8,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from harness.cache import default_cache_dir
-from harness.family_spec import Member, resolve_family
-from harness.run_config import RunConfig, run_id
-from harness.store import part_path
-from harness.task_spec import load_task, task_hash
+from harness.storage.result_cache import default_cache_dir
+from harness.checkpoints.family import Member, resolve_family
+from harness.run.config import RunConfig, run_id
+from harness.storage.run_files import part_path
+from harness.run.task_files import load_task, task_hash
 from skill_catalog.errors import UserError
 
 
@@ -59,9 +59,9 @@ def _score(config: RunConfig, chosen: tuple[Member, ...], run_dir: Path, started
     from dataclasses import replace
 
     from harness.offline import enforce_offline
-    from harness.run_manifest import write_manifest
-    from harness.runner import execute, plan_run
-    from harness.store import combine
+    from harness.run.manifest import write_manifest
+    from harness.run.runner import execute, plan_run
+    from harness.storage.run_files import combine
 
     enforce_offline()
     plan = replace(plan_run(replace(config, family=tuple(str(m.checkpoint.path) for m in chosen))),

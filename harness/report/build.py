@@ -17,7 +17,7 @@ from harness.report.data import ReportData, prepare_checkpoints
 from harness.report.history_view import load_history
 from harness.report.html import render_document
 from harness.report.plots import FIGURES
-from harness.store import load_run, write_atomic
+from harness.storage.run_files import load_run, write_atomic
 
 PLOTS_DIR = "plots"
 REPORT_HTML = "report.html"

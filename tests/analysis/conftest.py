@@ -42,7 +42,7 @@ def ag_family():
 
 def pipeline(records: pd.DataFrame, checkpoints: pd.DataFrame, n_boot: int = 50, seed: int = 0) -> dict:
     """The shared state `analyze` builds before its steps, plus the excess-loss and competence steps."""
-    from harness.analysis import steps
+    from harness.analysis import pipeline_steps as steps
     from harness.analysis.analyze import _prepare
     from harness.analysis.result import AnalysisConfig
 

@@ -103,7 +103,7 @@ def test_failure_law_without_a_transition_is_nan_with_a_reason(failure, expected
 
 
 def test_vacuous_tail_bound_cells_are_marked_and_left_out_of_the_fraction(ag_family):
-    from harness.analysis import steps
+    from harness.analysis import pipeline_steps as steps
 
     records, ck = ag_family
     state = pipeline(records[records["metric"] == "exact_match"], ck, n_boot=5)

@@ -37,7 +37,8 @@ def test_independence_test_keeps_its_size_when_items_differ_in_difficulty():
 
 
 def test_cor13_interval_is_expanded_for_as_few_clusters_as_there_are_skills():
-    from harness.analysis import cor13, steps
+    from harness.analysis import cor13
+    from harness.analysis import pipeline_steps as steps
     from harness.analysis.stats import expanded_level
 
     state = T.analysed(T.COLLAPSED, seed=2)

@@ -4,7 +4,7 @@ import pandas as pd
 
 from harness.analysis import analyze
 from harness.analysis.bootstrap import assign_clusters
-from harness.analysis.cells import cell_table, cluster_sums
+from harness.analysis.cluster_sums import cell_table, cluster_sums
 from harness.analysis.schema import prepare_records
 
 from .conftest import tiny_records

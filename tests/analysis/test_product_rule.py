@@ -5,7 +5,7 @@ import pytest
 
 from harness.analysis.ag_bound import edge_failure_rates
 from harness.analysis.bootstrap import assign_clusters
-from harness.analysis.cells import cluster_sums
+from harness.analysis.cluster_sums import cluster_sums
 from harness.analysis.product_rule import product_rule_table
 from harness.analysis.schema import prepare_records
 

@@ -16,8 +16,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.cli import main
-from harness.task_spec import CompositeTask, load_task
+from harness.cli.main import main
+from harness.run.task_files import CompositeTask, load_task
 from skill_catalog.compose import compose_items
 
 MAX_OUTPUT = 20_000

@@ -10,7 +10,7 @@ from typing import Callable
 import pytest
 from safetensors.torch import load_file, save_file
 
-from harness.cli import main
+from harness.cli.main import main
 
 COMPOSITE = """name: rel-composite
 version: 1

@@ -18,7 +18,7 @@ import pytest
 from harness.analysis.result import TABLES
 from harness.analysis import io as analysis_io
 from harness.report import build
-from harness.store import write_table
+from harness.storage.run_files import write_table
 from skill_catalog.errors import UserError
 
 from .helpers import assert_one_line_error, cli, synthetic_run

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.checkpoints import discover
-from harness.cli import build_parser
-from harness.cli_run import config_from_args, field_docs
+from harness.checkpoints.discovery import discover
+from harness.cli.main import build_parser
+from harness.cli.run_command import config_from_args, field_docs
 from harness.analysis.io import write_analysis
-from harness.run_config import RunConfig
-from harness.runner import plan_run, run
+from harness.run.config import RunConfig
+from harness.run.runner import plan_run, run
 from skill_catalog.errors import UserError
 
 from .helpers import cli, write_tasks

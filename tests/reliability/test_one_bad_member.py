@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.run_config import RunConfig
-from harness.runner import run
-from harness.store import load_run
+from harness.run.config import RunConfig
+from harness.run.runner import run
+from harness.storage.run_files import load_run
 
 from .helpers import cli, error_lines, write_tasks
 

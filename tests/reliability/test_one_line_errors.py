@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.cache import ResultCache
-from harness.hf_model import HFModel
+from harness.storage.result_cache import ResultCache
+from harness.model.hf_model import HFModel
 from harness.analysis import io as analysis_io
 
 from .helpers import assert_one_line_error, cli, synthetic_run, write_tasks

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.checkpoints import discover
-from harness.hf_model import HFModel
-from harness.run_config import RunConfig
-from harness.runner import run
-from harness.store import load_run
+from harness.checkpoints.discovery import discover
+from harness.model.hf_model import HFModel
+from harness.run.config import RunConfig
+from harness.run.runner import run
+from harness.storage.run_files import load_run
 from skill_catalog.errors import UserError
 
 from .helpers import damaged_copy, write_tasks

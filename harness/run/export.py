@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from harness.task_spec import CompositeTask
+from harness.run.task_files import CompositeTask
 from skill_catalog.compose import Item, compose_items, item_to_dict
 from skill_catalog.errors import UserError
 

@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, NamedTuple
 
-from harness.cache import ResultCache, default_cache_dir
+from harness.storage.result_cache import ResultCache, default_cache_dir
 from skill_catalog.errors import UserError
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model", "vocab.txt")

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.checkpoints import find_duplicate_weights
-from harness.store import write_json
-from harness.task_spec import task_hash
+from harness.checkpoints.discovery import find_duplicate_weights
+from harness.storage.run_files import write_json
+from harness.run.task_files import task_hash
 
 PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "numpy", "pandas", "pyarrow", "scipy", "accelerate")
 
@@ -32,7 +32,7 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]
 
 def _git(*args: str) -> str | None:
     """Output of a git command in the harness checkout, or None outside one."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     try:
         done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):

@@ -18,9 +18,9 @@ def _safe(name: str) -> str:
 def _resolve(args: argparse.Namespace, policy) -> tuple[Path, str, str]:
     """The run directory and the two checkpoint ids: labels in --run, or folders scored now."""
     if args.run:
-        from harness.cli_analysis import resolve_checkpoint
+        from harness.cli.analysis_commands import resolve_checkpoint
         from harness.report.data import prepare_checkpoints
-        from harness.store import load_run
+        from harness.storage.run_files import load_run
 
         checkpoints = prepare_checkpoints(load_run(Path(args.run))["checkpoints"])
         b, c = resolve_checkpoint(checkpoints, args.baseline), resolve_checkpoint(checkpoints, args.candidate)
@@ -40,7 +40,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
     from harness.gate.evaluate import evaluate, regressed
     from harness.gate.policy import load_policy
     from harness.gate.render import console, junit, markdown
-    from harness.store import load_run
+    from harness.storage.run_files import load_run
 
     policy = load_policy(args.policy)
     run_dir, b, c = _resolve(args, policy)

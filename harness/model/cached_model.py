@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from harness.cache import ResultCache, cache_key
-from harness.model import (
+from harness.storage.result_cache import ResultCache, cache_key
+from harness.model.protocol import (
     GenerationRequest, GenerationResult, LanguageModel, LoglikelihoodRequest, LoglikelihoodResult, RollingResult,
 )
 

@@ -17,10 +17,10 @@ from typing import Any, Callable, NamedTuple, Sequence
 import torch
 from transformers.cache_utils import DynamicLayer
 
-from harness.batching import _common_prefix, select_cache
-from harness.hf_load import is_oom
-from harness.model import GenerationRequest, GenerationResult, truncate_at_stop
-from harness.token_scoring import last_logits_only, tolerance
+from harness.model.batching import _common_prefix, select_cache
+from harness.model.hf_load import is_oom
+from harness.model.protocol import GenerationRequest, GenerationResult, truncate_at_stop
+from harness.model.forward_engine import last_logits_only, tolerance
 
 log = logging.getLogger(__name__)
 NEAR_TIE = 1e-4

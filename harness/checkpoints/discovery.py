@@ -1,6 +1,6 @@
 """Checkpoint discovery and identity: a `Checkpoint` is one model of a family, named by its weights' hash.
 
-Discovery reads file headers and hashes bytes only (see `harness.weights`): pickle weight files are
+Discovery reads file headers and hashes bytes only (see `harness.checkpoints.weight_files`): pickle weight files are
 never opened unless allowed, and nothing here imports model code.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from harness.weights import (
+from harness.checkpoints.weight_files import (
     TOKENIZER_FILES, architecture_name, count_params_safetensors, gguf_info, is_pickle_weights, model_hash,
     weight_files, weights_hash,
 )

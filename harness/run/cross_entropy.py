@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from harness.model import LanguageModel
-from harness.task_spec import CrossEntropyTask, corpus_path
+from harness.model.protocol import LanguageModel
+from harness.run.task_files import CrossEntropyTask, corpus_path
 from skill_catalog.errors import UserError
 from skill_catalog.training_text import TextSpec, iter_pieces, stream_text
 

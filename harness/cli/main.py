@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from harness.cli_analysis import add_commands as add_analysis_commands
-from harness.cli_gate import add_commands as add_gate_commands
-from harness.cli_run import add_commands
+from harness.cli.analysis_commands import add_commands as add_analysis_commands
+from harness.cli.gate_commands import add_commands as add_gate_commands
+from harness.cli.run_command import add_commands
 from harness.errors import as_user_error
 from harness.offline import enforce_offline
 from skill_catalog.errors import UserError
@@ -36,7 +36,7 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
 
 def _composite(task_path: str):
-    from harness.task_spec import CompositeTask, load_task
+    from harness.run.task_files import CompositeTask, load_task
 
     task = load_task(task_path)
     if not isinstance(task, CompositeTask):
@@ -65,7 +65,7 @@ def cmd_items(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Exports a composite task's items."""
-    from harness.export import export_task
+    from harness.run.export import export_task
 
     print(export_task(_composite(args.task), args.format, Path(args.out)))
     return 0
@@ -73,7 +73,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_tasks_validate(args: argparse.Namespace) -> int:
     """Validates task files, printing every problem of each."""
-    from harness.task_spec import read_yaml, validate
+    from harness.run.task_files import read_yaml, validate
 
     failed = 0
     for path in args.files:

@@ -17,18 +17,18 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from harness.batching import TokenRequest
-from harness.checkpoints import Checkpoint
-from harness.hf_generate import GreedyGeneration
-from harness.hf_load import input_device, load_model_and_tokenizer, model_max_length, single_checkpoint
-from harness.model_settings import BOS_POLICIES, ModelSettings
-from harness.model import (
+from harness.model.batching import TokenRequest
+from harness.checkpoints.discovery import Checkpoint
+from harness.model.generation import GreedyGeneration
+from harness.model.hf_load import input_device, load_model_and_tokenizer, model_max_length, single_checkpoint
+from harness.model.settings import BOS_POLICIES, ModelSettings
+from harness.model.protocol import (
     LoglikelihoodRequest, LoglikelihoodResult, RollingResult, encode_pair,
     failed_loglikelihood, pair_texts, rolling_windows,
 )
-from harness.output_head import output_head
-from harness.token_scoring import TokenScoring
-from harness.tree_packing import attention_span
+from harness.model.output_head import output_head
+from harness.model.forward_engine import TokenScoring
+from harness.model.tree_packing import attention_span
 from skill_catalog.errors import UserError
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ def summary_text(run_dir: Path, run: dict | None = None) -> str:
     from harness.analysis.io import read_analysis
     from harness.records import SINGLE_MODE
     from harness.report.data import prepare_checkpoints
-    from harness.store import load_run
+    from harness.storage.run_files import load_run
 
     summary, tables = read_analysis(run_dir)
     run = run if run is not None else load_run(run_dir)
@@ -68,7 +68,7 @@ def _check_n_boot(n_boot: int) -> None:
 def cmd_analyze(args: argparse.Namespace) -> int:
     """Writes analysis.json and analysis/*.parquet, then prints a compact summary."""
     from harness.analysis.io import write_analysis
-    from harness.store import load_run
+    from harness.storage.run_files import load_run
 
     _check_n_boot(args.n_boot)
     trained = tuple(args.trained_k) if args.trained_k else None
@@ -110,7 +110,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """Paired comparison of two checkpoints on the same items (clustered test, adjusted across cells)."""
     from harness.analysis import paired_comparison
     from harness.report.data import prepare_checkpoints
-    from harness.store import load_run
+    from harness.storage.run_files import load_run
 
     _check_n_boot(args.n_boot)
     run = load_run(Path(args.run))

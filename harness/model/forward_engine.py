@@ -17,14 +17,14 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from harness.batching import (
+from harness.model.batching import (
     RowPlan, Scores, TokenRequest, gather, length_failure, logprob_gap, pad_rows, plain_positions, plan_rows,
     prefix_inputs, select_cache, stack_caches, unsafe_cache_reason,
 )
-from harness.hf_load import is_oom
-from harness.model import LoglikelihoodResult
-from harness.output_head import head_error, narrowed_forward
-from harness.tree_packing import MIN_SAVING, ROW_TOKENS_FLOOR, PackedRow, pack_rows, pack_width, tree_inputs
+from harness.model.hf_load import is_oom
+from harness.model.protocol import LoglikelihoodResult
+from harness.model.output_head import head_error, narrowed_forward
+from harness.model.tree_packing import MIN_SAVING, ROW_TOKENS_FLOOR, PackedRow, pack_rows, pack_width, tree_inputs
 from skill_catalog.errors import UserError
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
 
-from harness.model import LoglikelihoodResult, failed_loglikelihood
+from harness.model.protocol import LoglikelihoodResult, failed_loglikelihood
 
 
 

@@ -16,7 +16,7 @@ from dataclasses import MISSING, fields
 from functools import lru_cache
 from pathlib import Path
 
-from harness.run_config import RunConfig
+from harness.run.config import RunConfig
 from skill_catalog.errors import UserError
 
 
@@ -63,9 +63,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Scores a family on task suites; with no arguments, the whole main job on the built-in family."""
-    from harness.runner import run
-    from harness.store import load_run
-    from harness.run_manifest import summary_table
+    from harness.run.runner import run
+    from harness.storage.run_files import load_run
+    from harness.run.manifest import summary_table
 
     from harness.parallel import world
 
@@ -96,7 +96,7 @@ def _analyze_and_report(run_dir: Path, tables: dict) -> None:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     """Combines run directories (e.g. shards of a cluster job) into one."""
-    from harness.store import combine, read_parts
+    from harness.storage.run_files import combine, read_parts
 
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, Callable, Sequence
 
-from harness.model import (
+from harness.model.protocol import (
     GenerationRequest, GenerationResult, LanguageModel, LoglikelihoodRequest, LoglikelihoodResult, RollingResult,
 )
 from skill_catalog.errors import UserError

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from harness.model import GenerationRequest, LanguageModel, LoglikelihoodRequest, LoglikelihoodResult
+from harness.model.protocol import GenerationRequest, LanguageModel, LoglikelihoodRequest, LoglikelihoodResult
 from harness.records import SCORING_METRICS, Record
 from skill_catalog.compose import Item
 from skill_catalog.grading import grade

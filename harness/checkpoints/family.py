@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
-from harness.checkpoints import Checkpoint, discover
+from harness.checkpoints.discovery import Checkpoint, discover
 from harness.safe_yaml import read_yaml_bounded
 from skill_catalog.errors import UserError
 

@@ -19,7 +19,7 @@ from skill_catalog.errors import CatalogError, UserError
 from skill_catalog.render import MODES, TEMPLATE_DIR
 from skill_catalog.skill import get_skill, skill_sets
 
-TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
+TASKS_DIR = Path(__file__).resolve().parents[2] / "tasks"
 
 
 @dataclass(frozen=True)

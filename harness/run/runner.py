@@ -15,23 +15,23 @@ from pathlib import Path
 from tqdm.auto import tqdm
 from transformers.utils import logging as hf_logging
 
-from harness.cache import ResultCache, default_cache_dir
-from harness.cached_model import CachedModel
-from harness.chat_prompts import WITHOUT_TEMPLATE_NOTE, ChatPrompts, chat_renderer, has_chat_template
-from harness.checkpoints import find_duplicate_weights
-from harness.cross_entropy import measure_cross_entropy
-from harness.family_spec import Member, Unresolved, resolve_family
-from harness.hf_load import check_dtype, resolve_device
-from harness.hf_model import BOS_POLICIES, HFModel, ModelSettings
+from harness.storage.result_cache import ResultCache, default_cache_dir
+from harness.model.cached_model import CachedModel
+from harness.model.chat_prompts import WITHOUT_TEMPLATE_NOTE, ChatPrompts, chat_renderer, has_chat_template
+from harness.checkpoints.discovery import find_duplicate_weights
+from harness.run.cross_entropy import measure_cross_entropy
+from harness.checkpoints.family import Member, Unresolved, resolve_family
+from harness.model.hf_load import check_dtype, resolve_device
+from harness.model.hf_model import BOS_POLICIES, HFModel, ModelSettings
 from harness.offline import enforce_offline
 from harness.parallel import World, gather_rows, world
 from harness.records import CheckpointRow, Record, records_frame
-from harness.run_config import RunConfig, run_id
-from harness.run_manifest import write_manifest
-from harness.scoring import score_items
-from harness.store import combine, part_path, remove_orphans, write_json, write_table
-from harness.task_spec import CompositeTask, CrossEntropyTask, Task, load_task, task_hash
-from harness.weights import tokenizer_hash
+from harness.run.config import RunConfig, run_id
+from harness.run.manifest import write_manifest
+from harness.run.item_metrics import score_items
+from harness.storage.run_files import combine, part_path, remove_orphans, write_json, write_table
+from harness.run.task_files import CompositeTask, CrossEntropyTask, Task, load_task, task_hash
+from harness.checkpoints.weight_files import tokenizer_hash
 from skill_catalog.compose import Item, compose_items
 from skill_catalog.errors import UserError
 
@@ -240,7 +240,7 @@ def _primary_ce(texts: list[dict]) -> dict:
 
 
 def _drift(hf: HFModel, plan: Plan) -> float:
-    from harness.scoring import gold_request
+    from harness.run.item_metrics import gold_request
 
     items = [i for task_items in plan.items.values() for i in task_items]
     requests = [gold_request(i) for i in items]

@@ -21,11 +21,11 @@ from harness.offline import enforce_offline
 enforce_offline()  # before transformers reads the hub settings at import
 import transformers  # noqa: E402
 
-from harness.checkpoints import Checkpoint, discover
+from harness.checkpoints.discovery import Checkpoint, discover
 from skill_catalog.errors import UserError
 
 if TYPE_CHECKING:
-    from harness.model_settings import ModelSettings
+    from harness.model.settings import ModelSettings
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
            "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}

@@ -1,0 +1,1 @@
+"""Checkpoints: discovery of folders and GGUF files, weight-file identity, family resolution."""
