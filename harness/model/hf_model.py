@@ -1,9 +1,9 @@
 """`HFModel`: the model protocol for any transformers causal LM in a local folder.
 
-Scoring (`token_scoring`) scores identical rows once (and a row that is a prefix of another from
+Scoring (`forward_engine`) scores identical rows once (and a row that is a prefix of another from
 the longer one), reuses the key/value cache of a prefix shared by many rows, runs rows sharing
 leading tokens as one tree-packed row, and turns NaN logits into NaN results with a reason.
-Greedy generation (`hf_generate`) batches contexts of any length after a shared cached prefix.
+Greedy generation (`generation`) batches contexts of any length after a shared cached prefix.
 Loading is offline, without remote code or pickles.
 """
 from __future__ import annotations
