@@ -104,28 +104,40 @@ class TokenScoring:
         # A window of groups holds at most one batch of prefix caches, as one scoring batch would; groups
         # sorted by prefix length pad their batched prefix forward least.
         size, groups = batch_size or self.batch_size_, sorted(plan.groups, key=lambda group: group[0])
+
+        def score_window(window: list) -> None:
+            packed = reuse and self.packing_ and self._score_packed(window, plan, requests, results, batch_size)
+            if not packed:
+                for prefix_len, members in window:
+                    self._score_group(prefix_len, members, plan, requests, results, batch_size)
+
+        self._in_windows(groups, lambda group: group[0], score_window, size)
+        return results  # type: ignore[return-value]
+
+    # ---- packed scoring ------------------------------------------------------------------------
+
+    def _in_windows(self, groups: Sequence[Any], prefix_length: Callable[[Any], int], run: Callable[[list], None],
+                    size: int) -> None:
+        """Runs `run` on consecutive windows of `groups` (sorted by prefix length), each holding at most `size`
+        groups and no more prefix caches than `CACHE_BUDGET` allows; out of memory before a window is done
+        halves the window (nothing of it is kept) — the one out-of-memory loop of scoring and generation."""
         start = 0
         while start < len(groups):
-            longest = groups[min(len(groups), start + size) - 1][0]  # groups are sorted by prefix length
-            window = groups[start:start + max(1, int(size * self._cache_scale(longest, size)))]
+            longest = prefix_length(groups[min(len(groups), start + size) - 1])
+            window = list(groups[start:start + max(1, int(size * self._cache_scale(longest, size)))])
             try:
-                packed = reuse and self.packing_ and self._score_packed(window, plan, requests, results, batch_size)
-            except Exception as exc:  # out of memory before anything was scored: fewer prefixes at a time
+                run(window)
+            except Exception as exc:  # out of memory holding the window's prefix caches: fewer at a time
                 if not is_oom(exc):
                     raise
                 if len(window) == 1:
                     raise self._oom_error() from exc
                 size = len(window) // 2
-                log.warning("%s: out of memory holding %d prefix caches, retrying with %d", self.name, len(window), size)
+                log.warning("%s: out of memory holding %d prefix caches, retrying with %d", self.name, len(window),
+                            size)
                 self._free_memory()
                 continue
-            if not packed:
-                for prefix_len, members in window:
-                    self._score_group(prefix_len, members, plan, requests, results, batch_size)
             start += len(window)
-        return results  # type: ignore[return-value]
-
-    # ---- packed scoring ------------------------------------------------------------------------
 
     def _score_packed(self, window: list[tuple[int, list[int]]], plan: RowPlan, requests: Sequence[TokenRequest],
                       results: list, batch_size: int | None) -> bool:

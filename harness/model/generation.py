@@ -18,7 +18,6 @@ import torch
 from transformers.cache_utils import DynamicLayer
 
 from harness.model.batching import _common_prefix, select_cache
-from harness.model.hf_load import is_oom
 from harness.model.protocol import GenerationRequest, GenerationResult, truncate_at_stop
 from harness.model.forward_engine import last_logits_only, tolerance
 
@@ -358,21 +357,8 @@ class GreedyGeneration:
                 contexts[i] = context
         self._report("generation", 0, len(contexts))
         groups = generation_rows(contexts, self.prefix_reuse_, self.settings.prefix_min_tokens)
-        start, size = 0, self.batch_size_
-        while start < len(groups):
-            longest = len(groups[min(len(groups), start + size) - 1][0])  # groups are sorted by prefix length
-            window = groups[start:start + max(1, int(size * self._cache_scale(longest, size)))]
-            try:
-                self._generate_window(window, requests, results)
-            except Exception as exc:  # out of memory holding the window's prefix caches: fewer at a time
-                if not is_oom(exc) or len(window) == 1:
-                    raise
-                size = len(window) // 2
-                log.warning("%s: out of memory holding %d prefix caches, retrying with %d", self.name, len(window),
-                            size)
-                self._free_memory()
-                continue
-            start += len(window)
+        self._in_windows(groups, lambda group: len(group[0]), lambda window: self._generate_window(window, requests, results),
+                         self.batch_size_)
         return results  # type: ignore[return-value]
 
     def _generate_window(self, window: list[tuple[tuple[int, ...], list[GenRow]]],
