@@ -271,6 +271,11 @@ def neox100m(tokenizer: str = "bpe") -> Path:
     config = GPTNeoXConfig(vocab_size=len(tok), bos_token_id=bos, eos_token_id=tok.eos_token_id, **NEOX100M)
     torch.manual_seed(0)
     model = GPTNeoXForCausalLM(config).eval()
+    return _save_once(folder, model, tok)
+
+
+def _save_once(folder: Path, model, tok) -> Path:
+    """Saves a built model and tokenizer under a temporary name, then renames it to `folder` (marked done)."""
     tmp = folder.with_name(folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
@@ -294,14 +299,7 @@ def llama135m() -> Path:
     config = LlamaConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, **LLAMA135M)
     torch.manual_seed(0)
     model = LlamaForCausalLM(config).eval()
-    tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    (tmp / "done").write_text("ok\n")
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
-    return folder
+    return _save_once(folder, model, tok)
 
 
 def default_shots(model: str) -> int:
