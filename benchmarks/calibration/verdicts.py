@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from benchmarks.calibration.rows import CalibrationRow, coverage_row, size_row
+from benchmarks.calibration.rows import CalibrationRow, coverage_row, power_row, size_row
 from benchmarks.calibration.simulate import Scenario
 from benchmarks.calibration.theory import AG, _replicate, analysed
 from harness.analysis import pipeline_steps as steps
@@ -120,10 +120,13 @@ def failure_law_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
         scen = f"single-skill failure c delta^b (per item, c = 0.3 e^eta), b = {b}, 12 ckpts"
         cov, n, fail = _covers(((lo, hi) for lo, hi, _ in runs), b)
         rows.append(coverage_row("failure-law exponent b interval", scen, cov, n, fail))
+        says = [v.startswith("the data disagree") for _, _, v in runs if v != "None"]
+        verdict = "linear-law verdict 'the data disagree with A&G's linear law'"
         if b == 1.0:
-            says = [v.startswith("the data disagree") for _, _, v in runs if v != "None"]
-            rows.append(size_row("linear-law verdict 'the data disagree with A&G's linear law'", scen, int(sum(says)),
-                                 len(says), len(runs) - len(says)))
+            rows.append(size_row(verdict, scen, int(sum(says)), len(says), len(runs) - len(says)))
+        else:
+            rows.append(power_row(verdict, scen, int(sum(says)), len(says), 0.0, len(runs) - len(says)))
+            rows[-1] = CalibrationRow(**{**rows[-1].__dict__, "target": "reported only", "passed": True})
     sat = _replicate(lambda s: _failure_run(AG.with_(a=1.0, b=1.0), s), n_reps, seed + 71)
     says = [v.startswith("the data disagree") for _, _, v in sat if v != "None"]
     old = size_row("linear-law verdict 'the data disagree with A&G's linear law'",
