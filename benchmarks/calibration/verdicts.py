@@ -18,7 +18,7 @@ import pandas as pd
 
 from benchmarks.calibration.rows import CalibrationRow, coverage_row, power_row, size_row
 from benchmarks.calibration.simulate import Scenario
-from benchmarks.calibration.theory import AG, _replicate, analysed
+from benchmarks.calibration.theory import AG, _covers, _replicate, analysed
 from harness.analysis import pipeline_steps as steps
 
 AT_CHANCE_LAM = 1e6
@@ -112,8 +112,6 @@ def _failure_run(sc: Scenario, seed: int) -> tuple[float, float, str]:
 def failure_law_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
     """Coverage of b's interval where the failure law holds with b = 1 and 1.5, and the size of the
     "disagrees with A&G's linear law" verdict at b = 1; on the saturating (weibull) truth, reported only."""
-    from benchmarks.calibration.theory import _covers
-
     rows = []
     for b in (1.0, 1.5):
         runs = _replicate(lambda s: _failure_run(POWER_LAW.with_(a=b, b=b), s), n_reps, seed + 61 + int(10 * b))
