@@ -8,6 +8,8 @@ are the analyzer's bootstrap clusters), and skills have their own difficulty.
 Chance-corrected competence of item i at checkpoint m (excess loss delta_m):
     ``"weibull"``: q = exp(-lam k^a delta^b e^eta_i), eta_i = mean skill effect + tuple effect + item effect;
         success p = g + (1 - g) q. a = b is Arora-Goyal's collapse, a = 1 independent skills.
+    ``"power"``: failure 1 - q = min(1, lam k^a delta^b e^eta_i), A&G's failure law per item: while no item
+        is clipped at 1 the mean single-skill failure is exactly c delta^b with c = lam E[e^eta] (b known).
     ``"parts"``: each of the k parts succeeds independently, part j with p_j = g + (1 - g) q_j,
         q_j = exp(-lam delta^b e^eta_ij); the composite succeeds when every part does (exact
         independence), and its recorded chance is g^k (guessing every part).
@@ -38,7 +40,8 @@ class Scenario:
     name: str = "ag"
     """Short name used in the calibration table."""
     generator: str = "weibull"
-    """``"weibull"`` (collapse model with random effects) or ``"parts"`` (exact independence of parts)."""
+    """``"weibull"`` (collapse model with random effects), ``"power"`` (power-law failure per item) or ``"parts"``
+    (exact independence of parts)."""
     a: float = 1.5
     """Exponent of k (weibull)."""
     b: float = 1.5
@@ -143,6 +146,9 @@ def simulate(sc: Scenario, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
         hit = rng.random(p_parts.shape) < p_parts
         success = np.where(np.isnan(part_eta)[None], True, hit).all(axis=2)
         g_item = sc.chance ** k
+    elif sc.generator == "power":
+        q = 1.0 - np.minimum(1.0, sc.lam * (k[None] ** sc.a) * delta[:, None] ** sc.b * np.exp(eta)[None])
+        success = rng.random(q.shape) < sc.chance + (1.0 - sc.chance) * q
     else:
         q = np.exp(-sc.lam * (k[None] ** sc.a) * delta[:, None] ** sc.b * np.exp(eta)[None])
         success = rng.random(q.shape) < sc.chance + (1.0 - sc.chance) * q
