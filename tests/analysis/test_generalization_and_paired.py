@@ -88,11 +88,14 @@ def test_paired_comparison_without_shared_items_gives_reason():
 
 def test_gap_of_equal_rates_is_exactly_zero_not_float_noise():
     # 0.1 + 0.2 != 0.15 + 0.15 in floating point: both splits have competence 0.15
-    seen = tiny_records({"A": [0.1, 0.2]}, skills="rev+sft", k=2, mode="chain", split="seen", metric="partial_credit")
-    held = tiny_records({"A": [0.15, 0.15]}, skills="rev+mir", k=2, mode="chain", split="heldout",
-                        metric="partial_credit")
-    held["item_id"] = held["item_id"] + "-h"
-    state = pipeline(pd.concat([seen, held], ignore_index=True), make_checkpoints(sizes=(1e4,)).assign(
+    # two tuples per split: the interval is expanded for few clusters and needs at least two
+    parts = []
+    for split, skills, values in (("seen", "rev+sft", [0.1, 0.2]), ("seen", "rot+sft", [0.1, 0.2]),
+                                  ("heldout", "rev+mir", [0.15, 0.15]), ("heldout", "rot+mir", [0.15, 0.15])):
+        part = tiny_records({"A": values}, skills=skills, k=2, mode="chain", split=split, metric="partial_credit")
+        part["item_id"] = part["item_id"] + f"-{split}-{skills}"
+        parts.append(part)
+    state = pipeline(pd.concat(parts, ignore_index=True), make_checkpoints(sizes=(1e4,)).assign(
         checkpoint_id="A"), n_boot=5)
     row = seen_heldout_table(state["sums"], np.ones_like(state["weights"])).iloc[0]
     assert (row["gap"], row["gap_lo"], row["gap_hi"]) == (0.0, 0.0, 0.0)
