@@ -11,7 +11,7 @@ reports its peak resident memory above the memory after loading (the scoring wor
 
 Log-probabilities of every variant are compared with the first one (max |difference|).
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_likelihood_memory.py [--baseline-code /tmp/old-checkout]
+    OMP_NUM_THREADS=1 python benchmarks/bench_likelihood_memory.py [--baseline-code OLD_CHECKOUT]
 """
 from __future__ import annotations
 
