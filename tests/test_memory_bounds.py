@@ -6,7 +6,7 @@ from test_model_scoring import CORPUS, make_tokenizer, mixed_prefix_requests
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from harness.model import batching
-from harness.model import forward_engine as token_scoring
+from harness.model import memory_bounds
 from harness.model.hf_model import HFModel, ModelSettings
 
 
@@ -25,8 +25,8 @@ def test_bounded_logits_leave_scores_unchanged_and_shrink_batches(monkeypatch):
     model.register_forward_pre_hook(lambda m, a, k: sizes.append((*k["input_ids"].shape, "logits_to_keep" in k)),
                                     with_kwargs=True)
     monkeypatch.setattr(batching, "CHUNK_LOGITS", 3 * len(tokenizer))
-    monkeypatch.setattr(token_scoring, "LOGITS_BUDGET", {"cpu": 40 * len(tokenizer)})
-    monkeypatch.setattr(token_scoring, "CACHE_BUDGET", {"cpu": 30 * token_scoring.kv_floats_per_token(model.config)})
+    monkeypatch.setattr(memory_bounds, "LOGITS_BUDGET", {"cpu": 40 * len(tokenizer)})
+    monkeypatch.setattr(memory_bounds, "CACHE_BUDGET", {"cpu": 30 * memory_bounds.kv_floats_per_token(model.config)})
     bounded = HFModel(model, tokenizer, settings)
     got, got_rolling = bounded.loglikelihood(requests), bounded.loglikelihood_rolling(CORPUS)
     assert max(abs(a.logprob - b.logprob) for a, b in zip(got, expected)) < 1e-5  # batch shapes change float sums only
@@ -49,7 +49,7 @@ def test_bounded_generation_cache_leaves_outputs_unchanged_and_shrinks_batches(m
     expected = HFModel(model, tokenizer, settings).generate_until(requests)
     rows = []
     model.register_forward_pre_hook(lambda m, a, k: rows.append(k["input_ids"].shape[0]), with_kwargs=True)
-    per_token = token_scoring.kv_floats_per_token(model.config)
+    per_token = memory_bounds.kv_floats_per_token(model.config)
     longest = max(len(tokenizer(r.context)["input_ids"]) + r.max_new_tokens for r in requests)
     monkeypatch.setattr(hf_generate, "CACHE_BUDGET", {"cpu": 2 * per_token * longest})
     assert HFModel(model, tokenizer, settings).generate_until(requests) == expected

@@ -22,6 +22,7 @@ from harness.model.batching import (
     prefix_inputs, select_cache, stack_caches, unsafe_cache_reason,
 )
 from harness.model.hf_load import is_oom
+from harness.model.memory_bounds import MemoryBounds
 from harness.model.protocol import LoglikelihoodResult
 from harness.model.output_head import head_error, narrowed_forward
 from harness.model.tree_packing import MIN_SAVING, ROW_TOKENS_FLOOR, PackedRow, pack_rows, pack_width, tree_inputs
@@ -36,27 +37,6 @@ def tolerance(dtype: torch.dtype) -> float:
     return 1e-4 if dtype == torch.float32 else 5e-2
 
 
-LOGITS_BUDGET = {"cpu": 2**26}
-"""Most vocabulary logits (floats, 256 MB) one scoring forward may make, by device type: on a CPU, running out
-of memory kills the process instead of raising, and a 49k vocabulary makes 200 KB of logits per position.
-Fewer rows per batch never changes a score."""
-CACHE_BUDGET = {"cpu": 2**26}
-"""Most cached prefix keys and values (floats, 256 MB) a window of prefixes, and again a batch of rows
-continuing them, may hold, by device type (each row holds its own copy of its prefix)."""
-
-
-def kv_floats_per_token(config: Any) -> int | None:
-    """Keys and values one token adds to a full-attention cache, from the model config; None if unknown."""
-    config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    layers, heads = getattr(config, "num_hidden_layers", None), getattr(config, "num_attention_heads", None)
-    hidden = getattr(config, "hidden_size", None)
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "head_dim", None) or (hidden // heads if hidden and heads else None)
-    if not all(isinstance(v, int) and v > 0 for v in (layers, kv_heads, head_dim)):
-        return None
-    return 2 * layers * kv_heads * head_dim
-
-
 def last_logits_only(model: Any) -> dict[str, int]:
     """``logits_to_keep=1`` where the model takes it (a forward then makes one row of vocabulary logits)."""
     return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
@@ -66,7 +46,7 @@ class _UnsafeCache(Exception):
     """The model's cache cannot be batched or sliced safely."""
 
 
-class TokenScoring:
+class TokenScoring(MemoryBounds):
     """Scoring methods of `HFModel`; they use its model, settings and the learned state set in its ``__init__``."""
 
     model: Any
@@ -115,29 +95,6 @@ class TokenScoring:
         return results  # type: ignore[return-value]
 
     # ---- packed scoring ------------------------------------------------------------------------
-
-    def _in_windows(self, groups: Sequence[Any], prefix_length: Callable[[Any], int], run: Callable[[list], None],
-                    size: int) -> None:
-        """Runs `run` on consecutive windows of `groups` (sorted by prefix length), each holding at most `size`
-        groups and no more prefix caches than `CACHE_BUDGET` allows; out of memory before a window is done
-        halves the window (nothing of it is kept) — the one out-of-memory loop of scoring and generation."""
-        start = 0
-        while start < len(groups):
-            longest = prefix_length(groups[min(len(groups), start + size) - 1])
-            window = list(groups[start:start + max(1, int(size * self._cache_scale(longest, size)))])
-            try:
-                run(window)
-            except Exception as exc:  # out of memory holding the window's prefix caches: fewer at a time
-                if not is_oom(exc):
-                    raise
-                if len(window) == 1:
-                    raise self._oom_error() from exc
-                size = len(window) // 2
-                log.warning("%s: out of memory holding %d prefix caches, retrying with %d", self.name, len(window),
-                            size)
-                self._free_memory()
-                continue
-            start += len(window)
 
     def _score_packed(self, window: list[tuple[int, list[int]]], plan: RowPlan, requests: Sequence[TokenRequest],
                       results: list, batch_size: int | None) -> bool:
@@ -358,63 +315,9 @@ class TokenScoring:
         self.prefix_reuse_, self.reuse_disabled_reason_ = False, reason
         return None
 
-    # ---- batches ------------------------------------------------------------------------------------
-
-    def _oom_error(self) -> UserError:
-        return UserError(
-            f"{self.name}: out of memory at batch size 1 (max_length {self.max_length_}); "
-            "fix: lower max_length, use dtype bfloat16 on a GPU, or use a device with more memory"
-        )
-
-    def _in_batches(self, items: list, run: Callable[[list], None], fixed: int | None, scale: float = 1.0) -> None:
-        """Call `run` on consecutive chunks of `scale` times the batch size (at least 1), halving on out-of-memory.
-
-        Args:
-            items: What to run, in order.
-            run: Called on each chunk.
-            fixed: A batch size that overrides (and is not changed by) the learned one.
-            scale: Chunk size relative to the batch size (below 1 for items larger than a plain row).
-        """
-        size, i = max(1, int((fixed or self.batch_size_) * scale)), 0
-        while i < len(items):
-            chunk = items[i:i + size]
-            try:
-                run(chunk)
-            except Exception as exc:
-                if not is_oom(exc):
-                    raise
-                if len(chunk) == 1:
-                    raise self._oom_error() from exc
-                size = max(1, len(chunk) // 2)
-                self.batch_size_ = max(1, int(size / scale)) if fixed is None else self.batch_size_
-                log.warning("%s: out of memory at batch size %d, retrying with %d", self.name, len(chunk), size)
-                self._free_memory()
-                continue
-            i += len(chunk)
-
-    def _logits_scale(self, width: int, fixed: int | None) -> float:
-        """Batch scale that keeps a forward's vocabulary logits within `LOGITS_BUDGET` (CPU only)."""
-        return self._budget_scale(LOGITS_BUDGET, width * self.vocab_size_, fixed)
-
-    def _cache_scale(self, tokens: int, fixed: int | None, budgets: dict[str, int] | None = None) -> float:
-        """Batch scale that keeps the cached keys and values of rows of `tokens` tokens within `budgets`
-        (default `CACHE_BUDGET`)."""
-        per_token = kv_floats_per_token(self.model.config)
-        return self._budget_scale(budgets or CACHE_BUDGET, tokens * per_token, fixed) if per_token else 1.0
-
-    def _budget_scale(self, budgets: dict[str, int], floats_per_row: float, fixed: int | None) -> float:
-        budget = budgets.get(self.device_.type)
-        if budget is None or floats_per_row <= 0:
-            return 1.0
-        return min(1.0, budget / floats_per_row / (fixed or self.batch_size_))
-
     def _report_scored(self, results: list) -> None:
         self._report(self.phase_, sum(r is not None for r in results), len(results))
 
     def _report(self, phase: str, done: int, total: int) -> None:
         if self.progress is not None:
             self.progress(phase, done, total)
-
-    def _free_memory(self) -> None:
-        if self.device_.type == "cuda":
-            torch.cuda.empty_cache()
