@@ -165,3 +165,17 @@ def test_labels_in_an_existing_run_give_the_same_decision_as_the_folders(folders
     out_again = capsys.readouterr().out
     assert again == code == 1
     assert out_again.split("regressed: ")[1].splitlines()[0] == out.split("regressed: ")[1].splitlines()[0]
+
+
+def test_cross_entropy_check_compares_bits_per_byte_when_tokenizers_differ():
+    import pandas as pd
+
+    from harness.gate.decide import PASSED, decide_cross_entropy
+    from harness.gate.policy import Stage
+
+    stage = Stage("ce", "cross_entropy", (), max_increase=0.02)
+    base = pd.Series({"ce_nats_sum": 100.0, "ce_tokens": 100, "ce_bytes": 400, "tokenizer_hash": "a"})
+    # twice the nats per token with a tokenizer of half as many tokens: the same bits per byte
+    other = pd.Series({"ce_nats_sum": 100.0, "ce_tokens": 50, "ce_bytes": 400, "tokenizer_hash": "b"})
+    result = decide_cross_entropy(stage, base, other)[0]
+    assert result.verdict == PASSED and "bits/byte" in result.note

@@ -18,6 +18,7 @@ from scipy import stats as sps
 
 from harness.analysis.paired import adjust_pvalues, cluster_mean_test, one_sided_p
 from harness.gate.policy import Policy, Stage
+from harness.records import CHECKPOINT_COLUMNS, checkpoint_loss
 
 PASSED, FAILED, UNDECIDED, SKIPPED = "passed", "failed", "not decidable", "not run"
 MAX_ITEMS = 1_000_000
@@ -139,16 +140,15 @@ def decide_stage(stage: Stage, pairs: pd.DataFrame, policy: Policy, families: di
 
 
 def decide_cross_entropy(stage: Stage, baseline: pd.Series, candidate: pd.Series) -> list[CheckResult]:
-    """Relative change of corpus nats per token; a point comparison (the run stores corpus sums only)."""
-    def per_token(row: pd.Series) -> float:
-        tokens = float(row.get("ce_tokens") or 0)
-        return float(row.get("ce_nats_sum", math.nan)) / tokens if tokens > 0 else math.nan
-
-    b, c = per_token(baseline), per_token(candidate)
+    """Relative change of the corpus loss (`checkpoint_loss`: nats/token, or bits/byte when the two tokenizers
+    differ); a point comparison (the run stores corpus sums only)."""
+    both = pd.DataFrame([baseline, candidate]).reindex(columns=list(CHECKPOINT_COLUMNS))
+    loss, _, unit = checkpoint_loss(both)
+    b, c = float(loss.iloc[0]), float(loss.iloc[1])
     change = c / b - 1.0 if b > 0 else math.nan
     verdict = UNDECIDED if not np.isfinite(change) else PASSED if change <= stage.max_increase else FAILED
     note = "no corpus cross-entropy in the run" if not np.isfinite(change) else \
-        f"point comparison: {b:.4f} -> {c:.4f} nats/token (the run stores the corpus sum, no interval)"
+        f"point comparison: {b:.4f} -> {c:.4f} {unit} (the run stores the corpus sum, no interval)"
     return [CheckResult(stage.name, "cross-entropy", "cross_entropy", verdict, change, math.nan, math.nan,
                         stage.max_increase, math.nan, math.nan, int(candidate.get("ce_tokens") or 0), 0,
                         math.nan, note)]
