@@ -67,7 +67,7 @@ def merge_rows(
     return [order[j] for j in kept], [position[seq] for seq in inputs]
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = min(len(a), len(b))
     for i in range(n):
         if a[i] != b[i]:
@@ -93,7 +93,7 @@ def prefix_groups(
     prefix: tuple[int, ...] = ()
     for r, row in enumerate(rows):
         candidate = row[: reusable[r]]
-        shared = _common_prefix(prefix, candidate) if members else 0
+        shared = common_prefix(prefix, candidate) if members else 0
         if members and shared >= min_tokens:
             members.append(r)
             prefix = prefix[:shared]

@@ -16,7 +16,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
 
-from harness.model.batching import _common_prefix, select_cache
+from harness.model.batching import common_prefix, select_cache
 from harness.model.protocol import GenerationRequest, GenerationResult, truncate_at_stop
 from harness.model.forward_engine import last_logits_only, tolerance
 from harness.model.growing_cache import GrowingLayer, growing_cache
@@ -171,7 +171,7 @@ def generation_rows(contexts: dict[int, list[int]], reuse: bool, min_tokens: int
     """
     order = sorted(contexts, key=lambda i: contexts[i])
     rows = [tuple(contexts[i]) for i in order]
-    after = [_common_prefix(a, b) for a, b in zip(rows, rows[1:])] + [0]
+    after = [common_prefix(a, b) for a, b in zip(rows, rows[1:])] + [0]
     before = [0] + after[:-1]
     best = [min(len(r) - 1, max(a, b)) if reuse else 0 for r, a, b in zip(rows, after, before)]
     plain, runs = [], []
@@ -186,9 +186,9 @@ def generation_rows(contexts: dict[int, list[int]], reuse: bool, min_tokens: int
     groups: list[tuple[tuple[int, ...], list[GenRow]]] = []
     for run in runs:
         key = rows[max(run, key=best.__getitem__)][:max(best[j] for j in run)]
-        members = [GenRow(order[j], rows[j], min(best[j], _common_prefix(rows[j], key))) for j in run]
+        members = [GenRow(order[j], rows[j], min(best[j], common_prefix(rows[j], key))) for j in run]
         if groups:  # join the previous group where its prefix serves these rows almost as well as their own
-            joined = [m._replace(prefix=min(m.prefix, _common_prefix(m.tokens, groups[-1][0]))) for m in members]
+            joined = [m._replace(prefix=min(m.prefix, common_prefix(m.tokens, groups[-1][0]))) for m in members]
             if min(m.prefix for m in joined) >= min_tokens and sum(m.prefix for m in members) - sum(
                     m.prefix for m in joined) < len(key):
                 groups[-1][1].extend(joined)
