@@ -84,6 +84,10 @@ class Record:
     """Answer parts right in their position; -1 when not graded part by part."""
     parts_total: int = 0
     """Answer parts of the gold answer."""
+    parts_predicted: int = -1
+    """Answer parts in the generated text; -1 when nothing was generated and graded."""
+    stopped: float = math.nan
+    """Generation: 1 when it ended at a stop string or EOS, 0 when it ran to the token limit (NaN: not known)."""
     choices_only: float = math.nan
     """Multiple choice: 1 when the same rule picks the gold without the question, else 0 (NaN when unscored)."""
 

@@ -13,7 +13,8 @@ from harness.records import (REQUIRED_CHECKPOINT_COLUMNS, REQUIRED_RECORD_COLUMN
 
 ANALYSED_RECORD_COLUMNS: tuple[str, ...] = (
     "checkpoint_id", "item_id", "skill_set", "skills", "k", "mode", "split", "n_shots",
-    "metric", "value", "error", "chance", "n_tokens", "parts_correct", "parts_total", "choices_only",
+    "metric", "value", "error", "chance", "n_tokens", "parts_correct", "parts_total", "parts_predicted",
+    "stopped", "choices_only",
 )
 """The columns of `records.Record` the analyzer keeps."""
 CELL_KEYS: tuple[str, ...] = ("mode", "k", "metric")

@@ -90,7 +90,7 @@ def _generation_rows(item: Item, text: str, n_tokens: int, error: str | None) ->
         return [_row(item, "exact_match", math.nan, error=error, chance=exact_chance),
                 _row(item, "partial_credit", math.nan, error=error, chance=partial_chance)]
     g = grade(item, text)
-    common = dict(prediction=text, n_tokens=n_tokens, parts_correct=g.parts_correct)
+    common = dict(prediction=text, n_tokens=n_tokens, parts_correct=g.parts_correct, parts_predicted=g.parts_predicted)
     return [_row(item, "exact_match", float(g.exact), chance=exact_chance, **common),
             _row(item, "partial_credit", g.partial, chance=partial_chance, **common)]
 
