@@ -6,6 +6,7 @@ import pytest
 
 from harness.analysis import analyze
 from harness.analysis import pipeline_steps as steps
+from harness.analysis.analyze import STEP_NAMES
 from harness.analysis.result import MISSING, missing_values, summary_entry, why_missing
 
 NOT_ESTIMABLE = "not estimable from these data"
@@ -86,6 +87,7 @@ def test_steps_that_need_competence_are_skipped_with_the_reason_when_it_fails(ag
     monkeypatch.setattr(steps, "competence_table", broken)
     records, ck = ag_family
     analyses = analyze(records, ck, n_boot=3).summary["analyses"]
+    assert list(analyses) == list(STEP_NAMES)  # every step has its entry, in run order
     assert analyses["competence"] == {"status": "error", "reason": "unexpected RuntimeError: planted"}
     for name in ("competence_fits", "emergence", "ag_failure", "ag_tail_bound", "collapse", "ag_cor13",
                  "composable_k"):
