@@ -181,15 +181,15 @@ def _row_of(html: str, key: str, value: str) -> str:
 
 
 def test_a_missing_value_shows_the_reason_of_the_object_it_belongs_to():
-    from harness.analysis.result import summary_entry
+    from harness.analysis.result import MISSING, summary_entry
     from harness.report.sections import collapse_section, scaling_section
 
     data = _empty_data(pd.DataFrame())
     # the summary lists the conjunction test first, the tidy table the chain row first: rows are matched by mode
-    tests = [{"mode": "conjunction", "p_a_eq_b": np.nan, "missing": {"p_a_eq_b": "conjunction's own reason"}},
-             {"mode": "chain", "p_a_eq_b": np.nan, "missing": {"p_a_eq_b": "chain's own reason"}}]
-    fits = [{"form": "N", "variant": "free_E", "E": np.nan, "missing": {"E": "first fit's reason"}},
-            {"form": "N", "variant": "fixed_E", "E": np.nan, "missing": {"E": "second fit's reason"}}]
+    tests = [{"mode": "conjunction", "p_a_eq_b": np.nan, MISSING: {"p_a_eq_b": "conjunction's own reason"}},
+             {"mode": "chain", "p_a_eq_b": np.nan, MISSING: {"p_a_eq_b": "chain's own reason"}}]
+    fits = [{"form": "N", "variant": "free_E", "E": np.nan, MISSING: {"E": "first fit's reason"}},
+            {"form": "N", "variant": "fixed_E", "E": np.nan, MISSING: {"E": "second fit's reason"}}]
     data.summary["analyses"] = {"collapse": summary_entry({"status": "ok", "reason": None, "tests": tests}),
                                 "scaling": summary_entry({"status": "ok", "reason": None, "fits": fits})}
     data.tables["collapse"] = pd.DataFrame({"mode": ["chain", "conjunction"], "p_a_eq_b": [np.nan, np.nan]}).reindex(
@@ -203,12 +203,12 @@ def test_a_missing_value_shows_the_reason_of_the_object_it_belongs_to():
 
 
 def test_the_failures_section_lists_every_missing_summary_value_with_where_it_is():
-    from harness.analysis.result import summary_entry
+    from harness.analysis.result import MISSING, summary_entry
     from harness.report.sections_checks import failures_section
 
     data = _empty_data(pd.DataFrame({"checkpoint_id": ["a"], "label": ["a"], "error": [None]}))
     data.summary["analyses"] = {"scaling": summary_entry({"status": "ok", "reason": None, "c": np.nan, "fits": [
-        {"E": 1.0}, {"E": np.nan, "missing": {"E": "not identified"}}]})}
+        {"E": 1.0}, {"E": np.nan, MISSING: {"E": "not identified"}}]})}
     html = failures_section(data, {})
     assert "2 summary values are missing" in html
     assert '<td data-col="value">fits[1].E</td><td data-col="reason">not identified</td>' in html
