@@ -174,6 +174,46 @@ def _empty_data(checkpoints: pd.DataFrame) -> ReportData:
                       tables=tables, checkpoints=prepare_checkpoints(checkpoints), records=pd.DataFrame())
 
 
+def _row_of(html: str, key: str, value: str) -> str:
+    """The first <tr> of a rendered table whose `key` column shows `value`."""
+    at = html.index(f'<td data-col="{key}">{value}</td>')
+    return html[html.rindex("<tr>", 0, at):html.index("</tr>", at)]
+
+
+def test_a_missing_value_shows_the_reason_of_the_object_it_belongs_to():
+    from harness.analysis.result import MISSING, summary_entry
+    from harness.report.sections import collapse_section, scaling_section
+
+    data = _empty_data(pd.DataFrame())
+    # the summary lists the conjunction test first, the tidy table the chain row first: rows are matched by mode
+    tests = [{"mode": "conjunction", "p_a_eq_b": np.nan, MISSING: {"p_a_eq_b": "conjunction's own reason"}},
+             {"mode": "chain", "p_a_eq_b": np.nan, MISSING: {"p_a_eq_b": "chain's own reason"}}]
+    fits = [{"form": "N", "variant": "free_E", "E": np.nan, MISSING: {"E": "first fit's reason"}},
+            {"form": "N", "variant": "fixed_E", "E": np.nan, MISSING: {"E": "second fit's reason"}}]
+    data.summary["analyses"] = {"collapse": summary_entry({"status": "ok", "reason": None, "tests": tests}),
+                                "scaling": summary_entry({"status": "ok", "reason": None, "fits": fits})}
+    data.tables["collapse"] = pd.DataFrame({"mode": ["chain", "conjunction"], "p_a_eq_b": [np.nan, np.nan]}).reindex(
+        columns=list(TABLE_COLUMNS["collapse"]))
+    collapse = collapse_section(data, {})
+    assert "chain&#x27;s own reason" in _row_of(collapse, "mode", "chain")
+    assert "conjunction&#x27;s own reason" in _row_of(collapse, "mode", "conjunction")
+    scaling = scaling_section(data, {})
+    assert "first fit&#x27;s reason" in _row_of(scaling, "variant", "free_E")
+    assert "second fit&#x27;s reason" in _row_of(scaling, "variant", "fixed_E")
+
+
+def test_the_failures_section_lists_every_missing_summary_value_with_where_it_is():
+    from harness.analysis.result import MISSING, summary_entry
+    from harness.report.sections_checks import failures_section
+
+    data = _empty_data(pd.DataFrame({"checkpoint_id": ["a"], "label": ["a"], "error": [None]}))
+    data.summary["analyses"] = {"scaling": summary_entry({"status": "ok", "reason": None, "c": np.nan, "fits": [
+        {"E": 1.0}, {"E": np.nan, MISSING: {"E": "not identified"}}]})}
+    html = failures_section(data, {})
+    assert "2 summary values are missing" in html
+    assert '<td data-col="value">fits[1].E</td><td data-col="reason">not identified</td>' in html
+
+
 @pytest.mark.parametrize("checkpoints", [
     pd.DataFrame(),
     pd.DataFrame({"checkpoint_id": ["a", "b"], "label": ["a", "b"], "params": [np.nan, np.nan],

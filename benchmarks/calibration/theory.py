@@ -16,7 +16,7 @@ import pandas as pd
 from benchmarks.calibration.rows import CalibrationRow, coverage_row, power_row, rate_se, size_row
 from benchmarks.calibration.simulate import Scenario, simulate
 from harness.analysis import pipeline_steps as steps
-from harness.analysis.analyze import _prepare
+from harness.analysis.analyze import Prepared, competence_of, prepare
 from harness.analysis.result import AnalysisConfig
 
 N_BOOT = 99
@@ -28,14 +28,12 @@ INDEPENDENT = Scenario(name="a = 1", a=1.0, b=1.5)
 
 
 def analysed(sc: Scenario, seed: int, *, trained_ks: tuple[int, ...] | None = None,
-             n_boot: int = N_BOOT, **config: Any) -> dict[str, Any]:
-    """The analyzer's state after the excess-loss and competence steps on one simulated run."""
+             n_boot: int = N_BOOT, **config: Any) -> tuple[Prepared, pd.DataFrame, np.ndarray]:
+    """The analyzer's prepared inputs, competence table and its bootstrap on one simulated run."""
     records, checkpoints = simulate(sc, seed)
     cfg = AnalysisConfig(trained_ks=trained_ks if trained_ks is not None else tuple(sc.ks), **config)
-    state = _prepare(records, checkpoints, seed, n_boot, cfg)
-    steps.excess(state)
-    steps.competence(state)
-    return state
+    p = prepare(records, checkpoints, seed, n_boot, cfg)
+    return (p, *competence_of(p))
 
 
 def _replicate(fn: Callable[[int], Any], n_reps: int, seed: int) -> list[Any]:
@@ -66,7 +64,8 @@ def _covers(intervals: Iterable[tuple[float, float]], truth: float) -> tuple[int
 
 
 def _collapse_run(sc: Scenario, seed: int) -> dict[str, float]:
-    out, _ = steps.collapse(analysed(sc, seed))
+    p, comp, boot = analysed(sc, seed)
+    (out, _), _ = steps.collapse(comp, boot, p.config)
     row = out["collapse"].iloc[0]
     return {c: float(row[c]) for c in ("p_a_eq_b", "p_a_eq_1", "a", "a_lo", "a_hi", "b", "b_lo", "b_hi",
                                        "a_minus_b_lo", "a_minus_b_hi", "lr_a_eq_b", "lr_a_eq_1")}
@@ -165,7 +164,8 @@ def ood_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
     ok, bad = [], []
     for r in range(n_reps):
         s = seed * 100_003 + r
-        out, _ = steps.collapse(analysed(sc, s, trained_ks=(1, 2, 3, 4)))
+        p, comp, boot = analysed(sc, s, trained_ks=(1, 2, 3, 4))
+        (out, _), _ = steps.collapse(comp, boot, p.config)
         ok.append(float(out["collapse"]["p_a_eq_b"].iloc[0]))
     rej, n, fail = _rejections(ok)
     return [size_row("collapse_test a=b, trained k only", "a = b, plus k = 5, 6 always 0 (out of distribution)",
@@ -175,8 +175,8 @@ def ood_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
 def _product_run(chance: float, seed: int, lam: float = 5.0) -> tuple[float, float, float, int]:
     sc = Scenario(name="parts", generator="parts", chance=chance, b=1.5, lam=lam, tuple_sd=0.0, item_sd=0.0,
                   skill_sd=0.3, deltas=tuple(np.geomspace(0.02, 0.3, 6).round(5)))
-    state = analysed(sc, seed, n_boot=N_BOOT)
-    out, _ = steps.product_rule(state)
+    p, _, _ = analysed(sc, seed, n_boot=N_BOOT)
+    out, _ = steps.product_rule(p.sums, p.clusters, p.weights, p.config, p.seed)
     table = out["product_rule"]
     ok = table[table["ratio"].notna()]
     ratio = ok["ratio"].to_numpy(float)
@@ -221,8 +221,8 @@ EXTENDED_DELTAS = tuple(sorted(set(AG.deltas) | set(np.linspace(1.0, 2.2, 6).rou
 
 def _mirage_run(continuous: str, deltas: tuple[float, ...], seed: int) -> tuple[float, str]:
     sc = AG.with_(continuous=continuous, deltas=deltas, metrics=("exact_match", "gold_logprob"), ks=(1, 2))
-    state = analysed(sc, seed)
-    out, _ = steps.emergence(state)
+    p, comp, boot = analysed(sc, seed)
+    out, _ = steps.emergence(comp, boot, p.config)
     row = out["mirage"].query("k == 2").iloc[0]
     return float(row["p_breakpoint"]), str(row["verdict"])
 
@@ -252,13 +252,12 @@ def _forecast_run(seed: int) -> pd.DataFrame:
     """The analyzer's forecast (2 lowest-loss checkpoints held out, 49 cluster-bootstrap refits) per form and k."""
     from harness.analysis.competence import _forecast, _usable
 
-    state = analysed(AG, seed)
-    comp = state["competence"]
+    _, comp, boot = analysed(AG, seed)
     out = []
     for k, rows in comp[comp["metric"] == "exact_match"].groupby("k"):
         usable, _ = _usable(rows)
         for form in FORECAST_FORMS:
-            out += [dict(form=form, k=k, inside=r["inside"]) for r in _forecast(usable, form, 2, state["boot"], 49)]
+            out += [dict(form=form, k=k, inside=r["inside"]) for r in _forecast(usable, form, 2, boot, 49)]
     return pd.DataFrame(out)
 
 
@@ -294,9 +293,9 @@ COLLAPSED = AG.with_(name="collapse exact", skill_sd=0.0, single_tuple_effect=Tr
 
 def _cor13_run(sc: Scenario, seed: int) -> tuple[float, float, float, float]:
     """(shared-curve p, Cor. 13 mean difference lo, hi at k = 2, same at k = 4 hi - lo width)."""
-    state = analysed(sc, seed)
-    out, _ = steps.collapse(state)
-    cor, _ = steps.ag_cor13(state)
+    p, comp, boot = analysed(sc, seed)
+    (out, _), _ = steps.collapse(comp, boot, p.config)
+    cor, _ = steps.ag_cor13(comp, boot, p.sums, p.config)
     summary = cor["ag_cor13_summary"].set_index("k")
     return (float(out["collapse"]["p_shared_curve"].iloc[0]), float(summary.loc[2, "mean_diff_lo"]),
             float(summary.loc[2, "mean_diff_hi"]), float(summary.loc[3, "mean_diff_lo"]),

@@ -38,7 +38,8 @@ def _per_run_rate(name: str, scenario: str, per_run: list[float], quantity: str,
 
 def _above_run(sc: Scenario, seed: int, holm: bool = True) -> pd.DataFrame:
     """Per cell: whether any checkpoint was called above chance (the family-wise rejection of the cell)."""
-    out, _ = steps.emergence(analysed(sc, seed))
+    p, comp, boot = analysed(sc, seed)
+    out, _ = steps.emergence(comp, boot, p.config)
     above = out["above_chance"]
     if not holm:  # the planted bug of the seeded test: raw p-values, no multiplicity control
         above = above.assign(above_chance=above["p_value"] < 0.05)
@@ -66,8 +67,8 @@ def emergence_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
 
 def _gap_run(sc: Scenario, seed: int) -> tuple[float, float]:
     """(fraction of cells whose gap interval excludes 0, same at the largest trained k)."""
-    state = analysed(sc, seed)
-    out, _ = steps.seen_heldout(state)
+    p, _, _ = analysed(sc, seed)
+    out, _ = steps.seen_heldout(p.sums, p.weights, p.config)
     t = out["seen_heldout"]
     t = t[(t["metric"] == "exact_match") & t["gap_lo"].notna()]
     excl = ((t["gap_lo"] > 0) | (t["gap_hi"] < 0)).to_numpy()
@@ -105,7 +106,8 @@ POWER_LAW = AG.with_(name="power law", generator="power", lam=0.3)
 
 def _failure_run(sc: Scenario, seed: int) -> tuple[float, float, str]:
     """(b_lo, b_hi, linear-law reading) of the analyzer's failure-law fit on one simulated run."""
-    _, fit = steps.ag_failure(analysed(sc, seed))
+    p, comp, boot = analysed(sc, seed)
+    _, fit = steps.ag_failure(comp, boot, p.config, p.seed, p.n_boot)
     return float(fit.get("b_lo", np.nan)), float(fit.get("b_hi", np.nan)), str(fit.get("linear_law"))
 
 

@@ -7,81 +7,138 @@ never emits 0.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from harness.analysis import pipeline_steps as steps
 from harness.analysis.bootstrap import assign_clusters, blas_single_thread, cluster_design, rng_for
 from harness.analysis.cluster_sums import cluster_sums
-from harness.analysis.result import TABLE_COLUMNS, TABLES, AnalysisConfig, AnalysisResult, jsonable
+from harness.analysis.result import (TABLE_COLUMNS, TABLES, AnalysisConfig, AnalysisResult, jsonable,
+                                     summary_entry)
 from harness.analysis.schema import prepare_checkpoints, prepare_records
 
-Step = Callable[[dict[str, Any]], tuple[dict[str, pd.DataFrame], dict[str, Any]]]
-STEPS: tuple[tuple[str, Step], ...] = (
-    ("scaling", steps.scaling), ("excess_loss", steps.excess), ("competence", steps.competence),
-    ("competence_fits", steps.competence_fits), ("emergence", steps.emergence),
-    ("product_rule", steps.product_rule), ("ag_failure", steps.ag_failure), ("ag_tail_bound", steps.ag_tail_bound),
-    ("collapse", steps.collapse), ("ag_cor13", steps.ag_cor13), ("composable_k", steps.composable), ("seen_heldout", steps.seen_heldout),
-    ("paired", steps.paired),
+STEP_NAMES: tuple[str, ...] = (
+    "scaling", "excess_loss", "competence", "competence_fits", "emergence", "product_rule", "ag_failure",
+    "ag_tail_bound", "collapse", "ag_cor13", "composable_k", "seen_heldout", "paired",
 )
-"""Analyses in run order; later ones read what earlier ones left in the state."""
+"""Analyses in run order (`_run_steps` wires each one's inputs: what it reads of the prepared data and what
+earlier steps returned)."""
+_NO_COMPETENCE = "needs competence, which did not run"
 
 
-def _prepare(records: pd.DataFrame, checkpoints: pd.DataFrame, seed: int, n_boot: int,
-             config: AnalysisConfig) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Prepared:
+    """The inputs every step draws from: prepared tables, clusters, bootstrap weights and settings."""
+
+    records: pd.DataFrame
+    """Records of listed checkpoints (`schema.prepare_records`)."""
+    checkpoints: pd.DataFrame
+    """Checkpoints with their loss (`schema.prepare_checkpoints`)."""
+    clusters: pd.DataFrame
+    """Bootstrap clusters (`bootstrap.assign_clusters`)."""
+    weights: np.ndarray
+    """Cluster bootstrap weights."""
+    sums: pd.DataFrame
+    """Per-cluster sums (`cluster_sums.cluster_sums`)."""
+    config: AnalysisConfig
+    """Settings."""
+    seed: int
+    """Seed of every bootstrap."""
+    n_boot: int
+    """Bootstrap replicates."""
+    n_unknown_checkpoint: int
+    """Records dropped because their checkpoint is not listed."""
+
+
+def prepare(records: pd.DataFrame, checkpoints: pd.DataFrame, seed: int, n_boot: int,
+            config: AnalysisConfig) -> Prepared:
+    """The steps' common inputs: records of listed checkpoints, their clusters, bootstrap weights and sums."""
     recs, ckpts = prepare_records(records), prepare_checkpoints(checkpoints)
     known = recs["checkpoint_id"].isin(set(ckpts["checkpoint_id"]))
     recs = recs[known].reset_index(drop=True)
     clusters, codes = assign_clusters(recs)
     design = cluster_design(clusters, n_boot, rng_for(seed, "items"))
-    return {"records": recs, "checkpoints": ckpts, "clusters": clusters, "weights": design.weights,
-            "sums": cluster_sums(recs, codes), "config": config, "seed": seed, "n_boot": n_boot,
-            "n_unknown_checkpoint": int((~known).sum())}
+    return Prepared(records=recs, checkpoints=ckpts, clusters=clusters, weights=design.weights,
+                    sums=cluster_sums(recs, codes), config=config, seed=seed, n_boot=n_boot,
+                    n_unknown_checkpoint=int((~known).sum()))
 
 
-def _overview(state: dict[str, Any], n_input: int) -> dict[str, Any]:
-    recs = state["records"]
+def competence_of(p: Prepared) -> tuple[pd.DataFrame, np.ndarray]:
+    """The competence table and its bootstrap as `analyze` hands them on, with excess loss from the known floor
+    (no scaling fit): the short way to the later steps for tests and calibration."""
+    _, ex = steps.excess(p.checkpoints, np.nan, None)
+    _, comp = steps.competence(p.checkpoints, p.sums, p.weights, ex)
+    return comp
+
+
+def _overview(p: Prepared, n_input: int) -> dict[str, Any]:
+    recs = p.records
     failed = recs["value"].isna()
     return {
         "n_records": n_input, "n_records_used": len(recs), "n_failed_records": int(failed.sum()),
         "failed_by_error": recs.loc[failed, "error"].fillna("no reason given").value_counts().to_dict()
         if "error" in recs.columns else {},
-        "n_records_unknown_checkpoint": state["n_unknown_checkpoint"],
-        "n_checkpoints": int(len(state["checkpoints"])), "metrics": sorted(recs["metric"].unique()),
+        "n_records_unknown_checkpoint": p.n_unknown_checkpoint,
+        "n_checkpoints": int(len(p.checkpoints)), "metrics": sorted(recs["metric"].unique()),
         "modes": sorted(recs["mode"].unique()), "ks": sorted(int(k) for k in recs["k"].unique()),
-        "seed": state["seed"], "n_boot": state["n_boot"],
+        "seed": p.seed, "n_boot": p.n_boot,
     }
 
 
-def _run(name: str, step: Step, state: dict[str, Any], tables: dict[str, pd.DataFrame],
-         analyses: dict[str, Any]) -> None:
+def _run_steps(p: Prepared, tables: dict[str, pd.DataFrame], analyses: dict[str, Any]) -> None:
+    """Runs every step in `STEP_NAMES` order, each with its inputs as arguments; a step whose input could not
+    be computed (an earlier step failed) runs without it or is skipped with the reason."""
+    def run(name: str, step: Callable[..., Any], *args: Any, feeds: bool = False) -> Any:
+        return _run(name, lambda: step(*args), tables, analyses, feeds)
+
+    cfg, seed, n_boot, ck = p.config, p.seed, p.n_boot, p.checkpoints
+    E, E_boot = run("scaling", steps.scaling, ck, cfg, seed, n_boot, feeds=True) or (np.nan, None)
+    ex = run("excess_loss", steps.excess, ck, E, E_boot, feeds=True)
+    comp = run("competence", steps.competence, ck, p.sums, p.weights, ex, feeds=True)
+    if comp is None:
+        for name in ("competence_fits", "emergence"):
+            _skip(name, analyses)
+    else:
+        run("competence_fits", steps.competence_fits, *comp, cfg)
+        run("emergence", steps.emergence, *comp, cfg)
+    run("product_rule", steps.product_rule, p.sums, p.clusters, p.weights, cfg, seed)
+    slopes = None
+    if comp is None:
+        for name in ("ag_failure", "ag_tail_bound", "collapse", "ag_cor13", "composable_k"):
+            _skip(name, analyses)
+    else:
+        run("ag_failure", steps.ag_failure, *comp, cfg, seed, n_boot)
+        run("ag_tail_bound", steps.ag_tail_bound, comp[0], p.sums, p.clusters, cfg)
+        slopes = run("collapse", steps.collapse, *comp, cfg, feeds=True)
+        run("ag_cor13", steps.ag_cor13, *comp, p.sums, cfg)
+        run("composable_k", steps.composable, comp[0], cfg, seed, n_boot, slopes)
+    run("seen_heldout", steps.seen_heldout, p.sums, p.weights, cfg)
+    run("paired", steps.paired, p.records, ck, cfg, seed, n_boot)
+
+
+def _skip(name: str, analyses: dict[str, Any]) -> None:
+    """Records a step that cannot run because competence did not."""
+    analyses[name] = summary_entry({"status": "skipped", "reason": _NO_COMPETENCE}, _NO_COMPETENCE)
+
+
+def _run(name: str, call: Callable[[], Any], tables: dict[str, pd.DataFrame], analyses: dict[str, Any],
+         feeds: bool = False) -> Any:
+    """Runs one step and records its tables and summary entry; returns what it hands to later steps (`feeds`),
+    None when it failed."""
     try:
-        produced, highlights = step(state)
+        result = call()
     except Exception as exc:  # one analysis failing must not stop the others; its reason is kept
         analyses[name] = {"status": "error", "reason": f"unexpected {type(exc).__name__}: {exc}"}
-        return
+        return None
+    (produced, highlights), value = result if feeds else (result, None)
     tables.update(produced)
     reason = highlights.pop("reason", None)
-    why = highlights.pop("missing_reasons", {})
-    entry = {"status": "ok" if reason is None else "skipped", "reason": reason, **highlights}
-    missing: dict[str, str] = {}
-    analyses[name] = jsonable(entry, missing, reason=reason)
-    if missing:
-        analyses[name]["missing"] = {k: r if reason else _why_missing(analyses[name], k, why, r)
-                                     for k, r in missing.items()}
-
-
-def _why_missing(entry: dict[str, Any], path: str, why: dict[str, str], default: str) -> str:
-    """Reason for one missing summary value, e.g. at "fits[2].E": the step's reason for that exact path,
-    else the reason of the record holding it (a table row), else the step's reason for its last key, else
-    `default`."""
-    parent, _, key = path.rpartition(".")
-    record: Any = entry
-    for part in parent.replace("[", ".").replace("]", "").split(".") if parent else []:
-        record = record[int(part)] if isinstance(record, list) else record.get(part, {})
-    own = record.get("reason") if isinstance(record, dict) and record is not entry else None
-    return why.get(path) or own or why.get(key, default)
+    analyses[name] = summary_entry({"status": "ok" if reason is None else "skipped", "reason": reason, **highlights},
+                                   reason)
+    return value
 
 
 def analyze(records: pd.DataFrame, checkpoints: pd.DataFrame, *, seed: int = 0, n_boot: int = 200,
@@ -106,15 +163,14 @@ def analyze(records: pd.DataFrame, checkpoints: pd.DataFrame, *, seed: int = 0, 
     if n_boot < 1:
         raise ValueError(f"n_boot must be at least 1, got {n_boot}")
     with blas_single_thread():
-        state = _prepare(records, checkpoints, seed, n_boot, config)
-        summary: dict[str, Any] = jsonable(_overview(state, len(records)))
+        prepared = prepare(records, checkpoints, seed, n_boot, config)
+        summary: dict[str, Any] = jsonable(_overview(prepared, len(records)))
         analyses: dict[str, Any] = {}
         tables: dict[str, pd.DataFrame] = {}
-        if state["records"].empty:
+        if prepared.records.empty:
             analyses["all"] = {"status": "skipped", "reason": "no records belong to a listed checkpoint"}
         else:
-            for name, step in STEPS:
-                _run(name, step, state, tables, analyses)
+            _run_steps(prepared, tables, analyses)
     summary["analyses"] = analyses
     frames = {name: tables.get(name, pd.DataFrame()).reindex(columns=list(TABLE_COLUMNS[name])).reset_index(drop=True)
               for name in TABLES}

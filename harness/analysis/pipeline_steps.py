@@ -1,7 +1,10 @@
-"""The analyses `analyze` runs, one function each: state in, (tables, summary highlights) out.
+"""The analyses `analyze` runs, one function each: inputs as arguments, (tables, summary highlights) out.
 
-Each step reads the shared state (prepared tables, cluster sums, bootstrap weights, config) and what
-earlier steps stored in it; a highlight named "reason" marks the step as skipped.
+Each step takes exactly what it reads: prepared tables, cluster sums, bootstrap weights, the config, and
+what earlier steps return for later ones (`scaling` the fitted E, `excess` its table, `competence` its
+table and bootstrap, `collapse` its slopes); `analyze` wires them. A highlight named "reason" marks the
+step as skipped; `result.MISSING` in the highlights or in one of their records says, by field name, why a
+value there may be missing (`result.summary_entry`).
 """
 from __future__ import annotations
 
@@ -18,34 +21,28 @@ from harness.analysis.excess import (SCALING_COLUMNS, excess_loss_table, excess_
 from harness.analysis.generalization import seen_heldout_table
 from harness.analysis.paired import PAIRED_COLUMNS, paired_comparison
 from harness.analysis.product_rule import MIN_EXPECTED, MIN_PREDICTED, product_rule_table, single_skill_rates
-from harness.analysis.result import summary_records
+from harness.analysis.result import MISSING, AnalysisConfig, summary_records
 from harness.records import SINGLE_MODE
 
-State = dict[str, Any]
 Output = tuple[dict[str, pd.DataFrame], dict[str, Any]]
 _KEYS = ("E", "E_lo", "E_hi", "A", "alpha", "alpha_lo", "alpha_hi", "B", "beta", "known_floor", "n_checkpoints",
          "at_bound", "n_boot_valid", "reason")
 _CI_REASON = "fewer than half of the bootstrap replicates could be fitted (too few distinct checkpoints)"
 
 
-def _trained(table: pd.DataFrame, state: State) -> pd.Series:
+def _trained(table: pd.DataFrame, cfg: AnalysisConfig) -> pd.Series:
     """True for rows whose k the family was trained on (`AnalysisConfig.trained_ks`; None: every k)."""
-    ks = state["config"].trained_ks
+    ks = cfg.trained_ks
     return pd.Series(True, index=table.index) if ks is None else table["k"].astype(int).isin(set(ks))
 
 
-def _out_of_distribution(table: pd.DataFrame, state: State) -> list[dict[str, Any]]:
+def _out_of_distribution(table: pd.DataFrame, cfg: AnalysisConfig) -> list[dict[str, Any]]:
     """Per (mode, k) beyond the trained k: the largest competence over checkpoints, reported apart from the tests."""
-    ood = table[~_trained(table, state) & (table["metric"] == state["config"].metric)]
+    ood = table[~_trained(table, cfg) & (table["metric"] == cfg.metric)]
     if ood.empty:
         return []
     top = ood.groupby(["mode", "k"], sort=True)["competence"].max().reset_index()
     return [{"mode": r["mode"], "k": int(r["k"]), "max_competence": r["competence"]} for r in top.to_dict("records")]
-
-
-def _needs(state: State, *keys: str) -> str | None:
-    missing = [k for k in keys if k not in state]
-    return f"needs {', '.join(missing)}, which did not run" if missing else None
 
 
 def _empty_reason(table: pd.DataFrame, column: str, when_empty: str) -> str | None:
@@ -75,71 +72,71 @@ def _choose_E(table: pd.DataFrame, boots: dict, min_loss: float) -> tuple[float,
     return np.nan, None, _NO_E
 
 
-def scaling(state: State) -> Output:
-    """L(N) on final checkpoints (and L(N, D) when tokens vary), each with free E and, if known, fixed E."""
-    ck, cfg = state["checkpoints"], state["config"]
+def scaling(ck: pd.DataFrame, cfg: AnalysisConfig, seed: int, n_boot: int) -> tuple[Output, tuple[float, Any]]:
+    """L(N) on final checkpoints (and L(N, D) when tokens vary), each with free E and, if known, fixed E.
+
+    Returns:
+        The step's output, and the E the excess loss may use (NaN when no fit is usable) with its bootstrap.
+    """
     n_col = cfg.n_column if pd.to_numeric(ck.get(cfg.n_column), errors="coerce").gt(0).all() else "params"
     floor = known_floor(ck)
     rows, boots = [], {}
     for form in ["N"] + (["ND"] if nd_possible(ck, n_col) else []):
         for fixed in [None] + ([floor] if np.isfinite(floor) else []):
-            row, boot = fit_scaling(ck, n_column=n_col, fixed_E=fixed, n_boot=state["n_boot"], form=form,
-                                    rng=rng_for(state["seed"], f"scaling-{form}-{fixed is None}"))
+            row, boot = fit_scaling(ck, n_column=n_col, fixed_E=fixed, n_boot=n_boot, form=form,
+                                    rng=rng_for(seed, f"scaling-{form}-{fixed is None}"))
             row.update(known_floor=floor, E_minus_floor=row.get("E", np.nan) - floor)
             rows.append(row)
             boots[(form, row["variant"])] = boot
     table = pd.DataFrame(rows).reindex(columns=list(SCALING_COLUMNS))
-    state["E_fit"], state["E_boot"], fitted = _choose_E(table, boots, float(ck["loss"].min()))
+    E_fit, E_boot, fitted = _choose_E(table, boots, float(ck["loss"].min()))
     # the excess step takes the known floor whenever every checkpoint reports one; say which it will use
     source = ("known entropy floor (exact; no fitted E is used)"
-              if excess_source(ck, state["E_fit"]) == "known floor" else fitted)
+              if excess_source(ck, E_fit) == "known floor" else fitted)
     fits = [{k: r.get(k) for k in ("form", "variant", *_KEYS) if r.get("form") == "ND" or k not in ("B", "beta")}
             for r in summary_records(table, SCALING_COLUMNS)]
+    fits = [{**fit, MISSING: _fit_why(fit, n_boot)} for fit in fits]
     reason = _empty_reason(table, "E", "no checkpoint with a positive loss")
-    return {"scaling": table}, {"N_column": n_col, "E_for_excess": source, "fits": fits, "reason": reason,
-                                "missing_reasons": _scaling_why(fits, state["n_boot"])}
+    return ({"scaling": table}, {"N_column": n_col, "E_for_excess": source, "fits": fits,
+                                 "reason": reason}), (E_fit, E_boot)
 
 
-def _scaling_why(fits: list[dict], n_boot: int) -> dict[str, str]:
-    """Reasons for the missing values of each fit: its own reason for E (not identified), the bootstrap for CIs."""
+def _fit_why(fit: dict[str, Any], n_boot: int) -> dict[str, str]:
+    """Why values of one scaling fit are missing: its own reason for E (not identified), the bootstrap for CIs."""
     why = {}
-    for i, fit in enumerate(fits):
-        valid = fit.get("n_boot_valid")
-        if valid is not None and valid < n_boot / 2:  # `percentile_ci` needs half of the replicates
-            why.update({f"fits[{i}].{p}_{end}": _CI_REASON for p in ("E", "alpha") for end in ("lo", "hi")})
-        if fit.get("reason"):
-            why.update({f"fits[{i}].{p}": fit["reason"] for p in ("E", "E_lo", "E_hi")})
+    valid = fit.get("n_boot_valid")
+    if valid is not None and valid < n_boot / 2:  # `percentile_ci` needs half of the replicates
+        why.update({f"{p}_{end}": _CI_REASON for p in ("E", "alpha") for end in ("lo", "hi")})
+    if fit.get("reason"):
+        why.update({p: fit["reason"] for p in ("E", "E_lo", "E_hi")})
     return why
 
 
-def excess(state: State) -> Output:
-    """Excess loss from the known floor, else from the fitted E."""
-    ck = state["checkpoints"]
-    E = state.get("E_fit", np.nan)
+def excess(ck: pd.DataFrame, E: float, E_boot: np.ndarray | None) -> tuple[Output, pd.DataFrame]:
+    """Excess loss from the known floor, else from the fitted E (NaN when `scaling` gave none); returns its table."""
     source = excess_source(ck, E)
-    table = excess_loss_table(ck, E, state.get("E_boot"), source)
-    state["excess"] = table
+    table = excess_loss_table(ck, E, E_boot, source)
     reason = None if table["excess_loss"].notna().any() else "no checkpoint has a positive excess loss"
-    return {"excess_loss": table}, {"source": source, "E": E if source == "fitted E" else None,
-                                    "n_positive": int(table["excess_loss"].notna().sum()), "reason": reason}
+    return ({"excess_loss": table}, {"source": source, "E": E if source == "fitted E" else None,
+                                     "n_positive": int(table["excess_loss"].notna().sum()), "reason": reason}), table
 
 
-def competence(state: State) -> Output:
-    """Competence table with cluster-bootstrap intervals."""
-    ex = state.get("excess")
+def competence(ck: pd.DataFrame, sums: pd.DataFrame, weights: np.ndarray,
+               ex: pd.DataFrame | None) -> tuple[Output, tuple[pd.DataFrame, np.ndarray]]:
+    """Competence table with cluster-bootstrap intervals; returns the table and its bootstrap for later steps.
+
+    `ex` is the excess-loss table (None when `excess` did not run: then excess loss is unavailable).
+    """
     if ex is None:
-        ex = excess_loss_table(state["checkpoints"], np.nan, None, "unavailable")
-    table, boot = competence_table(state["sums"], state["weights"], ex)
-    state["competence"], state["boot"] = table, boot
-    return {"competence": table}, {"n_cells": len(table), "n_cells_all_failed": int((table["n"] == 0).sum())}
+        ex = excess_loss_table(ck, np.nan, None, "unavailable")
+    table, boot = competence_table(sums, weights, ex)
+    return ({"competence": table}, {"n_cells": len(table), "n_cells_all_failed": int((table["n"] == 0).sum())}), (
+        table, boot)
 
 
-def competence_fits(state: State) -> Output:
+def competence_fits(table: pd.DataFrame, boot: np.ndarray, cfg: AnalysisConfig) -> Output:
     """Three curve forms per cell, AIC and the forecasting test."""
-    if reason := _needs(state, "competence"):
-        return {}, {"reason": reason}
-    cfg = state["config"]
-    out = fit_competence_curves(state["competence"], n_holdout=cfg.n_holdout, boot=state["boot"],
+    out = fit_competence_curves(table, n_holdout=cfg.n_holdout, boot=boot,
                                 n_pi=cfg.n_forecast_boot, pi_metric=cfg.metric)
     fits = out["competence_fits"]
     best = fits.loc[fits["delta_aic"] == 0, "form"].value_counts().to_dict()
@@ -151,14 +148,11 @@ def competence_fits(state: State) -> Output:
     return out, {"best_form_counts": best, "forecast_coverage_by_form": coverage, "reason": reason}
 
 
-def emergence(state: State) -> Output:
+def emergence(table: pd.DataFrame, boot: np.ndarray, cfg: AnalysisConfig) -> Output:
     """Above-chance tests, sharpness, breakpoints and the mirage check."""
-    if reason := _needs(state, "competence"):
-        return {}, {"reason": reason}
-    table, cfg = state["competence"], state["config"]
     above = em.above_chance_table(table, level=cfg.test_level)
-    emerg = em.emergence_table(table, state["boot"], above)
-    mirage = em.mirage_table(table, state["boot"], emerg, level=cfg.test_level)
+    emerg = em.emergence_table(table, boot, above)
+    mirage = em.mirage_table(table, boot, emerg, level=cfg.test_level)
     main = emerg[emerg["metric"] == cfg.metric]
     no_tests = _empty_reason(above, "p_value", "no binary metric scored")
     reason = no_tests if no_tests and _empty_reason(emerg, "breakpoint_loss", "no rate metric scored") else None
@@ -169,13 +163,13 @@ def emergence(state: State) -> Output:
              "reason": reason})
 
 
-def product_rule(state: State) -> Output:
+def product_rule(sums: pd.DataFrame, clusters: pd.DataFrame, weights: np.ndarray, cfg: AnalysisConfig,
+                 seed: int) -> Output:
     """Product-rule ratio and compositionality gap; the median ratio is over cells with an informative prediction."""
-    cfg = state["config"]
-    table = product_rule_table(state["sums"], state["clusters"], state["weights"], rng_for(state["seed"], "product"),
-                               metric=cfg.metric, threshold=cfg.gap_threshold)
+    table = product_rule_table(sums, clusters, weights, rng_for(seed, "product"), metric=cfg.metric,
+                               threshold=cfg.gap_threshold)
     reason = _empty_reason(table, "observed", f"needs k = 1 and k > 1 items scored with {cfg.metric}")
-    trained = _trained(table, state) if len(table) else pd.Series(dtype=bool)
+    trained = _trained(table, cfg) if len(table) else pd.Series(dtype=bool)
     ood = pd.to_numeric(table.loc[~trained, "ratio"], errors="coerce") if len(table) else pd.Series(dtype=float)
     table_all, table = table, table[trained] if len(table) else table
     ratio = pd.to_numeric(table["ratio"], errors="coerce")
@@ -186,34 +180,29 @@ def product_rule(state: State) -> Output:
                                      "n_ratio_cells": int(ratio.notna().sum()),
                                      "n_uninformative_cells": int(ratio.isna().sum()),
                                      "mean_gap": table["gap"].mean() if len(table) else np.nan, "reason": reason,
-                                     "missing_reasons": why}
+                                     MISSING: why}
 
 
-def ag_failure(state: State) -> Output:
+def ag_failure(table: pd.DataFrame, boot: np.ndarray, cfg: AnalysisConfig, seed: int, n_boot: int) -> Output:
     """(a) failure vs excess loss and (b) the k-tuple rule."""
-    if reason := _needs(state, "competence"):
-        return {}, {"reason": reason}
-    table, cfg = state["competence"], state["config"]
     singles = table[(table["k"] == 1) & (table["mode"] == SINGLE_MODE) & (table["metric"] == cfg.metric)]
-    fail, fit = agf.failure_law(singles, n_boot=state["n_boot"], rng=rng_for(state["seed"], "failure"),
-                                reference=cfg.reference_checkpoint, boot=state["boot"])
-    ktuple = agf.ktuple_table(table[_trained(table, state)], fail, cfg.metric)  # k beyond training: reported apart
+    fail, fit = agf.failure_law(singles, n_boot=n_boot, rng=rng_for(seed, "failure"),
+                                reference=cfg.reference_checkpoint, boot=boot)
+    ktuple = agf.ktuple_table(table[_trained(table, cfg)], fail, cfg.metric)  # k beyond training: reported apart
     within = ktuple["within_union"].dropna()
     fit_row = pd.DataFrame([fit]).reindex(columns=list(agf.FAILURE_FIT_COLUMNS))
     why = {"b_lo": _CI_REASON, "b_hi": _CI_REASON, "fraction_within_union": "no composite (k > 1) cell to compare"}
     return ({"ag_failure": fail, "ag_failure_fit": fit_row, "ag_ktuple": ktuple},
             {**fit, "fraction_within_union": float(within.astype(bool).mean()) if len(within) else np.nan,
-             "missing_reasons": why})
+             MISSING: why})
 
 
-def ag_tail_bound(state: State) -> Output:
+def ag_tail_bound(competence: pd.DataFrame, sums: pd.DataFrame, clusters: pd.DataFrame,
+                  cfg: AnalysisConfig) -> Output:
     """(c) the single-skill tail bound."""
-    if reason := _needs(state, "competence"):
-        return {}, {"reason": reason}
-    cfg = state["config"]
-    edges = ag_bound.edge_failure_rates(state["sums"], state["clusters"], cfg.metric)
-    singles = single_skill_rates(state["sums"], state["clusters"], cfg.metric)
-    table = ag_bound.tail_bound_table(state["competence"], edges, singles, metric=cfg.metric, alpha=cfg.tail_alpha)
+    edges = ag_bound.edge_failure_rates(sums, clusters, cfg.metric)
+    singles = single_skill_rates(sums, clusters, cfg.metric)
+    table = ag_bound.tail_bound_table(competence, edges, singles, metric=cfg.metric, alpha=cfg.tail_alpha)
     holds = table["holds"].dropna()
     vacuous = table["reason"].fillna("").str.contains("vacuous")
     reason = _empty_reason(table, "frac_inside", "no composite (k > 1) items")
@@ -222,55 +211,45 @@ def ag_tail_bound(state: State) -> Output:
     why = {"fraction_holds": "no cell with a non-vacuous bound and composite items with scored skills"}
     return {"ag_tail_bound": table}, {"fraction_holds": float(holds.astype(bool).mean()) if len(holds) else np.nan,
                                       "n_cells_tested": int(len(holds)), "n_cells_vacuous": int(vacuous.sum()),
-                                      "reason": reason, "missing_reasons": why}
+                                      "reason": reason, MISSING: why}
 
 
-def collapse(state: State) -> Output:
-    """(d) the collapse test per composite mode."""
-    if reason := _needs(state, "competence"):
-        return {}, {"reason": reason}
-    table, cfg = state["competence"], state["config"]
-    main = table[(table["metric"] == cfg.metric) & _trained(table, state)]
+def collapse(table: pd.DataFrame, boot: np.ndarray, cfg: AnalysisConfig) -> tuple[Output, dict[str, float]]:
+    """(d) the collapse test per composite mode; returns also each mode's collapse slope -b/a for `composable`."""
+    main = table[(table["metric"] == cfg.metric) & _trained(table, cfg)]
     rows = []
     for mode in sorted(set(main.loc[main["k"] > 1, "mode"])):
         cells = main[(main["mode"] == mode) | ((main["mode"] == SINGLE_MODE) & (main["k"] == 1))]
-        test = col.collapse_test(cells, state["boot"], level=cfg.test_level)
-        rows.append({"mode": mode, "metric": cfg.metric, **test, **cor13.shared_curve_test(cells, state["boot"])})
+        test = col.collapse_test(cells, boot, level=cfg.test_level)
+        rows.append({"mode": mode, "metric": cfg.metric, **test, **cor13.shared_curve_test(cells, boot)})
     out = pd.DataFrame(rows).reindex(columns=list(col.COLLAPSE_COLUMNS))
-    state["collapse_slopes"] = {r["mode"]: -r["b"] / r["a"] for r in rows
-                                if np.isfinite(r.get("a", np.nan)) and r["a"] != 0}
+    slopes = {r["mode"]: -r["b"] / r["a"] for r in rows if np.isfinite(r.get("a", np.nan)) and r["a"] != 0}
     reason = _empty_reason(out, "a", "no composite (k > 1) items")
     keys = ("mode", "a", "a_lo", "a_hi", "b", "b_lo", "b_hi", "a_minus_b", "a_minus_b_lo", "a_minus_b_hi", "p_a_eq_b",
             "p_a_eq_1", "verdict", "p_shared_curve", "reason")
-    return {"collapse": out}, {"tests": summary_records(out, keys), "trained_ks": cfg.trained_ks,
-                               "test": "cluster bootstrap over skill tuples (percentile interval inverted; "
-                                       "independence one-sided, H0: a <= 1)",
-                               "out_of_distribution": _out_of_distribution(table, state), "reason": reason}
+    return ({"collapse": out}, {"tests": summary_records(out, keys), "trained_ks": cfg.trained_ks,
+                                "test": "cluster bootstrap over skill tuples (percentile interval inverted; "
+                                        "independence one-sided, H0: a <= 1)",
+                                "out_of_distribution": _out_of_distribution(table, cfg), "reason": reason}), slopes
 
 
-def ag_cor13(state: State) -> Output:
+def ag_cor13(table: pd.DataFrame, boot: np.ndarray, sums: pd.DataFrame, cfg: AnalysisConfig) -> Output:
     """Cor. 13: k'-tuple competence against single-skill competence at k' delta (trained k only)."""
-    if reason := _needs(state, "competence"):
-        return {}, {"reason": reason}
-    table, cfg = state["competence"], state["config"]
-    sums = state["sums"]
     singles = sums.loc[(sums["k"] == 1) & (sums["metric"] == cfg.metric), "cluster"].nunique()
-    rows, summary = cor13.ktuple_rule(table[_trained(table, state)], state["boot"], metric=cfg.metric,
+    rows, summary = cor13.ktuple_rule(table[_trained(table, cfg)], boot, metric=cfg.metric,
                                       level=cfg.test_level, n_single_clusters=int(singles))
     reason = _empty_reason(summary, "mean_diff", "needs k = 1 and composite cells over 2+ checkpoints with excess loss")
     return {"ag_cor13": rows, "ag_cor13_summary": summary}, {
         "rule": summary_records(summary, cor13.COR13_SUMMARY_COLUMNS), "reason": reason}
 
 
-def composable(state: State) -> Output:
-    """Largest composable k per checkpoint and its scaling with excess loss."""
-    if reason := _needs(state, "competence"):
-        return {}, {"reason": reason}
-    cfg = state["config"]
-    competence = state["competence"]
-    table = comp.composable_table(competence[_trained(competence, state)], metric=cfg.metric, level=cfg.level)
-    scale = comp.composable_scaling(table, n_boot=state["n_boot"], rng=rng_for(state["seed"], "composable"),
-                                    collapse_slopes=state.get("collapse_slopes"))
+def composable(competence: pd.DataFrame, cfg: AnalysisConfig, seed: int, n_boot: int,
+               collapse_slopes: dict[str, float] | None) -> Output:
+    """Largest composable k per checkpoint and its scaling with excess loss (`collapse_slopes`: None when
+    `collapse` did not run)."""
+    table = comp.composable_table(competence[_trained(competence, cfg)], metric=cfg.metric, level=cfg.level)
+    scale = comp.composable_scaling(table, n_boot=n_boot, rng=rng_for(seed, "composable"),
+                                    collapse_slopes=collapse_slopes)
     no_fit = _empty_reason(table, "k_star_fit", "no composite (k > 1) cell with scored items")
     reason = no_fit if no_fit and _empty_reason(table, "k_star", no_fit) else None
     return {"composable_k": table, "composable_scaling": scale}, {
@@ -279,18 +258,18 @@ def composable(state: State) -> Output:
         "reason": reason}
 
 
-def seen_heldout(state: State) -> Output:
+def seen_heldout(sums: pd.DataFrame, weights: np.ndarray, cfg: AnalysisConfig) -> Output:
     """Seen minus held-out competence; the comparison that can be read is at the largest trained k only.
 
     A family trained on pieces of up to k_max skills, split per k, still shows held-out pairs and
     triples inside seen larger training pieces, so only tuples of the largest trained k were truly
     never together in training.
     """
-    table = seen_heldout_table(state["sums"], state["weights"])
-    main = table[table["metric"] == state["config"].metric]
+    table = seen_heldout_table(sums, weights)
+    main = table[table["metric"] == cfg.metric]
     excludes = ((main["gap_lo"] > 0) | (main["gap_hi"] < 0)).sum()
     reason = _empty_reason(table, "gap", "needs composite items of both splits")
-    ks = state["config"].trained_ks
+    ks = cfg.trained_ks
     top = max(ks) if ks else (int(main["k"].max()) if len(main) else None)
     at_top = main[main["k"] == top] if top is not None else main.iloc[:0]
     top_excludes = ((at_top["gap_lo"] > 0) | (at_top["gap_hi"] < 0)).sum()
@@ -305,14 +284,14 @@ def seen_heldout(state: State) -> Output:
                                      "reason": reason}
 
 
-def paired(state: State) -> Output:
+def paired(records: pd.DataFrame, checkpoints: pd.DataFrame, cfg: AnalysisConfig, seed: int, n_boot: int) -> Output:
     """Clustered sign-flip test (Holm across cells) and paired bootstrap between checkpoints adjacent in loss."""
-    ck = state["checkpoints"].dropna(subset=["loss"]).sort_values("loss")
+    ck = checkpoints.dropna(subset=["loss"]).sort_values("loss")
     ids = list(ck["checkpoint_id"])
-    frames = [paired_comparison(state["records"], a, b, metric=state["config"].metric, n_boot=state["n_boot"],
-                                seed=state["seed"]) for a, b in zip(ids[:-1], ids[1:])]
+    frames = [paired_comparison(records, a, b, metric=cfg.metric, n_boot=n_boot, seed=seed)
+              for a, b in zip(ids[:-1], ids[1:])]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(PAIRED_COLUMNS))
-    level = state["config"].test_level
+    level = cfg.test_level
     reason = _empty_reason(table, "diff", "needs at least 2 checkpoints with a loss")
     return {"paired": table}, {"n_comparisons": len(table),
                                "n_significant": int((table["p_adjusted"] < level).sum()) if len(table) else 0,

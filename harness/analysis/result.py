@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -146,31 +147,96 @@ def _is_text(name: str, column: pd.Series) -> bool:
     return not (pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column))
 
 
-def jsonable(value: Any, missing: dict[str, str] | None = None, key: str = "", reason: str | None = None) -> Any:
-    """Converts numpy/pandas values to JSON types; NaN becomes None and its key is noted in `missing`.
+MISSING = "missing"
+"""Key under which a summary object (an analysis entry, or one record or mapping inside it) says why each of its
+own missing numbers is missing: field name -> reason (see `summary_entry`, read with `why_missing`)."""
+_NOT_ESTIMABLE = "not estimable from these data"
+
+
+def why_missing(node: Mapping[str, Any] | None) -> Mapping[str, str]:
+    """Why each missing number of one summary object is missing, keyed by its field name (empty when none is)."""
+    return (node or {}).get(MISSING) or {}
+
+
+def missing_values(node: Any, path: str = "") -> list[tuple[str, str]]:
+    """Every missing number below a summary object as ("fits[0].E", reason), in field order (for listing them)."""
+    found: list[tuple[str, str]] = []
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            found += missing_values(item, f"{path}[{i}]")
+    elif isinstance(node, dict):
+        why = why_missing(node)
+        for key, value in node.items():
+            if key == MISSING:
+                continue
+            where = f"{path}.{key}" if path else key
+            found += [(f"{path}.{k}" if path else k, r) for k, r in why.items() if k == key or k.startswith(key + "[")]
+            found += missing_values(value, where)
+    return found
+
+
+def summary_entry(highlights: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
+    """One analysis' summary entry, JSON-safe: NaN becomes None, and every object in it (the entry, each record or
+    mapping inside it) with missing numbers lists them under `MISSING` by field name.
+
+    The reason for a missing field is the step's `reason` when the step was skipped; otherwise the reason the step
+    gave for that field in that object's own `MISSING` mapping, else the object's own "reason" (a table row's), else
+    the step's reason for that field name on the entry, else "not estimable from these data" ("infinite" for inf).
 
     Args:
-        value: a scalar, list, tuple or dict (nested).
-        missing: collects "path -> reason" for every NaN replaced by None.
-        key: path of `value` inside the summary.
-        reason: reason recorded for NaN values below this point.
+        highlights: the step's summary values; any dict in it may carry `MISSING`: field -> reason.
+        reason: why the whole step was skipped (None when it ran).
     """
+    return _node(highlights, reason, why_missing(highlights), entry=True)
+
+
+def _node(value: Any, reason: str | None, given: Mapping[str, str], entry: bool = False) -> Any:
     if isinstance(value, dict):
-        return {str(k): jsonable(v, missing, f"{key}.{k}" if key else str(k), reason) for k, v in value.items()}
+        own_why = why_missing(value)
+        out = {str(k): _node(v, reason, given) for k, v in value.items() if k != MISSING}
+        own = None if entry else out.get("reason")
+        missing = {k: reason or own_why.get(k) or (own if isinstance(own, str) else None) or given.get(k, default)
+                   for k, default in _missing_fields(out, value)}
+        if missing:
+            out[MISSING] = missing
+        return out
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value.item()
     if isinstance(value, (list, tuple, np.ndarray, pd.Series)):
-        return [jsonable(v, missing, f"{key}[{i}]", reason) for i, v in enumerate(list(value))]
+        return [_node(v, reason, given) for v in list(value)]
+    return jsonable(value)
+
+
+def _missing_fields(out: dict[str, Any], raw: dict[Any, Any]) -> list[tuple[str, str]]:
+    """(field, default reason) of every non-finite number of one object ("xs[1]" inside a list of numbers)."""
+    found = []
+    for k, v in raw.items():
+        if k == MISSING:
+            continue
+        items = list(v) if isinstance(v, (list, tuple, np.ndarray, pd.Series)) else None
+        for i, x in enumerate(items if items is not None else [v]):
+            if isinstance(x, np.ndarray) and x.ndim == 0:
+                x = x.item()
+            if isinstance(x, (np.floating, float)) and not math.isfinite(float(x)):
+                found.append((f"{k}[{i}]" if items is not None else str(k),
+                              _NOT_ESTIMABLE if math.isnan(float(x)) else "infinite"))
+    return found
+
+
+def jsonable(value: Any) -> Any:
+    """Converts numpy/pandas values (nested in dicts, lists and tuples) to JSON types; NaN and inf become None."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, (list, tuple, np.ndarray, pd.Series)):
+        return [jsonable(v) for v in list(value)]
     if isinstance(value, (np.bool_, bool)):
         return bool(value)
     if isinstance(value, (np.integer, int)):
         return int(value)
     if isinstance(value, (np.floating, float)):
-        if math.isfinite(float(value)):
-            return float(value)
-        if missing is not None:
-            missing[key] = reason or ("infinite" if not math.isnan(float(value)) else "not estimable from these data")
-        return None
+        return float(value) if math.isfinite(float(value)) else None
     if value is None or value is pd.NA or value is pd.NaT:
         return None
     return str(value) if not isinstance(value, str) else value

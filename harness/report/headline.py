@@ -3,22 +3,24 @@ generalize — readable in a minute, every number traceable to a section below.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
 
+from harness.analysis.result import why_missing
 from harness.records import SINGLE_MODE
 from harness.report.data import ReportData
 from harness.report.elements import esc, table
 from harness.report.fmt import DASH, interval, is_missing, num, pct, plural
-from harness.report.sections import best_checkpoint, missing_reasons, tested_cells
+from harness.report.sections import best_checkpoint, tested_cells
 from harness.report.sections_checks import onset_label
 
 NEAR_ONE = (0.8, 1.25)
 """Range of the median product-rule ratio read as "close to the product rule"."""
 
 
-def value(entry: dict[str, Any], key: str, missing: dict[str, str] | None = None, percent: bool = False) -> str:
+def value(entry: dict[str, Any], key: str, missing: Mapping[str, str] | None = None, percent: bool = False) -> str:
     """Escaped value of a summary entry (as a percentage when `percent`), or "— (reason)" when it is missing."""
     v = entry.get(key)
     if not is_missing(v):
@@ -135,12 +137,11 @@ def _product_line(data: ReportData) -> str:
 def _theory(data: ReportData) -> str:
     items = [_product_line(data)]
     tests = data.analysis("collapse").get("tests") or []
-    miss = missing_reasons(data, "collapse")
     trained = data.analysis("collapse").get("trained_ks")
     scope = f"k = {', '.join(map(str, trained))}, the trained k" if trained else "every k"
-    for i, t in enumerate(tests):
-        ps = (f"cluster-bootstrap p(a=b) = {value(t, 'p_a_eq_b', {'p_a_eq_b': miss.get(f'tests[{i}].p_a_eq_b')})}, "
-              f"p(a≤1) = {value(t, 'p_a_eq_1', {'p_a_eq_1': miss.get(f'tests[{i}].p_a_eq_1')})}")
+    for t in tests:
+        ps = (f"cluster-bootstrap p(a=b) = {value(t, 'p_a_eq_b', why_missing(t))}, "
+              f"p(a≤1) = {value(t, 'p_a_eq_1', why_missing(t))}")
         diff = esc(interval(t.get("a_minus_b"), t.get("a_minus_b_lo"), t.get("a_minus_b_hi")))
         items.append(f"<li><b>Collapse test ({esc(t.get('mode'))}, {esc(scope)}):</b> {esc(t.get('verdict') or DASH)} "
                      f"({ps}; a − b = {diff}; one shared curve F(k·δ) without a form: p = "
@@ -159,7 +160,8 @@ def _theory(data: ReportData) -> str:
     if not tests:
         reason = data.analysis("collapse").get("reason") or "did not run"
         items.append(f"<li><b>Collapse test:</b> {DASH} ({esc(reason)})</li>")
-    ag, ag_miss = data.analysis("ag_failure"), missing_reasons(data, "ag_failure")
+    ag = data.analysis("ag_failure")
+    ag_miss = why_missing(ag)
     tail = data.analysis("ag_tail_bound")
     b = ag.get("b")
     b_text = esc(interval(b, ag.get("b_lo"), ag.get("b_hi"))) if not is_missing(b) else value(ag, "b", ag_miss)
@@ -167,7 +169,7 @@ def _theory(data: ReportData) -> str:
     law_text = f" — {esc(law)}" if law else ""
     items.append(f"<li><b>Arora–Goyal:</b> single-skill failure ∝ δ<sup>b</sup> with b = {b_text} (their law: "
                  f"b = 1){law_text}; k-tuple bound holds in {value(ag, 'fraction_within_union', ag_miss, True)} of composite cells; "
-                 f"tail bound holds in {value(tail, 'fraction_holds', missing_reasons(data, 'ag_tail_bound'), True)} "
+                 f"tail bound holds in {value(tail, 'fraction_holds', why_missing(tail), True)} "
                  f"of the {esc(tested_cells(tail))}.</li>")
     return f"<h3>Did the theory predict it?</h3><ul>{''.join(items)}</ul>"
 

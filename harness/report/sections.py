@@ -11,23 +11,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.analysis.result import why_missing
 from harness.records import SINGLE_MODE
 from harness.report.data import ReportData
 from harness.report.elements import Cell, details, esc, figure, frame_table, ival, section, status_line, table
 from harness.report.fmt import is_missing, num, pct
 
 Figures = dict[str, bytes]
-
-
-def missing_reasons(data: ReportData, analysis: str, prefix: str = "") -> dict[str, str]:
-    """Reasons the summary gives for its missing values, keyed by the part of the path after `prefix.`."""
-    out = {}
-    for key, reason in (data.analysis(analysis).get("missing") or {}).items():
-        if not prefix:
-            out[key] = reason
-        elif key.startswith(prefix + "."):
-            out[key[len(prefix) + 1:]] = reason
-    return out
 
 
 def reason_of(value: Any) -> str | None:
@@ -64,8 +54,8 @@ def scaling_section(data: ReportData, figs: Figures) -> str:
     """Scaling-law fits."""
     entry = data.analysis("scaling")
     rows, reasons = [], []
-    for i, fit in enumerate(entry.get("fits") or []):
-        why = missing_reasons(data, "scaling", f"fits[{i}]")
+    for fit in entry.get("fits") or []:
+        why = why_missing(fit)
         nd = fit.get("form") == "ND"
         rows.append([fit.get("form"), fit.get("variant"), fit.get("n_checkpoints"),
                      ival(fit, "E", why.get("E"), why.get("E_lo")), Cell(fit.get("A"), why.get("A")),
@@ -196,7 +186,8 @@ def product_section(data: ReportData, figs: Figures) -> str:
 
 def ag_section(data: ReportData, figs: Figures) -> str:
     """Arora-Goyal failure law, k-tuple rule and tail bound."""
-    fit, why = data.analysis("ag_failure"), missing_reasons(data, "ag_failure")
+    fit = data.analysis("ag_failure")
+    why = why_missing(fit)
     law = table(["c", "b [95% CI]", "linear law (b = 1)", "reference checkpoint", "c at reference", "checkpoints"],
                 [[Cell(fit.get("c"), why.get("c")), ival(fit, "b", why.get("b"), why.get("b_lo")),
                   fit.get("linear_law") or fit.get("b_is_1_plausible"), data.label(fit.get("reference_checkpoint")) if fit.get(
@@ -243,8 +234,9 @@ def collapse_section(data: ReportData, figs: Figures) -> str:
     """Collapse test per composite mode."""
     entry, tab_ = data.analysis("collapse"), data.table("collapse")
     rows, reasons = [], []
-    for i, r in enumerate(tab_.to_dict("records")):
-        why = missing_reasons(data, "collapse", f"tests[{i}]")
+    tests = {t.get("mode"): t for t in entry.get("tests") or []}
+    for r in tab_.to_dict("records"):
+        why = why_missing(tests.get(r["mode"]))
         rows.append([r["mode"], r["n_cells"], ival(r, "a", why.get("a"), why.get("a_lo")),
                      ival(r, "b", why.get("b"), why.get("b_lo")), ival(r, "a_minus_b", why.get("a")),
                      Cell(r["p_a_eq_b"], why.get("p_a_eq_b")), Cell(r["p_a_eq_1"], why.get("p_a_eq_1")),

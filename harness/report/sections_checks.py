@@ -10,10 +10,11 @@ import math
 import numpy as np
 import pandas as pd
 
+from harness.analysis.result import missing_values, why_missing
 from harness.report.data import ReportData
 from harness.report.elements import Cell, details, esc, figure, ival, section, status_line, table
 from harness.report.fmt import is_missing, num, plural, short_id
-from harness.report.sections import Figures, cells_of, cell_key, full, missing_reasons, reason_of
+from harness.report.sections import Figures, cells_of, cell_key, full, reason_of
 
 
 def composable_section(data: ReportData, figs: Figures) -> str:
@@ -34,8 +35,9 @@ def composable_section(data: ReportData, figs: Figures) -> str:
         rows.append(row)
     headers = ["checkpoint", "δ"] + [f"{m}: {kind}" for m in modes for kind in ("k* interpolated", "k* fitted")]
     scale_rows, reasons = [], []
-    for i, r in enumerate(data.table("composable_scaling").to_dict("records")):
-        why = missing_reasons(data, "composable_k", f"scaling[{i}]")
+    fits = {s.get("mode"): s for s in entry.get("scaling") or []}
+    for r in data.table("composable_scaling").to_dict("records"):
+        why = why_missing(fits.get(r["mode"]))
         scale_rows.append([r["mode"], r["n_points"], ival(r, "slope", why.get("slope"), why.get("slope_lo")),
                            r["slope_interpolated"], Cell(r["slope_collapse"], "collapse fit unavailable")])
         reasons.append(r.get("reason"))
@@ -173,10 +175,9 @@ def failures_section(data: ReportData, figs: Figures) -> str:
               if e.get("status") != "ok"]
     parts.append(f"<p>{esc(plural(len(not_ok), 'analysis', 'analyses'))} did not run.</p>")
     parts.append(table(["analysis", "status", "reason"], not_ok, keys=["analysis", "status", "reason"]))
-    n_missing = sum(len(e.get("missing") or {}) for e in data.summary.get("analyses", {}).values())
+    missing = [[name, where, why] for name, e in data.summary.get("analyses", {}).items()
+               for where, why in missing_values(e)]
     unknown = data.summary.get("n_records_unknown_checkpoint", 0)
-    parts.append(details(f"{n_missing} summary values are missing; {unknown} records name an unknown checkpoint",
-                         table(["analysis", "value", "reason"], [[n, k, r] for n, e in data.summary.get(
-                             "analyses", {}).items() for k, r in (e.get("missing") or {}).items()],
-                               keys=["analysis", "value", "reason"])))
+    parts.append(details(f"{len(missing)} summary values are missing; {unknown} records name an unknown checkpoint",
+                         table(["analysis", "value", "reason"], missing, keys=["analysis", "value", "reason"])))
     return section("failures", "Failures", "Failures are values: each is counted here with its reason.", *parts)

@@ -40,13 +40,10 @@ def ag_family():
                        checkpoint_kw=dict(sizes=sizes), record_kw=dict(p_fail=0.01))
 
 
-def pipeline(records: pd.DataFrame, checkpoints: pd.DataFrame, n_boot: int = 50, seed: int = 0) -> dict:
-    """The shared state `analyze` builds before its steps, plus the excess-loss and competence steps."""
-    from harness.analysis import pipeline_steps as steps
-    from harness.analysis.analyze import _prepare
+def pipeline(records: pd.DataFrame, checkpoints: pd.DataFrame, n_boot: int = 50, seed: int = 0) -> tuple:
+    """What `analyze` prepares before its steps, the competence table and its bootstrap: (prepared, table, boot)."""
+    from harness.analysis.analyze import competence_of, prepare
     from harness.analysis.result import AnalysisConfig
 
-    state = _prepare(records, checkpoints, seed, n_boot, AnalysisConfig())
-    steps.excess(state)
-    steps.competence(state)
-    return state
+    prepared = prepare(records, checkpoints, seed, n_boot, AnalysisConfig())
+    return (prepared, *competence_of(prepared))

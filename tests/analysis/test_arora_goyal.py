@@ -55,8 +55,8 @@ def test_failure_law_from_synthetic_records_recovers_exponent():
     records, ck = make_family(failure, seed=1, item_kw=dict(ks=(1,), items_per_skill=200),
                               checkpoint_kw=dict(sizes=np.geomspace(1e5, 1e7, 8)),
                               record_kw=dict(metrics=("mc_accuracy",)))
-    state = pipeline(records, ck, n_boot=100)
-    _, fit = failure_law(state["competence"], n_boot=100, rng=np.random.default_rng(0), boot=state["boot"])
+    _, comp, boot = pipeline(records, ck, n_boot=100)
+    _, fit = failure_law(comp, n_boot=100, rng=np.random.default_rng(0), boot=boot)
     assert fit["b"] == pytest.approx(1.5, abs=0.15) and fit["b_lo"] <= 1.5 <= fit["b_hi"]
 
 
@@ -106,8 +106,8 @@ def test_vacuous_tail_bound_cells_are_marked_and_left_out_of_the_fraction(ag_fam
     from harness.analysis import pipeline_steps as steps
 
     records, ck = ag_family
-    state = pipeline(records[records["metric"] == "exact_match"], ck, n_boot=5)
-    tables, summary = steps.ag_tail_bound(state)
+    p, comp, _ = pipeline(records[records["metric"] == "exact_match"], ck, n_boot=5)
+    tables, summary = steps.ag_tail_bound(comp, p.sums, p.clusters, p.config)
     table = tables["ag_tail_bound"]
     at_one = table["theta"] == 1.0
     clipped = (table["bound"] >= 1.0) & ~at_one

@@ -41,11 +41,10 @@ def test_cor13_interval_is_expanded_for_as_few_clusters_as_there_are_skills():
     from harness.analysis import pipeline_steps as steps
     from harness.analysis.stats import expanded_level
 
-    state = T.analysed(T.COLLAPSED, seed=2)
-    summary = steps.ag_cor13(state)[0]["ag_cor13_summary"].set_index("k")
-    table = state["competence"]
-    expanded = cor13.ktuple_rule(table, state["boot"], n_single_clusters=8)[1].set_index("k")
-    plain = cor13.ktuple_rule(table, state["boot"])[1].set_index("k")
+    p, table, boot = T.analysed(T.COLLAPSED, seed=2)
+    summary = steps.ag_cor13(table, boot, p.sums, p.config)[0]["ag_cor13_summary"].set_index("k")
+    expanded = cor13.ktuple_rule(table, boot, n_single_clusters=8)[1].set_index("k")
+    plain = cor13.ktuple_rule(table, boot)[1].set_index("k")
     assert np.allclose(summary[["mean_diff_lo", "mean_diff_hi"]], expanded[["mean_diff_lo", "mean_diff_hi"]])
     width = lambda s: (s["mean_diff_hi"] - s["mean_diff_lo"]).to_numpy()  # noqa: E731
     assert (width(expanded) > 1.15 * width(plain)).all()  # 0.95 -> the 0.9885 percentile interval at 8 clusters
@@ -55,8 +54,8 @@ def test_cor13_interval_is_expanded_for_as_few_clusters_as_there_are_skills():
 def test_cor13_with_one_single_skill_cluster_gives_no_interval_and_says_why():
     from harness.analysis import cor13
 
-    state = T.analysed(T.COLLAPSED, seed=2)
-    rows, summary = cor13.ktuple_rule(state["competence"], state["boot"], n_single_clusters=1)
+    _, table, boot = T.analysed(T.COLLAPSED, seed=2)
+    rows, summary = cor13.ktuple_rule(table, boot, n_single_clusters=1)
     assert summary["mean_diff"].notna().all() and summary["mean_diff_lo"].isna().all()
     assert (summary["reason"] == "one single-skill cluster: no bootstrap interval").all()
     assert rows.loc[rows["predicted"].notna(), "reason"].eq("one single-skill cluster: no bootstrap interval").all()

@@ -12,8 +12,8 @@ ITEMS = dict(n_tuples=20, items_per_tuple=10, modes=("conjunction",))
 
 def _test(competence_fn, seed):
     records, ck = make_family(competence_fn, seed=seed, item_kw=ITEMS, record_kw=dict(metrics=("exact_match",)))
-    state = pipeline(records, ck, n_boot=60)
-    return collapse_test(state["competence"], state["boot"])
+    _, comp, boot = pipeline(records, ck, n_boot=60)
+    return collapse_test(comp, boot)
 
 
 def test_collapse_accepts_a_equals_b_and_rejects_independence_on_ag_data():
@@ -47,8 +47,8 @@ def test_collapse_model_recovers_exact_parameters_from_expected_counts():
 
 def test_collapse_needs_two_k_values():
     records, ck = make_family(item_kw=dict(ks=(1,)), record_kw=dict(metrics=("exact_match",)))
-    state = pipeline(records, ck, n_boot=5)
-    assert "need at least 2 values of k" in collapse_test(state["competence"], state["boot"])["reason"]
+    _, comp, boot = pipeline(records, ck, n_boot=5)
+    assert "need at least 2 values of k" in collapse_test(comp, boot)["reason"]
 
 
 @pytest.mark.parametrize("competence_fn, expected", [
@@ -61,7 +61,7 @@ def test_collapse_is_skipped_when_there_is_nothing_to_collapse(competence_fn, ex
     records, ck = make_family(competence_fn, item_kw=dict(ks=(1, 2, 3), n_tuples=6, items_per_tuple=4,
                                                           items_per_skill=10, modes=("conjunction",)),
                               record_kw=dict(metrics=("exact_match",)))
-    state = pipeline(records, ck, n_boot=10)
-    out = collapse_test(state["competence"], state["boot"])
+    _, comp, boot = pipeline(records, ck, n_boot=10)
+    out = collapse_test(comp, boot)
     assert out["reason"] == expected
     assert all(np.isnan(out.get(key, np.nan)) for key in ("a", "a_lo", "a_hi", "b", "dispersion", "p_a_eq_b"))

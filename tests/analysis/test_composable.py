@@ -23,7 +23,7 @@ def test_crossing_uses_non_increasing_envelope_and_censors():
 def _slope(competence_fn, sizes):
     records, ck = make_family(competence_fn, checkpoint_kw=dict(sizes=sizes), record_kw=dict(metrics=("exact_match",)),
                               item_kw=dict(n_tuples=16, items_per_tuple=12, items_per_skill=80, modes=("conjunction",)))
-    table = composable_table(pipeline(records, ck, n_boot=5)["competence"])
+    table = composable_table(pipeline(records, ck, n_boot=5)[1])
     return composable_scaling(table, n_boot=100, rng=np.random.default_rng(0)).iloc[0]
 
 

@@ -63,7 +63,7 @@ def test_fit_on_synthetic_records_recovers_generating_parameters(form):
     records, ck = make_family(lambda k, delta, load: q_of_delta(delta), item_kw=dict(ks=(1,), items_per_skill=250),
                               checkpoint_kw=dict(sizes=np.geomspace(2e4, 1e7, 12)),
                               record_kw=dict(metrics=("mc_accuracy",)))
-    params = fit_competence_curves(pipeline(records, ck, n_boot=2)["competence"])["competence_params"]
+    params = fit_competence_curves(pipeline(records, ck, n_boot=2)[1])["competence_params"]
     got = params[params["form"] == form].set_index("param")["value"]
     for name, value in TRUE[form][1].items():
         assert got[name] == pytest.approx(value, rel=0.15, abs=0.05), name
@@ -74,7 +74,7 @@ def test_fit_on_synthetic_records_recovers_generating_parameters(form):
 def test_cells_at_floor_or_ceiling_everywhere_get_a_reason_not_a_fit(level, expected):
     records, ck = make_family(lambda k, delta, load: level + 0.0 * delta, item_kw=dict(ks=(1,), items_per_skill=20),
                               record_kw=dict(metrics=("exact_match",)))
-    out = fit_competence_curves(pipeline(records, ck, n_boot=2)["competence"])
+    out = fit_competence_curves(pipeline(records, ck, n_boot=2)[1])
     fits = out["competence_fits"]
     assert len(fits) == 3 and fits["nll"].isna().all() and fits["reason"].str.startswith(expected).all()
     assert out["competence_params"].empty and out["competence_curves"].empty

@@ -36,17 +36,17 @@ def test_breakpoint_recovers_threshold_loss_with_interval():
     records, ck = make_family(threshold, item_kw=dict(ks=(1,), items_per_skill=60),
                               checkpoint_kw=dict(sizes=np.geomspace(2e4, 1e7, 12)),
                               record_kw=dict(metrics=("exact_match",)))
-    state = pipeline(records, ck, n_boot=60)
-    above = above_chance_table(state["competence"])
-    row = emergence_table(state["competence"], state["boot"], above).iloc[0]
+    _, comp, boot = pipeline(records, ck, n_boot=60)
+    above = above_chance_table(comp)
+    row = emergence_table(comp, boot, above).iloc[0]
     assert row["breakpoint_loss"] == pytest.approx(eta, abs=0.03)
     assert row["breakpoint_lo"] <= eta + 0.01 and eta - 0.01 <= row["breakpoint_hi"]
     assert row["breakpoint_in_range"]
 
 
 def _mirage(records, ck):
-    state = pipeline(records, ck, n_boot=60)
-    return mirage_table(state["competence"], state["boot"]).set_index("k").loc[4]
+    _, comp, boot = pipeline(records, ck, n_boot=60)
+    return mirage_table(comp, boot).set_index("k").loc[4]
 
 
 def test_mirage_when_per_token_probability_is_smooth():
@@ -65,8 +65,8 @@ def _breakpoint_row(competence_fn):
     records, ck = make_family(competence_fn, item_kw=dict(ks=(1,), items_per_skill=40),
                               checkpoint_kw=dict(sizes=np.geomspace(2e4, 1e7, 10)),
                               record_kw=dict(metrics=("exact_match",)))
-    state = pipeline(records, ck, n_boot=20)
-    return emergence_table(state["competence"], state["boot"], above_chance_table(state["competence"])).iloc[0]
+    _, comp, boot = pipeline(records, ck, n_boot=20)
+    return emergence_table(comp, boot, above_chance_table(comp)).iloc[0]
 
 
 @pytest.mark.parametrize("competence_fn, expected", [

@@ -13,8 +13,8 @@ ITEMS = dict(ks=(1, 2), n_tuples=24, items_per_tuple=12, modes=("conjunction",))
 
 
 def _gap_table(records, ck):
-    state = pipeline(records, ck, n_boot=100)
-    table = seen_heldout_table(state["sums"], state["weights"])
+    p, _, _ = pipeline(records, ck, n_boot=100)
+    table = seen_heldout_table(p.sums, p.weights)
     return table[(table["metric"] == "exact_match")]
 
 
@@ -95,7 +95,7 @@ def test_gap_of_equal_rates_is_exactly_zero_not_float_noise():
         part = tiny_records({"A": values}, skills=skills, k=2, mode="chain", split=split, metric="partial_credit")
         part["item_id"] = part["item_id"] + f"-{split}-{skills}"
         parts.append(part)
-    state = pipeline(pd.concat(parts, ignore_index=True), make_checkpoints(sizes=(1e4,)).assign(
+    p, _, _ = pipeline(pd.concat(parts, ignore_index=True), make_checkpoints(sizes=(1e4,)).assign(
         checkpoint_id="A"), n_boot=5)
-    row = seen_heldout_table(state["sums"], np.ones_like(state["weights"])).iloc[0]
+    row = seen_heldout_table(p.sums, np.ones_like(p.weights)).iloc[0]
     assert (row["gap"], row["gap_lo"], row["gap_hi"]) == (0.0, 0.0, 0.0)

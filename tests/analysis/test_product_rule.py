@@ -17,8 +17,8 @@ ITEMS = dict(n_tuples=16, items_per_tuple=10, items_per_skill=150, modes=("conju
 
 def _table(competence_fn, seed=0, n_boot=100):
     records, ck = make_family(competence_fn, seed=seed, item_kw=ITEMS, record_kw=dict(metrics=("exact_match",)))
-    state = pipeline(records, ck, n_boot=n_boot)
-    return product_rule_table(state["sums"], state["clusters"], state["weights"], np.random.default_rng(0))
+    p, _, _ = pipeline(records, ck, n_boot=n_boot)
+    return product_rule_table(p.sums, p.clusters, p.weights, np.random.default_rng(0))
 
 
 def test_product_rule_holds_for_independent_skills():
@@ -72,8 +72,8 @@ def test_uninformative_predictions_get_a_reason_and_leave_the_median_near_one():
     sizes = (2e3, 5e3, 1e4, 2e4, 5e4, 1.2e5, 3e5, 1e6, 4e6, 1e7)
     records, ck = make_family(independent_competence(lam=4.0), checkpoint_kw=dict(sizes=sizes), item_kw=ITEMS,
                               record_kw=dict(metrics=("exact_match",)))
-    state = pipeline(records, ck, n_boot=30)
-    table = product_rule_table(state["sums"], state["clusters"], state["weights"], np.random.default_rng(0))
+    p, _, _ = pipeline(records, ck, n_boot=30)
+    table = product_rule_table(p.sums, p.clusters, p.weights, np.random.default_rng(0))
     small = (table["predicted"] < 0.05) | (table["predicted"] * (table["n_items"] - table["n_unpredictable"]) < 5)
     assert small.sum() >= 10
     assert table.loc[small, ["ratio", "ratio_lo", "ratio_hi"]].isna().all().all()
