@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.analysis import pipeline_steps as steps
+from harness.analysis import beyond_steps, pipeline_steps as steps
 from harness.analysis.bootstrap import assign_clusters, blas_single_thread, cluster_design, rng_for
 from harness.analysis.cluster_sums import cluster_sums
 from harness.analysis.result import TABLE_COLUMNS, TABLES, AnalysisConfig, AnalysisResult, jsonable
@@ -23,7 +23,8 @@ STEPS: tuple[tuple[str, Step], ...] = (
     ("competence_fits", steps.competence_fits), ("emergence", steps.emergence),
     ("product_rule", steps.product_rule), ("ag_failure", steps.ag_failure), ("ag_tail_bound", steps.ag_tail_bound),
     ("collapse", steps.collapse), ("ag_cor13", steps.ag_cor13), ("composable_k", steps.composable), ("seen_heldout", steps.seen_heldout),
-    ("paired", steps.paired),
+    ("paired", steps.paired), ("failure_kinds", beyond_steps.failure_kinds),
+    ("slingshot", beyond_steps.slingshot), ("shots", beyond_steps.shots),
 )
 """Analyses in run order; later ones read what earlier ones left in the state."""
 
