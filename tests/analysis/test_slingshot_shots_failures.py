@@ -19,9 +19,9 @@ def test_slingshot_verdict_holds_size_under_a_true_slingshot_and_detects_a_lag()
 
 def test_shots_gain_and_slope_intervals_cover_and_hold_size():
     table = {(r.procedure, r.quantity): r for r in shots_rows(n_reps=6, seed=5)}
-    assert table[("shots_gain_interval", "coverage")].estimate >= 0.9
+    assert table[("shots_gain_interval", "coverage")].estimate >= 0.95  # 0.91 without the binomial floor
     assert table[("shots_slope_interval", "coverage")].estimate >= 0.8
-    assert table[("shots_slope_excludes_0", "size")].estimate <= 0.15
+    assert table[("shots_slope_excludes_0", "size")].estimate <= 0.05  # 0.083 without the floor
 
 
 def _checkpoints(excess: pd.Series) -> pd.DataFrame:
