@@ -165,6 +165,9 @@ def _pair(cells: pd.DataFrame, boot: dict[str, np.ndarray], base: dict, level: f
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # replicates where a curve has no value
             lo, hi = percentile_ci(np.nanmean(diff_b[inside], axis=0), level=cover)
+    if why is None and not (np.isfinite(lo) and np.isfinite(hi)):
+        why = ("fewer than 2 held-out tuples at k or 2k: no clustered interval" if not np.isfinite(cover)
+               else "fewer than half of the bootstrap replicates give a difference: no interval")
     mean = float(np.mean((observed - pred)[inside])) if inside.any() else np.nan
     return rows, dict(base, n_checkpoints=int(inside.sum()), mean_diff=mean, mean_diff_lo=float(lo),
                       mean_diff_hi=float(hi), why=why)
