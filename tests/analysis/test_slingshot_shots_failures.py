@@ -81,3 +81,23 @@ def test_failure_kinds_are_nan_with_reason_when_records_predate_parts_predicted(
     frame = _graded([2], [1.0], [0.0]).drop(columns=["parts_predicted", "stopped"])
     row = failure_kinds(prepare_records(frame)).iloc[0]
     assert np.isnan(row["share_format"]) and "predate parts_predicted" in row["reason"]
+
+
+def test_report_sections_show_the_verdict_the_gain_and_the_failure_shares():
+    from harness.report.data import ReportData, prepare_checkpoints
+    from harness.report.sections_beyond import failure_kinds_section, shots_section, slingshot_section
+
+    records, excess = simulate(4, gamma=0.7, shots=(0, 1, 2))
+    wrong = records["value"] < 1
+    records = records.assign(parts_total=records["k"], stopped=1.0,
+                             parts_predicted=np.where(wrong & (records.index % 2 == 0), records["k"] - 1, records["k"]))
+    ck = _checkpoints(excess)
+    result = analyze(records, ck, n_boot=30)
+    data = ReportData(run_id="sim", summary=result.summary, tables=result.tables(),
+                      checkpoints=prepare_checkpoints(ck, result.excess_loss))
+    sling, shots, kinds = (f(data, {}) for f in (slingshot_section, shots_section, failure_kinds_section))
+    assert result.slingshot_summary["verdict"].iloc[0] in sling and "not testable" not in sling
+    assert "Analysis skipped" not in shots and shots.count('data-col="mean_gain"') >= 4  # 2 k x 2 steps
+    assert "format failure" in kinds and "Analysis skipped" not in kinds
+    shares = result.failure_kinds[["share_format", "share_skill"]].to_numpy()
+    assert np.allclose(shares[:, 0], shares[:, 1], atol=0.15)  # half of the wrong answers miss a part
