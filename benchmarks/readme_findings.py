@@ -179,6 +179,8 @@ def beyond(analyses: dict) -> list[str]:
     sl, sh, fk = (analyses.get(n) for n in ("slingshot", "shots", "failure_kinds"))
     why = _untestable(sl, "slingshot")
     tests = "; ".join(f"{t['mode']} k = {t['k']} vs 2k = {t['k2']}: {_ci(t, 'mean_diff')}, {t['verdict']}"
+                      + (f" (format failures: {_f(t['format_share_2k'])} of the 2k failures)"
+                         if t.get("format_share_2k") is not None else "")
                       for t in (sl or {}).get("tests", []) if t.get("reason") is None)
     lines = ["- **Slingshot** (held-out tuples: q_2k at excess loss delta minus the k-curve at 2 delta, mean over "
              "checkpoints, 95% cluster-bootstrap interval; calibrated size and power in the calibration table): "

@@ -7,7 +7,9 @@ tuples resampled within their (k, split) stratum) is shared by both sides of a g
 checkpoints; the gain's percentile interval is expanded for the cell's number of tuples G
 (`stats.expanded_level`). Per (mode, k, step): the ordinary least-squares slope of the gain on the
 checkpoints' loss, with the interval from the same replicates (a negative slope: lower-loss checkpoints
-gain more from an example). Without a shots axis in the records every value is NaN with the reason.
+gain more from an example). The slope is a linear trend: when competence rises from 0 to 1 over the family
+the gain is hump-shaped in loss (largest mid-transition), so read it with the per-checkpoint gains. Both
+intervals are floored by the items' binomial uncertainty (`_binomial_se`). Without a shots axis in the records every value is NaN with the reason.
 """
 from __future__ import annotations
 
