@@ -51,8 +51,10 @@ def slingshot(state: State) -> Output:
                                               drop=sl.inside_seen(state["clusters"], cfg.trained_ks))
     tested = summary[summary["reason"].isna()] if len(summary) else summary
     if reason is None and tested.empty and len(summary):
-        reason = "not testable on this run: " + "; ".join(f"{r['mode']} k = {r['k']}: {r['reason']}"
-                                                           for r in summary.to_dict("records"))
+        by_reason: dict[str, list[str]] = {}
+        for r in summary.to_dict("records"):
+            by_reason.setdefault(r["reason"], []).append(f"{r['mode']} k = {r['k']}")
+        reason = "not testable on this run: " + "; ".join(f"{', '.join(cells)}: {why}" for why, cells in by_reason.items())
     return {"slingshot": rows, "slingshot_summary": summary}, {
         "tests": summary_records(summary, sl.SLINGSHOT_SUMMARY_COLUMNS), "shots": int(fewest["n_shots"].min()),
         "reason": reason}

@@ -125,9 +125,8 @@ def _untestable(base: dict, trained_ks: tuple[int, ...] | None) -> str | None:
     if base["n_tuples_k"] == 0 or base["n_tuples_2k"] == 0:
         missing = k if base["n_tuples_k"] == 0 else k2
         if base["n_dropped_inside_seen"]:
-            return (f"every held-out {base['mode']} tuple at k = {missing} lies inside a seen larger tuple "
-                    "(it occurred in training)")
-        return f"no held-out {base['mode']} tuples at k = {missing}"
+            return f"every held-out tuple at k = {missing} lies inside a seen larger tuple (it occurred in training)"
+        return f"no held-out tuples at k = {missing}"
     if trained_ks and k2 > max(trained_ks) and not np.isfinite(base["format_share_2k"]):
         return (f"2k = {k2} lies beyond the trained k (up to {max(trained_ks)}) and these records cannot tell "
                 "format failures from skill failures (no parts_predicted)")
