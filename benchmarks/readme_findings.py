@@ -164,6 +164,40 @@ def forecast(analyses: dict) -> list[str]:
             "calibration study, so none of the three forms extrapolates these curves reliably."]
 
 
+def _untestable(entry: dict | None, name: str) -> str | None:
+    """"not testable on this run: <reason>" when the analysis did not run (or the run predates it), else None."""
+    if not entry:
+        return f"not testable on this run: its analysis.json predates the {name} analysis (rerun `emergence analyze`)"
+    if entry.get("status") != "ok":
+        reason = str(entry.get("reason") or "no reason recorded")
+        return reason if reason.startswith("not ") else f"not testable on this run: {reason}"
+    return None
+
+
+def beyond(analyses: dict) -> list[str]:
+    """One bullet each: the slingshot test, the in-context gain on unseen tuples, format vs skill failures."""
+    sl, sh, fk = (analyses.get(n) for n in ("slingshot", "shots", "failure_kinds"))
+    why = _untestable(sl, "slingshot")
+    tests = "; ".join(f"{t['mode']} k = {t['k']} vs 2k = {t['k2']}: {_ci(t, 'mean_diff')}, {t['verdict']}"
+                      + (f" (format failures: {_f(t['format_share_2k'])} of the 2k failures)"
+                         if t.get("format_share_2k") is not None else "")
+                      for t in (sl or {}).get("tests", []) if t.get("reason") is None)
+    lines = ["- **Slingshot** (held-out tuples: q_2k at excess loss delta minus the k-curve at 2 delta, mean over "
+             "checkpoints, 95% cluster-bootstrap interval; calibrated size and power in the calibration table): "
+             + (why if why else tests) + "."]
+    why = _untestable(sh, "shots")
+    trend = "; ".join(f"{t['mode']} k = {t['k']}, {t['step']} examples: mean gain {_ci(t, 'mean_gain')}, slope on "
+                      f"loss {_ci(t, 'slope')}" for t in (sh or {}).get("trend", []))
+    lines.append("- **In-context examples** on held-out tuples (gain in chance-corrected exact match per added "
+                 "example; a negative slope means lower-loss checkpoints gain more): " + (why if why else trend) + ".")
+    why = _untestable(fk, "failure-kinds")
+    shares = "; ".join(f"{r['mode']} k = {r['k']}: format {_f(r['share_format'])}, skill {_f(r['share_skill'])}"
+                       for r in (fk or {}).get("by_mode_k", []))
+    lines.append("- **Format or skill failures** (share of all composite items, pooled over checkpoints and "
+                 "splits): " + (why if why else shares) + ".")
+    return lines
+
+
 def main() -> None:
     run = Path(sys.argv[1])
     summary, tables, ck = load(run)
@@ -171,7 +205,7 @@ def main() -> None:
     lines = [f"What these numbers say (run `{summary['run_id']}`; every number below is printed by `emergence run` "
              f"then `python benchmarks/readme_findings.py results/{summary['run_id']}`; how far each test can be "
              "trusted is in \"How far to trust the verdicts\"):", cross_entropy(ck)]
-    lines += emergence(tables, ck, analyses) + [skill_loss(run, tables)] + theory(tables, analyses, ck.set_index("checkpoint_id")["label"]) + generalization(analyses) + forecast(analyses)
+    lines += emergence(tables, ck, analyses) + [skill_loss(run, tables)] + theory(tables, analyses, ck.set_index("checkpoint_id")["label"]) + generalization(analyses) + beyond(analyses) + forecast(analyses)
     import textwrap
 
     print("\n".join(textwrap.fill(line, width=100, subsequent_indent="  " if line.startswith("- ") else "",

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.analysis import pipeline_steps as steps
+from harness.analysis import beyond_steps, pipeline_steps as steps
 from harness.analysis.bootstrap import assign_clusters, blas_single_thread, cluster_design, rng_for
 from harness.analysis.cluster_sums import cluster_sums
 from harness.analysis.result import (TABLE_COLUMNS, TABLES, AnalysisConfig, AnalysisResult, jsonable,
@@ -23,6 +23,7 @@ from harness.analysis.schema import prepare_checkpoints, prepare_records
 STEP_NAMES: tuple[str, ...] = (
     "scaling", "excess_loss", "competence", "competence_fits", "emergence", "product_rule", "ag_failure",
     "ag_tail_bound", "collapse", "ag_cor13", "composable_k", "seen_heldout", "paired",
+    "failure_kinds", "slingshot", "shots",
 )
 """Analyses in run order (`_run_steps` wires each one's inputs: what it reads of the prepared data and what
 earlier steps returned)."""
@@ -117,11 +118,18 @@ def _run_steps(p: Prepared, tables: dict[str, pd.DataFrame], analyses: dict[str,
         run("composable_k", steps.composable, comp[0], cfg, seed, n_boot, slopes)
     run("seen_heldout", steps.seen_heldout, p.sums, p.weights, cfg)
     run("paired", steps.paired, p.records, ck, cfg, seed, n_boot)
+    format_share = run("failure_kinds", beyond_steps.failure_kinds, p.records, cfg, feeds=True)
+    by_shots = run("slingshot", beyond_steps.slingshot, p.records, p.clusters, p.weights, ex, cfg, format_share,
+                   feeds=True)
+    if by_shots is None:
+        _skip("shots", analyses, "needs the per-shot sums, which the slingshot step failed to compute")
+    else:
+        run("shots", beyond_steps.shots, by_shots, p.weights, ck, cfg)
 
 
-def _skip(name: str, analyses: dict[str, Any]) -> None:
-    """Records a step that cannot run because competence did not."""
-    analyses[name] = summary_entry({"status": "skipped", "reason": _NO_COMPETENCE}, _NO_COMPETENCE)
+def _skip(name: str, analyses: dict[str, Any], reason: str = _NO_COMPETENCE) -> None:
+    """Records a step that cannot run because an input it needs (by default competence) was not computed."""
+    analyses[name] = summary_entry({"status": "skipped", "reason": reason}, reason)
 
 
 def _run(name: str, call: Callable[[], Any], tables: dict[str, pd.DataFrame], analyses: dict[str, Any],

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis import (ag_bound, ag_failure, collapse, competence, composable, cor13, emergence, excess,
-                              generalization, paired, product_rule)
+                              failure_kinds, generalization, paired, product_rule, shots, slingshot)
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,9 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "ag_cor13": cor13.COR13_COLUMNS, "ag_cor13_summary": cor13.COR13_SUMMARY_COLUMNS,
     "composable_k": composable.COMPOSABLE_COLUMNS, "composable_scaling": composable.SCALING_COLUMNS,
     "seen_heldout": generalization.GAP_COLUMNS, "paired": paired.PAIRED_COLUMNS,
+    "failure_kinds": failure_kinds.FAILURE_KIND_COLUMNS, "slingshot": slingshot.SLINGSHOT_COLUMNS,
+    "slingshot_summary": slingshot.SLINGSHOT_SUMMARY_COLUMNS, "shots_gain": shots.SHOTS_COLUMNS,
+    "shots_trend": shots.SHOTS_TREND_COLUMNS,
 }
 """Columns of every tidy table in an `AnalysisResult` (present even when the table is empty)."""
 TABLES: tuple[str, ...] = tuple(TABLE_COLUMNS)
@@ -109,6 +112,16 @@ class AnalysisResult:
     paired: pd.DataFrame
     """Adjacent checkpoints (by loss) per (mode, k): clustered sign-flip test (Holm-adjusted across the cells of
     each pair) and paired bootstrap difference."""
+    failure_kinds: pd.DataFrame
+    """Per (checkpoint, mode, k, split): shares of right answers, format failures and skill failures."""
+    slingshot: pd.DataFrame
+    """Per (checkpoint, mode, k): held-out q_2k at delta against the held-out k-curve at 2 delta."""
+    slingshot_summary: pd.DataFrame
+    """Per (mode, k): mean slingshot difference over checkpoints with interval and verdict."""
+    shots_gain: pd.DataFrame
+    """Per (checkpoint, mode, k, step): held-out competence gain from one more in-context example."""
+    shots_trend: pd.DataFrame
+    """Per (mode, k, step): mean gain over checkpoints and its slope on loss, with intervals."""
     summary: dict[str, Any] = field(default_factory=dict)
     """JSON-serializable overview: counts, settings and each analysis' status, reason and key numbers."""
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from harness.report import sections as fit
+from harness.report import sections_beyond as beyond
 from harness.report import sections_checks as checks
 from harness.report.data import ReportData
 from harness.report.elements import esc
@@ -25,6 +26,8 @@ SECTIONS: tuple[tuple[str, str, Section], ...] = (
     ("composable_k", "Composable k", checks.composable_section),
     ("emergence", "Emergence & mirage", checks.emergence_section),
     ("seen_heldout", "Seen vs held-out", checks.seen_heldout_section),
+    ("slingshot", "Slingshot", beyond.slingshot_section), ("shots", "In-context examples", beyond.shots_section),
+    ("failure_kinds", "Format or skill", beyond.failure_kinds_section),
     ("paired", "Paired comparison", checks.paired_section),
     ("history", "Monitoring", history_section),
     ("checkpoints", "Checkpoints", checks.checkpoints_section),

@@ -18,10 +18,17 @@ def result(ag_family) -> AnalysisResult:
     return analyze(records, ck, n_boot=30)
 
 
+V2_DESIGN = {"failure_kinds": ("failure_kinds",), "slingshot": ("slingshot", "slingshot_summary"),
+             "shots": ("shots_gain", "shots_trend")}
+"""Analyses that need the v2 family's design (parts_predicted, held-out k and 2k never inside a seen tuple, a
+shots axis), which this v1-like family lacks: they must say so (test_slingshot_shots_failures runs them)."""
+
+
 def test_every_analysis_runs_on_a_synthetic_family(result):
     statuses = {name: entry["status"] for name, entry in result.summary["analyses"].items()}
-    assert statuses and all(s == "ok" for s in statuses.values()), statuses
-    for name in TABLES:
+    assert statuses and all(s == "ok" for n, s in statuses.items() if n not in V2_DESIGN), statuses
+    assert all(result.summary["analyses"][n]["reason"].startswith("not ") for n in V2_DESIGN)
+    for name in set(TABLES) - {t for tables in V2_DESIGN.values() for t in tables} | {"failure_kinds"}:
         table = getattr(result, name)
         assert len(table) > 0 and list(table.columns) == list(TABLE_COLUMNS[name]), name
 

@@ -1,0 +1,147 @@
+"""Calibration of the slingshot test and of the in-context gain (harness/analysis/slingshot.py, shots.py).
+
+Simulated held-out items (numpy only, no analyzer code in the truth): per k in (2, 4), `n_tuples`
+skill tuples of 10 skills, `per_tuple` items each; item i has a log-hazard effect eta_i = tuple effect
+(sd 0.4) + item effect (sd 0.3), kept across checkpoints and shot counts. At checkpoint m (excess loss
+delta_m) with s examples in the prompt, competence is q = exp(-lam k^a delta^b e^eta_i e^(-gamma s)) and
+the item succeeds with probability q (chance 0). With a = b the population curves obey
+q_2k(delta) = q_k(2 delta) exactly (a true slingshot); a > b makes 2k lag. The true gain of an example is
+E q(s + 1) - E q(s) over the effect distribution (Gauss-Hermite quadrature); the true slope is the
+least-squares slope of the true gains on the loss.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.calibration.rows import CalibrationRow, coverage_row, power_row, size_row
+from harness.analysis.bootstrap import assign_clusters, cluster_design, rng_for
+from harness.analysis.schema import prepare_records
+from harness.analysis.shots import shot_sums, shots_table
+from harness.analysis.slingshot import slingshot_test
+
+SKILLS = tuple("abcdefghij")
+FLOOR = 0.84
+DELTAS = tuple(np.geomspace(0.03, 0.8, 12))
+TUPLE_SD, ITEM_SD, LAM, B = 0.4, 0.3, 2.0, 1.5
+
+
+def simulate(seed: int, *, a: float = B, gamma: float = 0.0, shots: tuple[int, ...] = (0,), n_tuples: int = 12,
+             per_tuple: int = 4, ks: tuple[int, ...] = (2, 4)) -> tuple[pd.DataFrame, pd.Series]:
+    """Records of one simulated family (held-out conjunction items only) and its excess loss per checkpoint."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in ks:
+        combos = list(itertools.combinations(SKILLS, k))
+        for t in rng.choice(len(combos), n_tuples, replace=False):
+            effect = rng.normal(0.0, TUPLE_SD)
+            rows += [(combos[t], k, effect + rng.normal(0.0, ITEM_SD)) for _ in range(per_tuple)]
+    skills, k, eta = zip(*rows)
+    k, eta = np.array(k, float), np.array(eta)
+    delta = np.asarray(DELTAS)
+    frames = []
+    for s in shots:
+        q = np.exp(-LAM * k[None] ** a * delta[:, None] ** B * np.exp(eta)[None] * np.exp(-gamma * s))
+        hit = (rng.random(q.shape) < q).astype(float)
+        frames.append(pd.DataFrame({
+            "checkpoint_id": np.repeat([f"c{m:02d}" for m in range(len(delta))], len(rows)),
+            "item_id": np.tile([f"i{i:04d}-s{s}" for i in range(len(rows))], len(delta)),
+            "skills": [tuple(x) for x in skills] * len(delta), "k": np.tile(k.astype(int), len(delta)),
+            "mode": "conjunction", "split": "heldout", "n_shots": s, "metric": "exact_match",
+            "value": hit.reshape(-1), "chance": 0.0}))
+    excess = pd.Series(delta, index=[f"c{m:02d}" for m in range(len(delta))])
+    return pd.concat(frames, ignore_index=True), excess
+
+
+def _design(records: pd.DataFrame, seed: int, n_boot: int):
+    recs = prepare_records(records)
+    clusters, _ = assign_clusters(recs)
+    weights = cluster_design(clusters, n_boot, rng_for(seed, "items")).weights
+    sums = shot_sums(recs, clusters).merge(clusters[["cluster", "skill_key"]], on="cluster")
+    return sums, weights
+
+
+def slingshot_verdict(seed: int, a: float, n_boot: int = 200) -> str:
+    """The slingshot verdict on one simulated family (k = 2 against 2k = 4)."""
+    records, excess = simulate(seed, a=a)
+    sums, weights = _design(records, seed, n_boot)
+    _, summary, _ = slingshot_test(sums, weights, excess)
+    return str(summary["verdict"].iloc[0])
+
+
+def true_gains(gamma: float, k: int, s: int) -> np.ndarray:
+    """E q(s + 1) - E q(s) per checkpoint for the simulated effect distribution."""
+    x, w = np.polynomial.hermite_e.hermegauss(60)
+    eta = np.sqrt(TUPLE_SD ** 2 + ITEM_SD ** 2) * x
+    w = w / w.sum()
+    delta = np.asarray(DELTAS)[:, None]
+    mean_q = lambda shots: (np.exp(-LAM * k ** B * delta ** B * np.exp(eta) * np.exp(-gamma * shots)) * w).sum(1)  # noqa: E731
+    return mean_q(s + 1) - mean_q(s)
+
+
+def shots_outcome(seed: int, gamma: float, n_boot: int = 200) -> pd.DataFrame:
+    """Gains and trend rows of one simulated family asked with 0, 1 and 2 shots."""
+    records, excess = simulate(seed, gamma=gamma, shots=(0, 1, 2))
+    sums, weights = _design(records, seed, n_boot)
+    gains, trend, _ = shots_table(sums, weights, FLOOR + excess)
+    return gains, trend
+
+
+def slingshot_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
+    """Size of the verdict (and coverage of its interval, truth 0) under a true slingshot; power under a lag."""
+    out = []
+    null = [slingshot_verdict(seed + r, a=B) for r in range(n_reps)]
+    failed = sum(v.startswith("not testable") for v in null)
+    wrong = sum(v in ("2k lags", "2k leads") for v in null)
+    out.append(size_row("slingshot_verdict", "true slingshot (a = b = 1.5), 12 held-out tuples per k, 12 checkpoints",
+                        wrong, n_reps - failed, failed))
+    out.append(coverage_row("slingshot_interval", "true slingshot: mean difference 0", n_reps - failed - wrong,
+                            n_reps - failed, failed))
+    for a, minimum, words in ((B + 1.0, 0.8, "2k lags (a = 2.5, b = 1.5: at delta, 2k-tuples fail like k-tuples at "
+                                                   "2^(5/3) delta instead of 2 delta)"),
+                              (B + 0.5, 0.3, "2k lags a little (a = 2.0, b = 1.5: like k-tuples at 2^(4/3) delta)")):
+        lag = [slingshot_verdict(seed + 10_000 + r, a=a) for r in range(n_reps)]
+        failed = sum(v.startswith("not testable") for v in lag)
+        out.append(power_row("slingshot_verdict", words, sum(v == "2k lags" for v in lag), n_reps - failed, minimum,
+                             failed))
+    return out
+
+
+def shots_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
+    """Coverage of the per-checkpoint gain and of the slope under a real gain; size of the slope with no gain."""
+    covered = total = slope_cov = slope_n = 0
+    truth = {(k, s): true_gains(0.7, k, s) for k in (2, 4) for s in (0, 1)}
+    loss = FLOOR + np.asarray(DELTAS)
+    slope_truth = {key: float(np.polyfit(loss, g, 1)[0]) for key, g in truth.items()}
+    for r in range(n_reps):
+        gains, trend = shots_outcome(seed + 20_000 + r, 0.7)
+        for (k, step), rows in gains.groupby(["k", "step"]):
+            g = truth[(int(k), int(step[0]))][[int(c[1:]) for c in rows["checkpoint_id"]]]
+            ok = rows["gain_lo"].notna().to_numpy()
+            covered += int(np.sum((rows["gain_lo"].to_numpy()[ok] <= g[ok]) & (g[ok] <= rows["gain_hi"].to_numpy()[ok])))
+            total += int(ok.sum())
+        for t in trend.to_dict("records"):
+            if np.isfinite(t["slope_lo"]):
+                slope_n += 1
+                slope_cov += int(t["slope_lo"] <= slope_truth[(int(t["k"]), int(t["step"][0]))] <= t["slope_hi"])
+    rejections = n_null = 0
+    for r in range(n_reps):
+        _, trend = shots_outcome(seed + 30_000 + r, 0.0)
+        ok = trend[trend["slope_lo"].notna()]
+        n_null += len(ok)
+        rejections += int(((ok["slope_lo"] > 0) | (ok["slope_hi"] < 0)).sum())
+    return [coverage_row("shots_gain_interval", "gamma = 0.7 per example, per checkpoint x k x step (pooled)",
+                         covered, total),
+            coverage_row("shots_slope_interval", "gamma = 0.7: slope of the gain on loss, per k x step", slope_cov,
+                         slope_n),
+            size_row("shots_slope_excludes_0", "no gain (gamma = 0), per k x step", rejections, n_null)]
+
+
+ROW_FUNCTIONS = (slingshot_rows, shots_rows)
+
+
+def rows(n_reps: int, seed: int) -> list[CalibrationRow]:
+    """Every row of this module."""
+    return [row for fn in ROW_FUNCTIONS for row in fn(n_reps, seed)]
