@@ -157,7 +157,7 @@ def emergence(state: State) -> Output:
         return {}, {"reason": reason}
     table, cfg = state["competence"], state["config"]
     above = em.above_chance_table(table, level=cfg.test_level)
-    emerg = em.emergence_table(table, state["boot"], above)
+    emerg = em.emergence_table(table, state["boot"], above, em.clusters_per_cell(state["sums"]))
     mirage = em.mirage_table(table, state["boot"], emerg, level=cfg.test_level)
     main = emerg[emerg["metric"] == cfg.metric]
     no_tests = _empty_reason(above, "p_value", "no binary metric scored")
