@@ -48,6 +48,8 @@ def competence_table(sums: pd.DataFrame, weights: np.ndarray,
     cells["mean_lo"], cells["mean_hi"] = np.where(rate, np.clip(lo, 0, 1), lo), np.where(rate, np.clip(hi, 0, 1), hi)
     cells["competence_lo"], cells["competence_hi"] = expanded_t_ci(cells["competence"].to_numpy(float),
                                                                    boot["competence"], n_clusters, bounds=(0.0, 1.0))
+    no_ci = cells["competence"].notna() & cells["competence_lo"].isna() & cells["reason"].isna()
+    cells.loc[no_ci, "reason"] = "one item cluster (or too few valid replicates): no bootstrap interval"
     by_id = excess.set_index("checkpoint_id")
     cells["loss"] = cells["checkpoint_id"].map(by_id["loss"]).astype(float)
     cells["excess_loss"] = cells["checkpoint_id"].map(by_id["excess_loss"]).astype(float)
