@@ -235,8 +235,9 @@ def expanded_t_ci(point: np.ndarray, samples: np.ndarray, n_clusters: np.ndarray
     The interval Hesterberg's expanded percentile interval (`expanded_level`) approximates, read off
     the replicates' standard deviation instead of their extreme percentiles: at 8 clusters the
     expanded percentile interval needs the 0.6% and 99.4% percentiles, which 200 replicates place
-    too far in (it covered 0.93 of simulated cells at 200 replicates, 0.91 at 99; this one 0.93-0.96
-    at either). Rows with fewer than 2 clusters, or fewer than `min_valid` finite replicates, are NaN.
+    too far in (in a simulation of 8 clusters of 25 items it covered 0.926 at 200 replicates and
+    0.912 at 99; this one 0.93-0.96 at either). Rows with fewer than 2 clusters, or fewer than
+    `min_valid` finite replicates, are NaN.
 
     Args:
         point: (rows,) estimates.

@@ -132,10 +132,11 @@ def test_breakpoint_interval_keeps_its_coverage_when_high_loss_checkpoints_are_a
 
 def test_competence_interval_covers_the_population_competence():
     # 16 runs x 48 cells at chance 0.12 and 0.5: the plain percentile interval held the truth in 1353 of 1536
-    # cells (0.881), this one in 1395 (0.908); a nominal 80% interval holds it in about 0.75
+    # cells (0.881), an expanded t interval on the competence scale in 1395, on the mean scale in 1408, this
+    # one (logit scale, Jeffreys where the replicates do not vary) in 1451 (0.945)
     from benchmarks.calibration import intervals as I
 
     cells = [c for chance in (0.12, 0.5) for s in range(16)
              for c in I.competence_cells(I.NO_SKILL_EFFECTS.with_(chance=chance), 9_500 + s)]
     assert len(cells) == 1536
-    assert sum(c["lo"] <= c["truth"] <= c["hi"] for c in cells) >= 0.895 * len(cells)
+    assert sum(c["lo"] <= c["truth"] <= c["hi"] for c in cells) >= 0.92 * len(cells)
