@@ -76,7 +76,9 @@ def scaling_section(data: ReportData, figs: Figures) -> str:
     intro = ("Per-token loss L of held-out text (nats/token) against parameters N "
              f"(<code>{esc(entry.get('N_column', 'params'))}</code>): L(N) = E + A·N<sup>−α</sup>, and "
              "L(N, D) = E + A·N<sup>−α</sup> + B·D<sup>−β</sup> when token counts vary (Hoffmann et al. 2022), "
-             "each with E free and, when the entropy floor is known, fixed to it. Intervals: checkpoint bootstrap.")
+             "each with E free and, when the entropy floor is known, fixed to it. Intervals: checkpoint bootstrap, "
+             "<b>descriptive, not calibrated</b>: the losses of one trained family have no sampling model to "
+             "calibrate them against (README, “How far to trust the verdicts”).")
     tab = table(["form", "variant", "checkpoints", "E [95% CI]", "A", "α [95% CI]", "B", "β", "known floor",
                  "on search bound"], rows, keys=["form", "variant", "n", "E", "A", "alpha", "B", "beta", "floor",
                                                  "at_bound"], row_reasons=reasons)
