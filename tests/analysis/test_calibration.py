@@ -140,3 +140,12 @@ def test_competence_interval_covers_the_population_competence():
              for c in I.competence_cells(I.NO_SKILL_EFFECTS.with_(chance=chance), 9_500 + s)]
     assert len(cells) == 1536
     assert sum(c["lo"] <= c["truth"] <= c["hi"] for c in cells) >= 0.92 * len(cells)
+
+
+def test_competence_interval_of_a_cell_with_every_item_right_is_not_a_point():
+    # every replicate of such a cell is 1: the bootstrap alone gives [1, 1], which misses any truth below 1
+    state = T.analysed(T.AG.with_(lam=1e-9), seed=1)
+    table = state["competence"]
+    assert (table["competence"] == 1.0).all()
+    assert (table["competence_hi"] == 1.0).all() and (table["competence_lo"] < 0.995).all()
+    assert (table["competence_lo"] > 0.9).all()
