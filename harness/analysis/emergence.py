@@ -11,9 +11,9 @@
   replicate of the counts, expanded for the cell's number of clusters (Hesterberg 2015,
   `stats.expanded_level`), and the two checkpoints that bracket the point estimate. Between two
   checkpoints only the assumed shape of the rise locates eta; under a true breakpoint with items of
-  unequal difficulty that shape is wrong and eta is biased by up to half the gap, so the plain
-  percentile interval covered the true breakpoint in only 0.75-0.93 of simulated cells (0.93-0.98
-  with the bracket; benchmarks/calibration/breakpoint.py). There is none
+  unequal difficulty that shape is wrong and eta comes out 0.002-0.04 too high in the simulation,
+  so the plain percentile interval held the true breakpoint in only 0.85-0.89 of simulated cells
+  (0.93-1.00 with the expansion and the bracket; benchmarks/calibration/breakpoint.py). There is none
   (NaN + reason) when competence is 0 (or at chance) or 1 at every checkpoint, when the fitted curve
   never leaves chance, or when eta lands on the top of its search range (competence does not fall
   to chance as the loss rises, e.g. it grows with loss: the data do not locate a breakpoint).
@@ -246,7 +246,7 @@ def emergence_table(competence: pd.DataFrame, boot: dict[str, np.ndarray], above
 
     Args:
         n_clusters: item clusters per (mode, k, metric) (see `clusters_per_cell`), for the breakpoint
-            interval's expanded level; None: plain 95% percentile intervals.
+            interval's expanded level; None: plain 95% percentile intervals (still bracketed).
     """
     out = []
     counts = above.assign(hit=above["above_chance"].eq(True)).groupby(CELL)["hit"].sum()
