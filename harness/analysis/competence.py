@@ -15,6 +15,8 @@ or 1 at every checkpoint, has no curve to fit: its forms are skipped with a reas
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from scipy import special
@@ -57,7 +59,9 @@ def competence_table(sums: pd.DataFrame, weights: np.ndarray,
                                                         cells["n"].to_numpy(float))), smooth, n_clusters)
     # every replicate alike (e.g. every item right): the bootstrap sees no spread; the items' Jeffreys interval
     j_lo, j_hi = jeffreys_interval(cells["successes"].to_numpy(float), cells["n"].to_numpy(float))
-    flat = rate & (np.nanstd(boot["mean"], axis=1) == 0) & (n_clusters >= 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # cells without scored items: NaN, handled by the reason
+        flat = rate & (np.nanstd(boot["mean"], axis=1) == 0) & (n_clusters >= 2)
     cells["mean_lo"] = np.where(flat, j_lo, np.where(rate, special.expit(llo), lo))
     cells["mean_hi"] = np.where(flat, j_hi, np.where(rate, special.expit(lhi), hi))
     # from the mean's interval, not from the clipped competence replicates, whose spread shrinks near chance
