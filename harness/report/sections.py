@@ -184,7 +184,8 @@ def product_section(data: ReportData, figs: Figures) -> str:
     intro = ("Predicted composite competence = mean over items of ∏ of the single-skill competences of the item's "
              "skills on the same checkpoint; ratio = observed / predicted (1 = skills combine independently, &lt; 1 "
              "= composition costs extra). Gap: fraction of composite items answered wrong although every skill is "
-             f"right alone. Median ratio over the {esc(entry.get('n_ratio_cells', 'all'))} cells with an informative "
+             "right alone; its interval holds fixed which skills count as right (chosen from the same data), so it "
+             "is <b>descriptive, not calibrated</b>. Median ratio over the {esc(entry.get('n_ratio_cells', 'all'))} cells with an informative "
              f"prediction: <b>{esc(num(entry.get('median_ratio')))}</b> (a cell whose predicted competence is below "
              "0.05, or below 5 expected successes, has no ratio: observed ≈ 0 is then no evidence either way).")
     tab = table(["mode", "k", "checkpoints with a ratio", "median ratio", "lowest-loss checkpoint", "observed",
@@ -224,7 +225,8 @@ def ag_section(data: ReportData, figs: Figures) -> str:
              f"<b>{esc(pct(fit.get('fraction_within_union')))}</b> of the composite cells; (c) tail bound: at least "
              "1 − α of the skills fail at most β*·θ of their composite items — it holds in "
              f"<b>{esc(pct(data.analysis('ag_tail_bound').get('fraction_holds')))}</b> of the "
-             f"{tested_cells(data.analysis('ag_tail_bound'))} (all checkpoints).")
+             f"{tested_cells(data.analysis('ag_tail_bound'))} (all checkpoints; a comparison of point estimates "
+             "with no test level: <b>descriptive, not calibrated</b>).")
     return section("arora_goyal", "Arora–Goyal predictions", intro, status_line(fit),
                    figure("arora_goyal", figs.get("arora_goyal"), "Failure law and k-tuple rule"), law,
                    f"<h3>Tail bound on the lowest-loss checkpoint ({esc(data.label(best) if best else '—')})</h3>",
