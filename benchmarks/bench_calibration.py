@@ -20,7 +20,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import _common as C  # noqa: E402
 
 MODULES: tuple[str, ...] = ("benchmarks.calibration.theory", "benchmarks.calibration.paired",
-                          "benchmarks.calibration.verdicts", "benchmarks.calibration.slingshot")
+                          "benchmarks.calibration.verdicts", "benchmarks.calibration.slingshot",
+                          "benchmarks.calibration.breakpoint", "benchmarks.calibration.intervals")
 """Modules whose ``rows(n_reps, seed)`` make up the table; a missing one is noted, not fatal."""
 COLUMNS = ("procedure", "scenario", "quantity", "nominal", "estimate", "mc_se", "target", "passed", "n_reps",
            "n_failed")

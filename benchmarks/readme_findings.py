@@ -70,8 +70,9 @@ def emergence(tables: dict, ck: pd.DataFrame, analyses: dict) -> list[str]:
     chain = em.query("mode == 'chain' and k <= 4").sort_values("k")
     cbps = "; ".join(f"k = {int(r['k'])}: {_ci(r, 'breakpoint_loss', stem='breakpoint')}" for r in chain.to_dict("records"))
     sbp = _ci(single.iloc[0].to_dict(), "breakpoint_loss", stem="breakpoint") if len(single) else "n/a"
-    lines.append(f"- **Breakpoints** of exact match (loss below which competence leaves chance, threshold form, 95% "
-                 f"cluster-bootstrap interval): single skills {sbp}; chain {cbps}; conjunction (the A&G setting: k "
+    lines.append(f"- **Breakpoints** of exact match (loss below which competence leaves chance, threshold form; 95% "
+                 f"interval: expanded cluster bootstrap, widened to the checkpoints on either side of the estimate): "
+                 f"single skills {sbp}; chain {cbps}; conjunction (the A&G setting: k "
                  f"independent questions in one piece) {bps}. Conjunction k = 4 (both splits) goes {seq} for n400k "
                  f"over steps 1000-4000, the last jump while its loss moves from {losses}.")
     mirage = tables["mirage"]

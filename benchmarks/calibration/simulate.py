@@ -10,6 +10,9 @@ Chance-corrected competence of item i at checkpoint m (excess loss delta_m):
         success p = g + (1 - g) q. a = b is Arora-Goyal's collapse, a = 1 independent skills.
     ``"power"``: failure 1 - q = min(1, lam k^a delta^b e^eta_i), A&G's failure law per item: while no item
         is clipped at 1 the mean single-skill failure is exactly c delta^b with c = lam E[e^eta] (b known).
+    ``"threshold"``: q = 1 - exp(-lam e^eta_i max(0, delta* - k^a delta)), a true breakpoint: every item is
+        exactly at chance while k^a delta >= delta* (`breakpoint_delta`) and rises below it, so the mean
+        competence of a (mode, k) cell leaves chance at loss FLOOR + delta* / k^a (`true_breakpoint_loss`).
     ``"parts"``: each of the k parts succeeds independently, part j with p_j = g + (1 - g) q_j,
         q_j = exp(-lam delta^b e^eta_ij); the composite succeeds when every part does (exact
         independence), and its recorded chance is g^k (guessing every part).
@@ -40,14 +43,16 @@ class Scenario:
     name: str = "ag"
     """Short name used in the calibration table."""
     generator: str = "weibull"
-    """``"weibull"`` (collapse model with random effects), ``"power"`` (power-law failure per item) or ``"parts"``
-    (exact independence of parts)."""
+    """``"weibull"`` (collapse model with random effects), ``"power"`` (power-law failure per item),
+    ``"threshold"`` (a true breakpoint) or ``"parts"`` (exact independence of parts)."""
     a: float = 1.5
     """Exponent of k (weibull)."""
     b: float = 1.5
     """Exponent of the excess loss."""
     lam: float = 2.0
     """Scale of the failure hazard."""
+    breakpoint_delta: float = 0.5
+    """delta* of the ``"threshold"`` generator: single-skill items leave chance below this excess loss."""
     chance: float = 0.0
     """Chance level g of a single item (a part, for ``parts``)."""
     ks: tuple[int, ...] = (1, 2, 3, 4)
@@ -85,6 +90,11 @@ class Scenario:
     def with_(self, **changes) -> "Scenario":
         """A copy with some fields changed."""
         return replace(self, **changes)
+
+
+def true_breakpoint_loss(sc: Scenario, k: int) -> float:
+    """The loss below which the mean competence of a k cell leaves chance under the ``"threshold"`` generator."""
+    return FLOOR + sc.breakpoint_delta / k ** sc.a
 
 
 def _items(sc: Scenario, rng: np.random.Generator) -> pd.DataFrame:
@@ -146,6 +156,10 @@ def simulate(sc: Scenario, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
         hit = rng.random(p_parts.shape) < p_parts
         success = np.where(np.isnan(part_eta)[None], True, hit).all(axis=2)
         g_item = sc.chance ** k
+    elif sc.generator == "threshold":
+        gap = np.maximum(0.0, sc.breakpoint_delta - (k[None] ** sc.a) * delta[:, None])
+        q = -np.expm1(-sc.lam * gap * np.exp(eta)[None])
+        success = rng.random(q.shape) < sc.chance + (1.0 - sc.chance) * q
     elif sc.generator == "power":
         q = 1.0 - np.minimum(1.0, sc.lam * (k[None] ** sc.a) * delta[:, None] ** sc.b * np.exp(eta)[None])
         success = rng.random(q.shape) < sc.chance + (1.0 - sc.chance) * q

@@ -222,7 +222,7 @@ EXTENDED_DELTAS = tuple(sorted(set(AG.deltas) | set(np.linspace(1.0, 2.2, 6).rou
 def _mirage_run(continuous: str, deltas: tuple[float, ...], seed: int) -> tuple[float, str]:
     sc = AG.with_(continuous=continuous, deltas=deltas, metrics=("exact_match", "gold_logprob"), ks=(1, 2))
     p, comp, boot = analysed(sc, seed)
-    out, _ = steps.emergence(comp, boot, p.config)
+    out, _ = steps.emergence(comp, boot, p.sums, p.config)
     row = out["mirage"].query("k == 2").iloc[0]
     return float(row["p_breakpoint"]), str(row["verdict"])
 

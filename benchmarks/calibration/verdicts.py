@@ -39,7 +39,7 @@ def _per_run_rate(name: str, scenario: str, per_run: list[float], quantity: str,
 def _above_run(sc: Scenario, seed: int, holm: bool = True) -> pd.DataFrame:
     """Per cell: whether any checkpoint was called above chance (the family-wise rejection of the cell)."""
     p, comp, boot = analysed(sc, seed)
-    out, _ = steps.emergence(comp, boot, p.config)
+    out, _ = steps.emergence(comp, boot, p.sums, p.config)
     above = out["above_chance"]
     if not holm:  # the planted bug of the seeded test: raw p-values, no multiplicity control
         above = above.assign(above_chance=above["p_value"] < 0.05)

@@ -127,8 +127,11 @@ def failure_law(singles: pd.DataFrame, *, n_boot: int, rng: np.random.Generator,
     s, n, g, delta = (rows[c].to_numpy(float) for c in ("successes", "n", "chance", "excess_loss"))
     table = rows[["checkpoint_id", "loss", "excess_loss", "n"]].copy()
     table["failure"] = 1.0 - chance_correct(jeffreys(s, n), g)
-    lo, hi = jeffreys_interval(s, n)
-    table["failure_lo"], table["failure_hi"] = 1.0 - chance_correct(hi, g), 1.0 - chance_correct(lo, g)
+    if {"competence_lo", "competence_hi"} <= set(rows.columns):  # the competence table's clustered interval
+        table["failure_lo"], table["failure_hi"] = 1.0 - rows["competence_hi"], 1.0 - rows["competence_lo"]
+    else:  # items as independent (too short with 8 skill clusters; calibration: benchmarks/calibration/intervals.py)
+        lo, hi = jeffreys_interval(s, n)
+        table["failure_lo"], table["failure_hi"] = 1.0 - chance_correct(hi, g), 1.0 - chance_correct(lo, g)
     if rows["excess_loss"].nunique() < 3:
         return table.reindex(columns=list(FAILURE_COLUMNS)), {
             "n_checkpoints": len(rows), "reason": f"{len(rows)} checkpoints with k = 1 counts and excess loss; need 3"}

@@ -104,7 +104,7 @@ def _run_steps(p: Prepared, tables: dict[str, pd.DataFrame], analyses: dict[str,
             _skip(name, analyses)
     else:
         run("competence_fits", steps.competence_fits, *comp, cfg)
-        run("emergence", steps.emergence, *comp, cfg)
+        run("emergence", steps.emergence, *comp, p.sums, cfg)
     run("product_rule", steps.product_rule, p.sums, p.clusters, p.weights, cfg, seed)
     slopes = None
     if comp is None:

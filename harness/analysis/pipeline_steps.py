@@ -148,10 +148,11 @@ def competence_fits(table: pd.DataFrame, boot: np.ndarray, cfg: AnalysisConfig) 
     return out, {"best_form_counts": best, "forecast_coverage_by_form": coverage, "reason": reason}
 
 
-def emergence(table: pd.DataFrame, boot: np.ndarray, cfg: AnalysisConfig) -> Output:
-    """Above-chance tests, sharpness, breakpoints and the mirage check."""
+def emergence(table: pd.DataFrame, boot: np.ndarray, sums: pd.DataFrame, cfg: AnalysisConfig) -> Output:
+    """Above-chance tests, sharpness, breakpoints (intervals expanded for each cell's clusters in `sums`) and the
+    mirage check."""
     above = em.above_chance_table(table, level=cfg.test_level)
-    emerg = em.emergence_table(table, boot, above)
+    emerg = em.emergence_table(table, boot, above, em.clusters_per_cell(sums))
     mirage = em.mirage_table(table, boot, emerg, level=cfg.test_level)
     main = emerg[emerg["metric"] == cfg.metric]
     no_tests = _empty_reason(above, "p_value", "no binary metric scored")

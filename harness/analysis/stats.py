@@ -224,3 +224,36 @@ def expanded_level(n_clusters: int, level: float = 0.95) -> float:
         return float("nan")
     z = np.sqrt(n_clusters / (n_clusters - 1)) * stats.t.ppf(0.5 + level / 2, n_clusters - 1)
     return float(1.0 - 2.0 * stats.norm.sf(z))
+
+
+
+def expanded_t_ci(point: np.ndarray, samples: np.ndarray, n_clusters: np.ndarray, level: float = 0.95,
+                  bounds: tuple[float, float] = (-np.inf, np.inf), min_valid: float = 0.5
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """point +- sqrt(G / (G - 1)) t_{G-1} sd(replicates), row-wise, clipped to `bounds`.
+
+    The interval Hesterberg's expanded percentile interval (`expanded_level`) approximates, read off
+    the replicates' standard deviation instead of their extreme percentiles: at 8 clusters the
+    expanded percentile interval needs the 0.6% and 99.4% percentiles, which 200 replicates place
+    too far in (in a simulation of 8 clusters of 25 items it covered 0.926 at 200 replicates and
+    0.912 at 99; this one 0.93-0.96 at either). Rows with fewer than 2 clusters, or fewer than
+    `min_valid` finite replicates, are NaN.
+
+    Args:
+        point: (rows,) estimates.
+        samples: (rows, B) bootstrap replicates.
+        n_clusters: (rows,) clusters behind each estimate.
+        level: nominal coverage.
+        bounds: the range the quantity can take (e.g. (0, 1) for a rate).
+        min_valid: share of finite replicates below which the row is NaN.
+    """
+    x = np.atleast_2d(np.asarray(samples, float))
+    g = np.asarray(n_clusters, float).reshape(-1)
+    ok = np.isfinite(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # rows without replicates are masked below
+        sd = np.nanstd(x, axis=1, ddof=1)
+        z = np.sqrt(g / (g - 1.0)) * stats.t.ppf(0.5 + level / 2, g - 1.0)
+    half = np.where((g >= 2) & (ok.mean(axis=1) >= min_valid), z * sd, np.nan)
+    point = np.asarray(point, float).reshape(-1)
+    return np.clip(point - half, *bounds), np.clip(point + half, *bounds)

@@ -66,7 +66,9 @@ def scaling_section(data: ReportData, figs: Figures) -> str:
     intro = ("Per-token loss L of held-out text (nats/token) against parameters N "
              f"(<code>{esc(entry.get('N_column', 'params'))}</code>): L(N) = E + A·N<sup>−α</sup>, and "
              "L(N, D) = E + A·N<sup>−α</sup> + B·D<sup>−β</sup> when token counts vary (Hoffmann et al. 2022), "
-             "each with E free and, when the entropy floor is known, fixed to it. Intervals: checkpoint bootstrap.")
+             "each with E free and, when the entropy floor is known, fixed to it. Intervals: checkpoint bootstrap, "
+             "<b>descriptive, not calibrated</b>: the losses of one trained family have no sampling model to "
+             "calibrate them against (README, “How far to trust the verdicts”).")
     tab = table(["form", "variant", "checkpoints", "E [95% CI]", "A", "α [95% CI]", "B", "β", "known floor",
                  "on search bound"], rows, keys=["form", "variant", "n", "E", "A", "alpha", "B", "beta", "floor",
                                                  "at_bound"], row_reasons=reasons)
@@ -172,7 +174,8 @@ def product_section(data: ReportData, figs: Figures) -> str:
     intro = ("Predicted composite competence = mean over items of ∏ of the single-skill competences of the item's "
              "skills on the same checkpoint; ratio = observed / predicted (1 = skills combine independently, &lt; 1 "
              "= composition costs extra). Gap: fraction of composite items answered wrong although every skill is "
-             f"right alone. Median ratio over the {esc(entry.get('n_ratio_cells', 'all'))} cells with an informative "
+             "right alone; its interval holds fixed which skills count as right (chosen from the same data), so it "
+             "is <b>descriptive, not calibrated</b>. Median ratio over the {esc(entry.get('n_ratio_cells', 'all'))} cells with an informative "
              f"prediction: <b>{esc(num(entry.get('median_ratio')))}</b> (a cell whose predicted competence is below "
              "0.05, or below 5 expected successes, has no ratio: observed ≈ 0 is then no evidence either way).")
     tab = table(["mode", "k", "checkpoints with a ratio", "median ratio", "lowest-loss checkpoint", "observed",
@@ -213,7 +216,8 @@ def ag_section(data: ReportData, figs: Figures) -> str:
              f"<b>{esc(pct(fit.get('fraction_within_union')))}</b> of the composite cells; (c) tail bound: at least "
              "1 − α of the skills fail at most β*·θ of their composite items — it holds in "
              f"<b>{esc(pct(data.analysis('ag_tail_bound').get('fraction_holds')))}</b> of the "
-             f"{tested_cells(data.analysis('ag_tail_bound'))} (all checkpoints).")
+             f"{tested_cells(data.analysis('ag_tail_bound'))} (all checkpoints; a comparison of point estimates "
+             "with no test level: <b>descriptive, not calibrated</b>).")
     return section("arora_goyal", "Arora–Goyal predictions", intro, status_line(fit),
                    figure("arora_goyal", figs.get("arora_goyal"), "Failure law and k-tuple rule"), law,
                    f"<h3>Tail bound on the lowest-loss checkpoint ({esc(data.label(best) if best else '—')})</h3>",

@@ -44,7 +44,8 @@ def composable_section(data: ReportData, figs: Figures) -> str:
     level = table_["level"].dropna()
     intro = (f"k* = the k at which chance-corrected competence falls to {esc(num(level.iloc[0]) if len(level) else '—')}"
              "; “&lt; 1” / “&gt; k max” mark censored estimates. The collapse model predicts the log-log slope of k* "
-             "on δ to be −b/a (−1 under Arora–Goyal's a = b).")
+             "on δ to be −b/a (−1 under Arora–Goyal's a = b). The slope's interval resamples checkpoints, which share "
+             "their items: <b>descriptive, not calibrated</b> (README, “How far to trust the verdicts”).")
     return section("composable_k", "Largest composable k", intro, status_line(entry),
                    figure("composable_k", figs.get("composable_k"), "Largest composable k vs excess loss"),
                    table(headers, rows, keys=headers),

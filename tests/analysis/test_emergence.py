@@ -3,7 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.analysis.emergence import above_chance_table, emergence_table, mirage_table, window_sharpness
+from harness.analysis.emergence import (_breakpoint, above_chance_table, bracket_interval, clusters_per_cell,
+                                       emergence_table, mirage_table, window_sharpness)
 
 from .conftest import pipeline
 from .synthetic import make_family
@@ -42,6 +43,41 @@ def test_breakpoint_recovers_threshold_loss_with_interval():
     assert row["breakpoint_loss"] == pytest.approx(eta, abs=0.03)
     assert row["breakpoint_lo"] <= eta + 0.01 and eta - 0.01 <= row["breakpoint_hi"]
     assert row["breakpoint_in_range"]
+
+
+def test_breakpoint_interval_holds_the_checkpoints_around_the_estimate():
+    eta, E = 1.4, 0.86
+    threshold = lambda k, delta, load: -np.expm1(-8.0 * np.maximum(0.0, (eta - E) - delta))  # noqa: E731
+    records, ck = make_family(threshold, item_kw=dict(ks=(1,), items_per_skill=60),
+                              checkpoint_kw=dict(sizes=np.geomspace(2e4, 1e7, 12)),
+                              record_kw=dict(metrics=("exact_match",)))
+    prepared, table, boot = pipeline(records, ck, n_boot=60)
+    above = above_chance_table(table)
+    row = emergence_table(table, boot, above, clusters_per_cell(prepared.sums)).iloc[0]
+    loss = np.sort(table["loss"].unique())
+    below, above_ = loss[loss <= row["breakpoint_loss"]].max(), loss[loss >= row["breakpoint_loss"]].min()
+    assert row["breakpoint_lo"] <= below < above_ <= row["breakpoint_hi"]
+
+
+def test_bracket_interval_widens_only_to_the_neighbouring_checkpoints():
+    loss = np.array([0.9, 1.0, 1.2, 1.5])
+    assert bracket_interval(1.05, 1.1, 1.08, loss) == (1.0, 1.2)
+    assert bracket_interval(0.95, 1.3, 1.08, loss) == (0.95, 1.3)  # already wider: unchanged
+    assert bracket_interval(1.55, 1.7, 1.6, loss) == (1.5, 1.7)  # beyond every checkpoint: keeps its end
+    lo, hi = bracket_interval(np.nan, np.nan, 1.08, loss)
+    assert np.isnan(lo) and np.isnan(hi)
+
+
+def test_breakpoint_interval_is_expanded_for_few_clusters():
+    eta, E = 1.4, 0.86
+    threshold = lambda k, delta, load: -np.expm1(-8.0 * np.maximum(0.0, (eta - E) - delta))  # noqa: E731
+    records, ck = make_family(threshold, item_kw=dict(ks=(1,), items_per_skill=60),
+                              checkpoint_kw=dict(sizes=np.geomspace(2e4, 1e7, 12)),
+                              record_kw=dict(metrics=("exact_match",)))
+    _, rows, boot = pipeline(records, ck, n_boot=60)
+    _, lo8, hi8, _ = _breakpoint(rows, boot, n_clusters=3, bracket=False)
+    _, lo, hi, _ = _breakpoint(rows, boot, n_clusters=None, bracket=False)
+    assert lo8 <= lo and hi <= hi8 and (hi8 - lo8) > (hi - lo)
 
 
 def _mirage(records, ck):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from harness.analysis.stats import (above_chance_pvalue, binomial_nll, chance_correct, floor_or_ceiling, holm,
+from harness.analysis.stats import (above_chance_pvalue, binomial_nll, chance_correct, expanded_t_ci, floor_or_ceiling, holm,
                                     jeffreys, jeffreys_interval, lr_pvalue, mcnemar_exact, percentile_ci, snap_zero,
                                     zero_width)
 
@@ -80,3 +80,16 @@ def test_zero_width_interval_needs_two_replicates_and_snap_zero_only_touches_noi
     assert zero_width(1.98, 1.98, 1.98, n_valid=30) and not zero_width(1.9, 2.1, 2.0, n_valid=30)
     assert not zero_width(1.98, 1.98, 1.98, n_valid=1) and not zero_width(np.nan, np.nan, 1.0, n_valid=30)
     np.testing.assert_array_equal(snap_zero([1.4e-17, -3e-13, 1e-9, -0.2]), [0.0, 0.0, 1e-9, -0.2])
+
+
+def test_expanded_t_interval_widens_for_few_clusters_and_stays_in_bounds():
+    rng = np.random.default_rng(0)
+    reps = rng.normal(0.5, 0.05, size=(3, 400))
+    sd = reps.std(axis=1, ddof=1)
+    lo, hi = expanded_t_ci(np.full(3, 0.5), reps, np.array([8, 200, 1]), bounds=(0.0, 1.0))
+    z8 = np.sqrt(8 / 7) * stats.t.ppf(0.975, 7)  # 2.53: the 98.85% normal quantile, not 1.96
+    assert hi[0] - 0.5 == pytest.approx(z8 * sd[0])
+    assert hi[1] - 0.5 == pytest.approx(stats.norm.ppf(0.975) * sd[1], rel=0.01)
+    assert np.isnan(lo[2]) and np.isnan(hi[2])  # one cluster: no interval
+    lo, hi = expanded_t_ci(np.array([0.98]), reps[:1] + 0.48, np.array([8]), bounds=(0.0, 1.0))
+    assert hi[0] == 1.0 and lo[0] < 0.98

@@ -1,0 +1,94 @@
+"""Calibration of the exact-match breakpoint interval (emergence table) against a true breakpoint.
+
+The simulator's ``"threshold"`` generator puts every item exactly at chance while k delta >= delta*
+and lets it rise below, at a rate that differs by item, tuple and skill (the same items at every
+checkpoint); a (mode, k) cell's mean competence therefore leaves chance at the known loss
+FLOOR + delta* / k. Each row is the share of cells whose 95% interval holds that loss, averaged per
+run (cells of one run share skill effects, so the s.e. is over runs), at chance 0, 0.12 and 0.5, for
+the 8 clusters of k = 1 and the 20 tuples of each k = 2-4 cell apart, and with 6 checkpoints added
+at high loss. The replaced interval (plain percentile, no checkpoint bracket) is reported beside.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from benchmarks.calibration.rows import CalibrationRow
+from benchmarks.calibration.simulate import Scenario, true_breakpoint_loss
+from benchmarks.calibration.theory import AG, _replicate, analysed
+from harness.analysis import emergence as em
+
+BREAKPOINT = AG.with_(name="true breakpoint", generator="threshold", a=1.0, lam=4.0, breakpoint_delta=0.5)
+"""True breakpoints at delta* / k = 0.5, 0.25, 0.167, 0.125 (losses 1.34, 1.09, 1.007, 0.965), between
+or near the 12 checkpoints (delta 0.03 to 0.8); rate 4 e^eta per unit of k delta below them."""
+HIGH_LOSS = tuple(sorted(set(AG.deltas) | set(np.linspace(1.0, 2.2, 6).round(5))))
+"""The 12 checkpoints plus 6 at high loss (delta 1.0 to 2.2), all at chance."""
+
+
+def breakpoint_cells(sc: Scenario, seed: int, bracket: bool = True) -> list[dict[str, float]]:
+    """Per exact-match (mode, k) cell of one simulated run: k, the truth, the estimate and its interval.
+
+    Args:
+        sc: a scenario of the ``"threshold"`` generator.
+        seed: the run's seed.
+        bracket: the analyzer's interval (True) or the replaced one (False: plain 95% percentile of the
+            bootstrap refits, no checkpoint bracket).
+    """
+    prepared, comp, boot = analysed(sc, seed)
+    clusters = em.clusters_per_cell(prepared.sums)
+    out = []
+    for key, rows in comp[comp["metric"] == "exact_match"].groupby(em.CELL, sort=True):
+        eta, lo, hi, _ = em._breakpoint(rows, boot, clusters.get(key) if bracket else None, bracket=bracket)
+        out.append({"k": int(key[1]), "truth": true_breakpoint_loss(sc, int(key[1])), "eta": eta, "lo": lo, "hi": hi})
+    return out
+
+
+def _run(sc: Scenario, seed: int) -> tuple[list[dict], list[dict]]:
+    return breakpoint_cells(sc, seed), breakpoint_cells(sc, seed, bracket=False)
+
+
+def _coverage(runs: list[list[dict]], ks: tuple[int, ...], procedure: str, scen: str, n_reps: int,
+              reported_only: bool = False) -> CalibrationRow:
+    """Per-run share of the `ks` cells whose interval holds the truth, averaged over runs (s.e. over runs)."""
+    per_run, failed = [], 0
+    for cells in runs:
+        mine = [c for c in cells if c["k"] in ks]
+        ok = [c for c in mine if np.isfinite(c["lo"]) and np.isfinite(c["hi"])]
+        failed += len(mine) - len(ok)
+        if ok:
+            per_run.append(np.mean([c["lo"] <= c["truth"] <= c["hi"] for c in ok]))
+    v = np.asarray(per_run, float)
+    est = float(v.mean()) if len(v) else float("nan")
+    se = float(max(v.std(ddof=1), np.sqrt(1.0 / len(v))) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
+    target = "reported only (the replaced interval)" if reported_only else ">= 0.93 - 2 s.e."
+    passed = True if reported_only else bool(est >= 0.93 - 2 * se)
+    return CalibrationRow(procedure, scen, "coverage", 0.95, est, se, len(v), target, passed, failed)
+
+
+NAME = "breakpoint interval (exact match)"
+OLD = "breakpoint interval [replaced: plain percentile, no checkpoint bracket]"
+
+
+def breakpoint_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
+    """Coverage of the true breakpoint at chance 0, 0.12 and 0.5, and with 6 high-loss checkpoints added."""
+    rows = []
+    designs = [(c, AG.deltas, "12 ckpts") for c in (0.0, 0.12, 0.5)] + [(0.12, HIGH_LOSS, "+6 ckpts at high loss")]
+    for i, (chance, deltas, label) in enumerate(designs):
+        sc = BREAKPOINT.with_(chance=chance, deltas=deltas)
+        runs = _replicate(lambda s: _run(sc, s), n_reps, seed + 81 + i)
+        new, old = [r[0] for r in runs], [r[1] for r in runs]
+        scen = (f"true breakpoint at loss 0.84 + 0.5 / k, chance {chance}, tuple sd 0.4, item sd 0.3, {label}")
+        rows.append(_coverage(new, (1,), f"{NAME}, k = 1 (8 skill clusters)", scen, n_reps))
+        rows.append(_coverage(new, (2, 3, 4), f"{NAME}, k = 2-4 (20 tuples per cell)", scen, n_reps))
+        rows.append(_coverage(old, (1, 2, 3, 4), f"{OLD}, k = 1-4", scen, n_reps, reported_only=True))
+    return rows
+
+
+ROW_FUNCTIONS: tuple[Callable[[int, int], list[CalibrationRow]], ...] = (breakpoint_rows,)
+"""Every calibration of this module, in table order."""
+
+
+def rows(n_reps: int, seed: int) -> list[CalibrationRow]:
+    """All rows of this module."""
+    return [row for fn in ROW_FUNCTIONS for row in fn(n_reps, seed)]

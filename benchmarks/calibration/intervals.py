@@ -1,0 +1,88 @@
+"""Calibration of the per-checkpoint competence intervals (the competence table and every interval built on it).
+
+Truth: a cell's population mean competence, E[exp(-lam k^a delta^b e^eta)] over the item and tuple
+effects eta (Gauss-Hermite quadrature), which is what a cluster bootstrap over skill tuples claims to
+cover. Skill effects are set to 0 here: with 8 fixed skills shared by the tuples of a composite cell
+the truth would be conditional on the run's skills, which the simulator does not expose. The
+analyzer's default 200 bootstrap replicates are used (the percentiles of an expanded interval sit
+in the tails, where 99 replicates are too few). Coverage is the per-run share of (checkpoint, k)
+cells whose interval holds the truth, averaged over runs (a run's cells share items).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from benchmarks.calibration.rows import CalibrationRow
+from benchmarks.calibration.simulate import FLOOR, Scenario
+from benchmarks.calibration.theory import AG, _replicate, analysed
+from harness.analysis.stats import percentile_ci
+
+NO_SKILL_EFFECTS = AG.with_(name="no skill effects", skill_sd=0.0)
+"""a = b = 1.5, tuple sd 0.4 (composite cells), item sd 0.3, no skill effects."""
+N_BOOT_ANALYZER = 200
+"""The analyzer's default number of bootstrap replicates."""
+
+
+def true_competence(sc: Scenario, k: int, delta: float) -> float:
+    """Population mean competence of a k cell at excess loss delta under the ``"weibull"`` generator."""
+    nodes, w = np.polynomial.hermite_e.hermegauss(60)
+    sd = np.sqrt(sc.skill_sd ** 2 / k + (sc.tuple_sd ** 2 if k > 1 else 0.0) + sc.item_sd ** 2)
+    return float((w / w.sum()) @ np.exp(-sc.lam * k ** sc.a * delta ** sc.b * np.exp(sd * nodes)))
+
+
+def competence_cells(sc: Scenario, seed: int) -> list[dict[str, float]]:
+    """Per exact-match (checkpoint, k) cell of one run: k, the truth, the analyzer's interval and the plain one."""
+    _, comp, boot = analysed(sc, seed, n_boot=N_BOOT_ANALYZER)
+    plain_lo, plain_hi = percentile_ci(boot["competence"], axis=1)
+    out = []
+    for i in np.flatnonzero((comp["metric"] == "exact_match").to_numpy()):
+        r = comp.iloc[i]
+        out.append({"k": int(r["k"]), "truth": true_competence(sc, int(r["k"]), float(r["loss"]) - FLOOR),
+                    "lo": float(r["competence_lo"]), "hi": float(r["competence_hi"]),
+                    "plain_lo": float(plain_lo[i]), "plain_hi": float(plain_hi[i])})
+    return out
+
+
+def _coverage(runs: list[list[dict]], ks: tuple[int, ...], procedure: str, scen: str, plain: bool = False
+              ) -> CalibrationRow:
+    lo, hi = ("plain_lo", "plain_hi") if plain else ("lo", "hi")
+    per_run, failed = [], 0
+    for cells in runs:
+        mine = [c for c in cells if c["k"] in ks]
+        ok = [c for c in mine if np.isfinite(c[lo]) and np.isfinite(c[hi])]
+        failed += len(mine) - len(ok)
+        if ok:
+            per_run.append(np.mean([c[lo] <= c["truth"] <= c[hi] for c in ok]))
+    v = np.asarray(per_run, float)
+    est = float(v.mean()) if len(v) else float("nan")
+    se = float(max(v.std(ddof=1), np.sqrt(1.0 / len(v))) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
+    target = "reported only (the replaced interval)" if plain else ">= 0.93 - 2 s.e."
+    return CalibrationRow(procedure, scen, "coverage", 0.95, est, se, len(v), target,
+                          True if plain else bool(est >= 0.93 - 2 * se), failed)
+
+
+def competence_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
+    """Coverage of the per-checkpoint competence intervals at chance 0.12 and 0.5 (k = 1 and k = 2-4 apart)."""
+    rows = []
+    for i, chance in enumerate((0.12, 0.5)):
+        sc = NO_SKILL_EFFECTS.with_(chance=chance)
+        runs = _replicate(lambda s: competence_cells(sc, s), n_reps, seed + 91 + i)
+        scen = (f"a = b = 1.5, chance {chance}, tuple sd 0.4, item sd 0.3, no skill effects, 12 ckpts, "
+                f"{N_BOOT_ANALYZER} bootstrap replicates")
+        rows.append(_coverage(runs, (1,), "competence interval per checkpoint, k = 1 (8 skill clusters)", scen))
+        rows.append(_coverage(runs, (2, 3, 4), "competence interval per checkpoint, k = 2-4 (20 tuples per cell)",
+                              scen))
+        rows.append(_coverage(runs, (1, 2, 3, 4), "competence interval per checkpoint [replaced: plain percentile], "
+                              "k = 1-4", scen, plain=True))
+    return rows
+
+
+ROW_FUNCTIONS: tuple[Callable[[int, int], list[CalibrationRow]], ...] = (competence_rows,)
+"""Every calibration of this module, in table order."""
+
+
+def rows(n_reps: int, seed: int) -> list[CalibrationRow]:
+    """All rows of this module."""
+    return [row for fn in ROW_FUNCTIONS for row in fn(n_reps, seed)]
