@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emergence", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("catalog", help="list the skills of the catalog")
-    p.add_argument("--set", choices=("symbolic", "natural"), help="one skill set (default: all)")
+    p.add_argument("--set", choices=("symbolic", "symbolic_v2", "natural"), help="one skill set (default: all)")
     p.set_defaults(handler=cmd_catalog)
     p = sub.add_parser("items", help="render items of a composite task")
     p.add_argument("--task", required=True, help="task YAML file (or its name under tasks/)")
