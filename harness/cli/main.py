@@ -94,7 +94,7 @@ def cmd_zoo_build(args: argparse.Namespace) -> int:
     from harness.zoo.presets import get_preset
 
     preset = get_preset(args.preset)
-    out = Path(args.out) if args.out else user_family_dir(preset.name)
+    out = Path(args.out) if args.out else user_family_dir(preset.name, args.seed)
     print(f"building family {preset.name!r} into {out}")
     print(f"family manifest: {build_family(preset, out, seed=args.seed)}")
     return 0
