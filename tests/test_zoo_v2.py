@@ -33,6 +33,9 @@ def test_v2_preset_spans_100x_with_more_steps_and_lower_lr_for_larger_sizes() ->
     for size in preset.sizes:
         saved = preset.checkpoint_steps(preset.steps_of(size))
         assert len(saved) >= 4 and saved[-1] == preset.steps_of(size)
+    fp16_bytes = sum(2 * approx_params(s.d_model, s.n_layers) * len(preset.checkpoint_steps(preset.steps_of(s)))
+                     for s in preset.sizes)
+    assert fp16_bytes < 24e6  # the shipped family's 25 MB, with room for configs and tokenizers
 
 
 def test_v2_context_fits_two_shot_prompts_at_k8() -> None:
@@ -59,6 +62,8 @@ def test_v2_tiny_family_is_trained_on_v2_text_and_reloads(v2_tiny: Path) -> None
     preset = get_preset("v2-tiny")
     assert manifest["catalog_version"] == "2" and manifest["training_text"]["spec"]["split_rule"] == "pairs"
     assert len(manifest["checkpoints"]) == sum(len(preset.checkpoint_steps(preset.steps_of(s))) for s in preset.sizes)
+    for row, size in zip(manifest["checkpoints"][::3], preset.sizes):  # the size rule's parameter count is exact
+        assert row["params"] == approx_params(size.d_model, size.n_layers, vocab_size=32)
     folder = v2_tiny / manifest["checkpoints"][-1]["path"]
     tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     assert all(len(tok(s.tag, add_special_tokens=False)["input_ids"]) == 1 for s in skills("symbolic_v2"))
