@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Iterator, Sequence
 
 from skill_catalog.errors import CatalogError
-from skill_catalog.heldout import split_of
+from skill_catalog.heldout import family_groups, split_of
 from skill_catalog.render import TEMPLATE_VERSION, Rendering, answer_text, chain_values, layout, render
 from skill_catalog.skill import Skill, distractors, get_skill, is_subtype, skills
 
@@ -121,13 +121,13 @@ def _draw_chain(pool: Sequence[Skill], k: int, rng: random.Random) -> tuple[Skil
 
 def _draw_tuple(pool: Sequence[Skill], k: int, mode: str, split: str, seed: int, rng: random.Random,
                 rule: str = "per_k") -> tuple[Skill, ...]:
-    names = [s.name for s in pool]
+    names, groups = [s.name for s in pool], family_groups(pool)
     for _ in range(MAX_DRAWS):
         if mode in ("chain", "direct"):
             tup = _draw_chain(pool, k, rng)
         else:
             tup = tuple(rng.sample(list(pool), k))
-        if tup is not None and split_of([s.name for s in tup], names, seed, rule) == split:
+        if tup is not None and split_of([s.name for s in tup], names, seed, rule, groups) == split:
             return tup
     raise CatalogError(
         f"found no {split} {mode} tuple of {k} skills in {MAX_DRAWS} draws; lower k or use more (chainable) skills"

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Iterator, Sequence
 
 from skill_catalog.errors import CatalogError
-from skill_catalog.heldout import SPLIT_RULES, seen_tuples
+from skill_catalog.heldout import SPLIT_RULES, family_groups, seen_tuples
 from skill_catalog.render import layout, render
 from skill_catalog.skill import Skill, skills, value_type
 
@@ -118,7 +118,7 @@ def _seen_table(spec: TextSpec, pool: Sequence[Skill]) -> dict[int, list[tuple[s
     names = tuple(sorted(s.name for s in pool))
     table = {}
     for k in range(2, len(spec.k_weights) + 1):
-        seen = seen_tuples(names, k, spec.split_seed, spec.split_rule)
+        seen = seen_tuples(names, k, spec.split_seed, spec.split_rule, family_groups(pool))
         if not seen:
             raise CatalogError(f"no enumerable seen tuples at k={k}; drop k={k} from k_weights")
         table[k] = list(seen)

@@ -8,11 +8,12 @@ from collections import Counter, defaultdict
 
 from skill_catalog import get_skill, skills
 from skill_catalog.compose import CompositionSpec, compose_items
-from skill_catalog.heldout import count_seen, heldout_pairs, split_of
+from skill_catalog.heldout import count_seen, family_groups, heldout_pairs, split_of
 from skill_catalog.render import render
 from skill_catalog.training_text import V2_TEXT, TextSpec, iter_pieces
 
 V2 = tuple(s.name for s in skills("symbolic_v2"))
+GROUPS = family_groups(skills("symbolic_v2"))
 
 
 def test_v2_set_grows_v1_with_single_token_tags_outside_the_alphabet() -> None:
@@ -29,20 +30,26 @@ def test_v2_set_grows_v1_with_single_token_tags_outside_the_alphabet() -> None:
 
 def test_pairs_split_keeps_twenty_tuples_in_each_half_at_every_k() -> None:
     for k in range(2, 9):
-        seen = count_seen(V2, k, seed=0, rule="pairs")
+        seen = count_seen(V2, k, seed=0, rule="pairs", groups=GROUPS)
         assert seen >= 20 and math.comb(len(V2), k) - seen >= 20, (k, seen)
 
 
 def test_pairs_split_holds_a_tuple_out_iff_it_contains_a_heldout_pair() -> None:
-    pairs = heldout_pairs(V2, 0)
+    pairs = heldout_pairs(V2, 0, GROUPS)
     for k in (2, 3, 5, 8):
         for combo in itertools.islice(itertools.combinations(V2, k), 0, None, 97):
             contains = any(tuple(sorted(p)) in pairs for p in itertools.combinations(combo, 2))
-            assert split_of(combo, V2, 0, "pairs") == ("heldout" if contains else "seen")
+            assert split_of(combo, V2, 0, "pairs", GROUPS) == ("heldout" if contains else "seen")
+
+
+def test_heldout_pairs_draw_on_every_skill_family_alike() -> None:
+    for seed in range(5):
+        in_pairs = {n for p in heldout_pairs(V2, seed, GROUPS) for n in p}
+        assert [len(in_pairs & set(g)) for g in GROUPS] == [round(0.625 * len(g)) for g in GROUPS], seed
 
 
 def test_training_stream_never_shows_a_heldout_pair_and_shows_every_seen_pair() -> None:
-    pairs = heldout_pairs(V2, V2_TEXT.split_seed)
+    pairs = heldout_pairs(V2, V2_TEXT.split_seed, GROUPS)
     co_occur: set[tuple[str, str]] = set()
     distinct, slots = Counter(), Counter()
     for piece in itertools.islice(iter_pieces(V2_TEXT, seed=1234), 200_000):
@@ -71,7 +78,7 @@ def _enumerate_structures(spec: TextSpec) -> dict[str, float]:
     probs: dict[str, float] = defaultdict(float)
     for k, p_k in enumerate(spec.k_weights, 1):
         sets = [(s.name,) for s in pool] if k == 1 else seen_tuples(tuple(sorted(spec.skills)), k, spec.split_seed,
-                                                                     spec.split_rule)
+                                                                     spec.split_rule, family_groups(pool))
         for chosen, m in itertools.product(sets, range(k, spec.max_slots + 1)):
             accepted = [seq for seq in itertools.product(chosen, repeat=m) if set(seq) == set(chosen)]
             modes = (zip(("single", "direct"), (1 - spec.single_direct_prob, spec.single_direct_prob)) if m == 1
@@ -102,7 +109,7 @@ def test_v2_items_beyond_the_trained_k_have_k_distinct_skills_in_k_slots() -> No
     assert {(i.k, i.split) for i in items} == {(k, s) for k in (5, 6, 7, 8) for s in ("seen", "heldout")}
     for item in items:
         assert len(set(item.skills)) == item.k == len(item.part_answers)
-        assert item.split == split_of(item.skills, V2, 0, "pairs")
+        assert item.split == split_of(item.skills, V2, 0, "pairs", GROUPS)
 
 
 def test_shots_axis_asks_the_same_queries_with_more_exemplars() -> None:
