@@ -6,6 +6,8 @@ import math
 import re
 from collections import Counter, defaultdict
 
+import pytest
+
 from skill_catalog import get_skill, skills
 from skill_catalog.compose import CompositionSpec, compose_items
 from skill_catalog.heldout import count_seen, family_groups, heldout_pairs, split_of
@@ -70,6 +72,11 @@ def _structure(text: str) -> str:
     return re.sub(r"\b[a-h]{4}\b", "w", prompt)
 
 
+def _p_slots(spec: TextSpec, k: int, m: int) -> float:
+    q = spec.same_slots_prob
+    return (q if m == k else (1 - q) / (spec.max_slots - k)) if q else 1 / (spec.max_slots - k + 1)
+
+
 def _enumerate_structures(spec: TextSpec) -> dict[str, float]:
     """P(structure) by brute force over the generator's choices, counting accepted slot sequences by listing them."""
     from skill_catalog.heldout import seen_tuples
@@ -87,13 +94,14 @@ def _enumerate_structures(spec: TextSpec) -> dict[str, float]:
                 for seq in accepted:
                     tup = [get_skill(spec.skill_set, n) for n in seq]
                     r = render(tup, ["abcd"] * (m if mode == "conjunction" else 1), mode)
-                    probs[_structure(r.prompt)] += p_k / (spec.max_slots - k + 1) / len(sets) / len(accepted) * p_mode
+                    probs[_structure(r.prompt)] += p_k * _p_slots(spec, k, m) / len(sets) / len(accepted) * p_mode
     return probs
 
 
-def test_slot_pieces_log_prob_matches_a_brute_force_count() -> None:
+@pytest.mark.parametrize("same_slots_prob", [0.0, 0.4])
+def test_slot_pieces_log_prob_matches_a_brute_force_count(same_slots_prob: float) -> None:
     spec = TextSpec(skill_set="symbolic_v2", skills=("rev", "rot", "swp", "sft"), k_weights=(0.5, 0.3, 0.2),
-                    split_rule="pairs", max_slots=4)
+                    split_rule="pairs", max_slots=4, same_slots_prob=same_slots_prob)
     probs = _enumerate_structures(spec)
     assert math.isclose(sum(probs.values()), 1.0, rel_tol=1e-9)
     for piece in itertools.islice(iter_pieces(spec, seed=5), 3_000):
