@@ -54,6 +54,10 @@ def score(out: Path) -> Path:
 def summarize(records_path: Path) -> None:
     from harness.records import answer_failure
 
+    ck = pd.read_parquet(records_path.with_name("checkpoints.parquet"))
+    ck["ce"] = ck["ce_nats_sum"] / ck["ce_tokens"]
+    print("held-out cross-entropy (nats/token; floor: the family manifest's heldout_text):\n"
+          + ck[["label", "params", "step", "ce"]].round(3).to_string(index=False))
     rec = pd.read_parquet(records_path)
     rec = rec[rec["metric"] == "exact_match"].copy()
     rec["failure"] = answer_failure(rec)
