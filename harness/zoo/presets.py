@@ -171,7 +171,8 @@ V2_SHAPES = (("n4k", 16, 1, 2), ("n7k", 16, 2, 2), ("n20k", 32, 2, 2), ("n60k", 
              ("n400k", 96, 4, 4), ("n1m", 128, 5, 4))
 """v2 sizes (name, d_model, layers, heads): v1's seven, 5K-1M parameters with the v2 vocabulary."""
 V2_SEQ_LEN = 320
-"""Window of v2: a 2-shot k = 8 conjunction prompt plus its answer is at most 304 tokens (measured on the v2 suite)."""
+"""Window of v2: the longest 2-shot k = 8 prompt of the v2 suite (289 tokens with its answer) plus 48
+generated tokens fits (tests/test_zoo_v2.py)."""
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset("tiny", (N20K, N60K), steps=200, n_log_checkpoints=1, n_even_checkpoints=2, save_dtype="float32",
