@@ -61,26 +61,31 @@ def main() -> None:
 
     preset = get_preset(args.preset)
     full_steps = preset.steps
+    full = {s.name: preset.steps_of(s) for s in preset.sizes}  # v2 presets give each size its own steps
     if args.steps:
-        preset = dataclasses.replace(preset, steps=args.steps)
+        preset = dataclasses.replace(preset, steps=args.steps,
+                                     sizes=tuple(dataclasses.replace(s, steps=0) for s in preset.sizes))
     if args.threads and hasattr(preset, "threads"):
         preset = dataclasses.replace(preset, threads=args.threads)
     threads = getattr(preset, "threads", threads)  # build_family trains with the preset's own thread count
     results, total, params = build_timed(preset, args.keep, args.seed)
     rows = []
-    tokens = preset.steps * preset.tokens_per_step
+    total_tokens = 0
     for r in results:
         n_ne, n_all = params[r.size.name]
+        steps = preset.steps_of(r.size)
+        tokens = steps * preset.tokens_per_step
+        total_tokens += tokens
         tail = r.losses[-10:]
         rows.append({"size": r.size.name, "d_model": r.size.d_model, "layers": r.size.n_layers, "params": n_all,
-                     "params_nonembedding": n_ne, "steps": preset.steps, "tokens": tokens, "seconds": r.seconds,
-                     "tokens_per_s": tokens / r.seconds, "steps_per_s": preset.steps / r.seconds,
+                     "params_nonembedding": n_ne, "steps": steps, "tokens": tokens, "seconds": r.seconds,
+                     "tokens_per_s": tokens / r.seconds, "steps_per_s": steps / r.seconds,
                      "train_tflops": 6 * n_ne * tokens / r.seconds / 1e12,
                      "final_loss": sum(tail) / len(tail) if tail else float("nan"),
                      # a shortened run's rate carried to the preset's own steps: a projection, not a measurement
-                     "projected_full_seconds": r.seconds / preset.steps * full_steps if args.steps else None})
-    rows.append({"size": "total (build_family)", "tokens": tokens * len(preset.sizes), "seconds": total,
-                 "tokens_per_s": tokens * len(preset.sizes) / total})
+                     "projected_full_seconds": r.seconds / steps * full[r.size.name] if args.steps else None})
+    rows.append({"size": "total (build_family)", "tokens": total_tokens, "seconds": total,
+                 "tokens_per_s": total_tokens / total})
     C.print_table(f"build_family --preset {preset.name}: {preset.steps} steps x {preset.batch_size}x{preset.seq_len} "
                   f"tokens, {threads} threads", rows,
                   ["size", "params", "params_nonembedding", "steps", "tokens", "seconds", "tokens_per_s",

@@ -276,3 +276,28 @@ def checkpoint_loss(checkpoints: pd.DataFrame) -> tuple[pd.Series, pd.Series, st
         per_byte = tokens / n_bytes.where(n_bytes > 0, np.nan) / np.log(2)
         loss, floor = loss * per_byte, floor * per_byte
     return loss, floor, unit
+
+
+ANSWER_FAILURES: tuple[str, ...] = ("none", "format", "skill")
+"""Values of `answer_failure`: a right answer, a wrong answer format, or right format with a wrong part."""
+
+
+def answer_failure(records: pd.DataFrame) -> pd.Series:
+    """Why each generated answer failed: ``"format"``, ``"skill"``, or ``"none"`` when it is right.
+
+    ``format``: the wrong number of parts, or generation ran to its token limit (``stopped == 0``);
+    ``skill``: the right number of parts and a stop, but some part wrong. An unknown stop (NaN) is
+    judged by the parts alone. Rows not graded part by part (other metrics, failed requests:
+    ``parts_predicted < 0`` or a NaN value) get None, never a class.
+
+    Args:
+        records: a records frame (any rows; ``exact_match`` and ``partial_credit`` rows are classified).
+    """
+    graded = (records["parts_predicted"].to_numpy() >= 0) & records["value"].notna().to_numpy() & records[
+        "metric"].isin(SCORING_METRICS["exact_match"]).to_numpy()
+    wrong_count = records["parts_predicted"].to_numpy() != records["parts_total"].to_numpy()
+    no_stop = records["stopped"].to_numpy(dtype=float) == 0.0
+    wrong_part = records["parts_correct"].to_numpy() < records["parts_total"].to_numpy()
+    label = np.select([wrong_count | no_stop, wrong_part], ["format", "skill"], default="none").astype(object)
+    label[~graded] = None
+    return pd.Series(label, index=records.index, name="answer_failure", dtype=object)

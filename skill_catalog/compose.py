@@ -10,11 +10,11 @@ import hashlib
 import json
 import math
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Iterator, Sequence
 
 from skill_catalog.errors import CatalogError
-from skill_catalog.heldout import split_of
+from skill_catalog.heldout import family_groups, split_of
 from skill_catalog.render import TEMPLATE_VERSION, Rendering, answer_text, chain_values, layout, render
 from skill_catalog.skill import Skill, distractors, get_skill, is_subtype, skills
 
@@ -48,6 +48,11 @@ class CompositionSpec:
     """Seed of the seen/held-out split; must equal the training text's split seed."""
     template_version: str = TEMPLATE_VERSION
     """Version of the prompt templates."""
+    split_rule: str = "per_k"
+    """Rule of the seen/held-out split (`skill_catalog.heldout`); must equal the training text's rule."""
+    shots_axis: tuple[int, ...] = ()
+    """When not empty, every cell is composed once per shot count listed (same queries, more exemplars),
+    overriding `n_shots`."""
 
 
 @dataclass(frozen=True)
@@ -114,14 +119,15 @@ def _draw_chain(pool: Sequence[Skill], k: int, rng: random.Random) -> tuple[Skil
     return tuple(chain)
 
 
-def _draw_tuple(pool: Sequence[Skill], k: int, mode: str, split: str, seed: int, rng: random.Random) -> tuple[Skill, ...]:
-    names = [s.name for s in pool]
+def _draw_tuple(pool: Sequence[Skill], k: int, mode: str, split: str, seed: int, rng: random.Random,
+                rule: str = "per_k") -> tuple[Skill, ...]:
+    names, groups = [s.name for s in pool], family_groups(pool)
     for _ in range(MAX_DRAWS):
         if mode in ("chain", "direct"):
             tup = _draw_chain(pool, k, rng)
         else:
             tup = tuple(rng.sample(list(pool), k))
-        if tup is not None and split_of([s.name for s in tup], names, seed) == split:
+        if tup is not None and split_of([s.name for s in tup], names, seed, rule, groups) == split:
             return tup
     raise CatalogError(
         f"found no {split} {mode} tuple of {k} skills in {MAX_DRAWS} draws; lower k or use more (chainable) skills"
@@ -177,7 +183,8 @@ def _exemplars(spec: CompositionSpec, pool: Sequence[Skill], k: int, mode: str) 
     shots = []
     for _ in range(spec.n_shots):
         split = "seen" if math.comb(len(pool), k) >= 2 else "heldout"
-        tup = (rng.choice(pool),) if k == 1 else _draw_tuple(pool, k, mode, split, spec.split_seed, rng)
+        tup = (rng.choice(pool),) if k == 1 else _draw_tuple(pool, k, mode, split, spec.split_seed, rng,
+                                                             spec.split_rule)
         piece = render(tup, _draw_inputs(tup, mode, rng), mode, spec.template_version)
         shots.append(piece.prompt + piece.answer + lay.stop)
     return (lay.shot_joiner if spec.skill_set == "natural" else "").join(shots) + (
@@ -221,17 +228,21 @@ def _cells(spec: CompositionSpec, pool: Sequence[Skill]) -> Iterator[tuple[int, 
 
 def compose_items(spec: CompositionSpec) -> Iterator[Item]:
     """Yields every item of the spec, cell by cell, deterministically."""
-    if spec.items_per_cell < 0 or spec.single_items_per_skill < 0 or spec.n_shots < 0 or spec.n_choices < 1:
+    if (spec.items_per_cell < 0 or spec.single_items_per_skill < 0 or min((spec.n_shots, *spec.shots_axis)) < 0
+            or spec.n_choices < 1):
         raise CatalogError("item counts, shots and choices must be non-negative (choices >= 1); fix the task file")
     pool = _pool(spec)
     if not pool:
         raise CatalogError("the skill list is empty; name at least one skill or leave it out to use all")
-    for k, mode, split, n in _cells(spec, pool):
-        shots = _exemplars(spec, pool, k, mode)
-        for index in range(n):
-            rng = _rng(spec.seed, k, mode, split, index)
-            tup = (pool[index % len(pool)],) if k == 1 else _draw_tuple(pool, k, mode, split, spec.split_seed, rng)
-            yield _make_item(spec, tup, _draw_inputs(tup, mode, rng), mode, split, shots, index, rng)
+    for n_shots in spec.shots_axis or (spec.n_shots,):
+        cell_spec = replace(spec, n_shots=n_shots)
+        for k, mode, split, n in _cells(cell_spec, pool):
+            shots = _exemplars(cell_spec, pool, k, mode)
+            for index in range(n):  # the rng ignores the shots: every shot count asks the same queries
+                rng = _rng(spec.seed, k, mode, split, index)
+                tup = (pool[index % len(pool)],) if k == 1 else _draw_tuple(pool, k, mode, split, spec.split_seed, rng,
+                                                                         spec.split_rule)
+                yield _make_item(cell_spec, tup, _draw_inputs(tup, mode, rng), mode, split, shots, index, rng)
 
 
 def item_to_dict(item: Item) -> dict:

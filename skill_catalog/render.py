@@ -39,6 +39,14 @@ LAYOUTS = {
     "symbolic": Layout({"single": "", "chain": ">", "conjunction": "|", "direct": ""}, "", "\n", "\n", "\n"),
     "natural": Layout({"single": "", "chain": " -> ", "conjunction": " | ", "direct": ""}, " ", "\n", "\n\n", ""),
 }
+TEMPLATE_SETS = {"symbolic_v2": "symbolic"}
+"""Skill sets that reuse another set's templates and layout (v2 grows the symbolic set, its text is v1's)."""
+LAYOUTS["symbolic_v2"] = LAYOUTS["symbolic"]
+
+
+def is_symbolic(skill_set: str) -> bool:
+    """True for the symbolic sets (bare words, one-token tags), False for natural-language ones."""
+    return TEMPLATE_SETS.get(skill_set, skill_set) == "symbolic"
 
 
 @dataclass(frozen=True)
@@ -63,7 +71,7 @@ def layout(skill_set: str) -> Layout:
 @lru_cache(maxsize=64)
 def template(skill_set: str, mode: str, version: str = TEMPLATE_VERSION) -> str:
     """The template text for one (set, mode, version)."""
-    path = TEMPLATE_DIR / f"{skill_set}_{mode}.{version}.txt"
+    path = TEMPLATE_DIR / f"{TEMPLATE_SETS.get(skill_set, skill_set)}_{mode}.{version}.txt"
     if not path.exists():
         raise CatalogError(f"no template {path.name}; template versions available: {_versions()}")
     return path.read_text().rstrip("\n")
@@ -89,13 +97,13 @@ def answer_text(skill_set: str, mode: str, parts: Sequence[str]) -> str:
 
 
 def _quote(skill_set: str, value: str) -> str:
-    return value if skill_set == "symbolic" else f'"{value}"'
+    return value if is_symbolic(skill_set) else f'"{value}"'
 
 
 def _fields(skills: Sequence[Skill], inputs: Sequence[str], mode: str) -> dict[str, str]:
     set_name = skills[0].skill_set
     q = [_quote(set_name, x) for x in inputs]
-    if set_name == "symbolic":
+    if is_symbolic(set_name):
         return {
             "tag": skills[0].tag, "x": q[0], "tags": " ".join(s.tag for s in skills),
             "queries": "|".join(f"{s.tag} {x}" for s, x in zip(skills, q)),

@@ -148,6 +148,7 @@ def _load_sets() -> None:
     # Importing the set modules fills the registry; done lazily to avoid import cycles.
     import skill_catalog.natural  # noqa: F401
     import skill_catalog.symbolic  # noqa: F401
+    import skill_catalog.symbolic_v2  # noqa: F401
 
 
 def skill_sets() -> tuple[str, ...]:

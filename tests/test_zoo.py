@@ -20,7 +20,7 @@ from harness.zoo.family import SHIPPED_DIR, build_family, load_manifest
 from harness.zoo.presets import get_preset
 from harness.zoo.tokenizer import build_tokenizer
 from skill_catalog.errors import UserError
-from skill_catalog.training_text import TRAIN_SEED, TextSpec, text_hash
+from skill_catalog.training_text import TRAIN_SEED, TextSpec, spec_fields, text_hash
 
 
 def test_tokenizer_round_trips_training_text() -> None:
@@ -77,7 +77,7 @@ def test_output_folder_of_other_family_is_refused(tiny_family: Path, tmp_path: P
 def test_unknown_preset_is_one_line_error() -> None:
     done = subprocess.run([sys.executable, "-m", "harness", "zoo", "build", "--preset", "huge"],
                           capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and done.stderr.strip() == "error: unknown preset 'huge'; use one of: tiny, default, large"
+    assert done.returncode == 2 and done.stderr.strip() == "error: unknown preset 'huge'; use one of: tiny, default, large, v2, v2-tiny"
 
 
 @pytest.mark.slow
@@ -105,7 +105,7 @@ def test_shipped_default_family_matches_catalog() -> None:
     assert manifest["catalog_version"] == skill_catalog.CATALOG_VERSION
     expected = text_hash(TextSpec(), TRAIN_SEED, preset.steps * preset.tokens_per_step // 20)
     assert manifest["text_hash"] == expected
-    assert manifest["training_text"]["spec"] == json.loads(json.dumps(TextSpec().__dict__))
+    assert manifest["training_text"]["spec"] == json.loads(json.dumps(spec_fields(TextSpec())))
     sizes = {row["size"] for row in manifest["checkpoints"]}
     assert len(sizes) >= 5
     params = [row["params"] for row in manifest["checkpoints"] if row["final"]]

@@ -94,7 +94,7 @@ def cmd_zoo_build(args: argparse.Namespace) -> int:
     from harness.zoo.presets import get_preset
 
     preset = get_preset(args.preset)
-    out = Path(args.out) if args.out else user_family_dir(preset.name)
+    out = Path(args.out) if args.out else user_family_dir(preset.name, args.seed)
     print(f"building family {preset.name!r} into {out}")
     print(f"family manifest: {build_family(preset, out, seed=args.seed)}")
     return 0
@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emergence", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("catalog", help="list the skills of the catalog")
-    p.add_argument("--set", choices=("symbolic", "natural"), help="one skill set (default: all)")
+    p.add_argument("--set", choices=("symbolic", "symbolic_v2", "natural"), help="one skill set (default: all)")
     p.set_defaults(handler=cmd_catalog)
     p = sub.add_parser("items", help="render items of a composite task")
     p.add_argument("--task", required=True, help="task YAML file (or its name under tasks/)")

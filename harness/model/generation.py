@@ -100,8 +100,9 @@ class _Row:
         n = len(self.tokens)
         if self.error:
             return Greedy(GenerationResult("", n, self.error), self.near_tie)
-        text, _ = truncate_at_stop(tokenizer.decode(self.tokens, skip_special_tokens=True), self.request.stop)
-        return Greedy(GenerationResult(text, n), self.near_tie)
+        text, found = truncate_at_stop(tokenizer.decode(self.tokens, skip_special_tokens=True), self.request.stop)
+        stopped = found or (n > 0 and self.tokens[-1] == self.eos)
+        return Greedy(GenerationResult(text, n, stopped=stopped), self.near_tie)
 
 
 PREFILL_ROWS = 8

@@ -10,7 +10,7 @@ from pathlib import Path
 from harness.model.protocol import LanguageModel
 from harness.run.task_files import CrossEntropyTask, corpus_path
 from skill_catalog.errors import UserError
-from skill_catalog.training_text import TextSpec, iter_pieces, stream_text
+from skill_catalog.training_text import iter_pieces, stream_text, text_spec_for
 
 
 DOC_CHARS = 128
@@ -24,7 +24,7 @@ def catalog_text(task: CrossEntropyTask) -> tuple[list[str], float]:
     model's prefix token (the stop string for the reference tokenizer), so no piece is ever cut
     from its context by a window boundary: a Bayes-optimal model pays exactly the entropy.
     """
-    spec = TextSpec(skill_set=task.skill_set)
+    spec = text_spec_for(task.skill_set)
     pieces = [p for _, p in zip(range(task.pieces), iter_pieces(spec, task.seed))]
     docs, current = [], ""
     for piece in pieces:

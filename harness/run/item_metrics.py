@@ -84,13 +84,15 @@ def _choice_rows(item: Item, results: Sequence[LoglikelihoodResult],
     return rows
 
 
-def _generation_rows(item: Item, text: str, n_tokens: int, error: str | None) -> list[Record]:
+def _generation_rows(item: Item, text: str, n_tokens: int, error: str | None,
+                     stopped: bool | None = None) -> list[Record]:
     exact_chance, partial_chance = item_chance(item)
     if error:
         return [_row(item, "exact_match", math.nan, error=error, chance=exact_chance),
                 _row(item, "partial_credit", math.nan, error=error, chance=partial_chance)]
     g = grade(item, text)
-    common = dict(prediction=text, n_tokens=n_tokens, parts_correct=g.parts_correct, parts_predicted=g.parts_predicted)
+    common = dict(prediction=text, n_tokens=n_tokens, parts_correct=g.parts_correct, parts_predicted=g.parts_predicted,
+                  stopped=math.nan if stopped is None else float(stopped))
     return [_row(item, "exact_match", float(g.exact), chance=exact_chance, **common),
             _row(item, "partial_credit", g.partial, chance=partial_chance, **common)]
 
@@ -129,5 +131,5 @@ def score_items(model: LanguageModel, items: Sequence[Item], scoring: Sequence[s
             rows += _choice_rows(item, ll_results[choice_start:middle], ll_results[middle:end])
         if generate:
             g = gen_results[n]
-            rows += _generation_rows(item, g.text, g.n_tokens, g.error)
+            rows += _generation_rows(item, g.text, g.n_tokens, g.error, g.stopped)
     return rows

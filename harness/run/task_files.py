@@ -16,6 +16,8 @@ from harness.records import SCORING_MODES, SINGLE_MODE
 from harness.safe_yaml import read_yaml_bounded
 from skill_catalog.compose import CompositionSpec, compose_items
 from skill_catalog.errors import CatalogError, UserError
+from skill_catalog.heldout import SPLIT_RULES
+from skill_catalog.training_text import text_spec_for
 from skill_catalog.render import MODES, TEMPLATE_DIR
 from skill_catalog.skill import get_skill, skill_sets
 
@@ -62,9 +64,9 @@ class CrossEntropyTask:
 Task = CompositeTask | CrossEntropyTask
 
 _COMPOSITE_KEYS = {"name": str, "version": int, "kind": str, "skill_set": str, "skills": (list, str), "ks": list,
-                   "modes": list, "items": dict, "shots": int, "choices": int, "scoring": list, "seed": int,
+                   "modes": list, "items": dict, "shots": (int, list), "choices": int, "scoring": list, "seed": int,
                    "split_seed": int, "template_version": str, "max_new_tokens": int, "description": str,
-                   "cross_entropy": str}
+                   "cross_entropy": str, "split_rule": str}
 _CE_KEYS = {"name": str, "version": int, "kind": str, "source": str, "skill_set": str, "seed": int, "pieces": int,
             "description": str}
 
@@ -147,6 +149,12 @@ def _composite_problems(d: dict) -> list[str]:
             problems.append(f"unknown key items.{_short(key)}; use single_per_skill and per_cell")
         elif not isinstance(value, int) or isinstance(value, bool) or value < 0:
             problems.append(f"items.{key} must be a non-negative integer, got {_short(value)}")
+    shots = d.get("shots", 0)
+    if isinstance(shots, list) and (not shots or len(shots) > LIST_CAPS["ks"] or not all(
+            isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= CAPS["shots"] for n in shots)):
+        problems.append(f"'shots' must be an integer or a list of 1-{LIST_CAPS['ks']} integers in 0..{CAPS['shots']}")
+    if d.get("split_rule", "per_k") not in SPLIT_RULES:
+        problems.append(f"'split_rule' must be one of {', '.join(SPLIT_RULES)}")
     for key in ("shots", "choices", "seed", "split_seed", "max_new_tokens"):
         if isinstance(d.get(key), int) and d[key] < (1 if key in ("choices", "max_new_tokens") else 0):
             problems.append(f"{key!r} must be >= {1 if key in ('choices', 'max_new_tokens') else 0}, got {d[key]}")
@@ -220,12 +228,15 @@ def from_dict(d: dict) -> Task:
                                 d.get("seed", 99_991), d.get("pieces", 1_000))
     items = d.get("items", {})
     skills = () if d.get("skills", "all") == "all" else tuple(d["skills"])
+    shots = d.get("shots", 0)
     spec = CompositionSpec(
         skill_set=d["skill_set"], skills=skills, ks=tuple(d.get("ks", (1, 2, 3, 4))),
         modes=tuple(d.get("modes", ("conjunction", "chain"))), items_per_cell=items.get("per_cell", 20),
-        single_items_per_skill=items.get("single_per_skill", 20), n_shots=d.get("shots", 0),
+        single_items_per_skill=items.get("single_per_skill", 20),
+        n_shots=shots[0] if isinstance(shots, list) else shots, shots_axis=tuple(shots) if isinstance(shots, list) else (),
         n_choices=d.get("choices", 4), seed=d.get("seed", 0), split_seed=d.get("split_seed", 0),
         template_version=d.get("template_version", "v1"),
+        split_rule=d.get("split_rule", text_spec_for(d["skill_set"]).split_rule),
     )
     return CompositeTask(d["name"], d["version"], spec, tuple(d.get("scoring", SCORING_MODES)),
                          d.get("max_new_tokens", 64), d.get("cross_entropy"))
@@ -242,6 +253,14 @@ def load_task(path: Path | str) -> Task:
     return from_dict(data)
 
 
+V1_COMPOSITION_DEFAULTS = {"split_rule": "per_k", "shots_axis": ()}
+"""Composition fields added for v2 with their v1 values: left out of the hash so v1 run identities never change."""
+
+
 def task_hash(task: Task) -> str:
     """Short content hash of a task spec (part of a run's identity)."""
-    return hashlib.sha256(json.dumps(asdict(task), sort_keys=True, default=str).encode()).hexdigest()[:12]
+    fields = asdict(task)
+    if isinstance(task, CompositeTask):
+        fields["composition"] = {k: v for k, v in fields["composition"].items()
+                                 if not (k in V1_COMPOSITION_DEFAULTS and v == V1_COMPOSITION_DEFAULTS[k])}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:12]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -17,12 +16,12 @@ from tqdm.auto import tqdm
 
 import skill_catalog
 from harness.zoo.data import heldout_text, token_stream
-from harness.zoo.presets import Preset, get_preset
+from harness.zoo.presets import Preset, get_preset, preset_fields
 from harness.zoo.tokenizer import build_tokenizer
 from harness.parallel import world
 from harness.zoo.train import barrier, is_complete, step_dir, train_size
 from skill_catalog.errors import UserError
-from skill_catalog.training_text import HELDOUT_SEED, TRAIN_SEED, TextSpec, text_hash
+from skill_catalog.training_text import HELDOUT_SEED, TRAIN_SEED, TextSpec, spec_fields, text_hash, text_spec_for
 
 SHIPPED_DIR = Path(__file__).parent / "shipped"
 """Where families shipped with the project live (``shipped/<preset>/``)."""
@@ -31,10 +30,15 @@ HELDOUT_PIECES = 1_000
 MANIFEST = "family.yaml"
 
 
-def user_family_dir(preset: str) -> Path:
+def user_family_dir(preset: str, seed: int = 0) -> Path:
     """Default output folder of `emergence zoo build` (outside the package, never the shipped copy)."""
     home = Path(os.environ.get("EMERGENCE_HOME", Path.home() / ".cache" / "emergence-harness"))
-    return home / "families" / preset
+    return home / "families" / (preset if seed == 0 else f"{preset}-seed{seed}")
+
+
+def text_seed(seed: int) -> int:
+    """Seed of the training text of a build seed: seed 0 keeps the shipped families' text, others reorder it."""
+    return TRAIN_SEED + seed
 
 
 def family_path(preset: str = "default") -> Path:
@@ -47,9 +51,9 @@ def family_path(preset: str = "default") -> Path:
 
 
 def _identity(preset: Preset, seed: int, spec: TextSpec) -> dict:
-    n_pieces_hint = preset.steps * preset.tokens_per_step // 20
-    return {"preset": asdict(preset), "seed": seed, "catalog_version": skill_catalog.CATALOG_VERSION,
-            "text_seed": TRAIN_SEED, "text_hash": text_hash(spec, TRAIN_SEED, n_pieces_hint)}
+    n_pieces_hint = preset.max_steps * preset.tokens_per_step // 20
+    return {"preset": preset_fields(preset), "seed": seed, "catalog_version": skill_catalog.catalog_version(spec.skill_set),
+            "text_seed": text_seed(seed), "text_hash": text_hash(spec, text_seed(seed), n_pieces_hint)}
 
 
 def _claim(out: Path, identity: dict) -> None:
@@ -81,12 +85,13 @@ def _param_counts(folder: Path) -> tuple[int, int]:
 def _checkpoint_rows(out: Path, preset: Preset, seed: int, common: dict) -> list[dict]:
     rows = []
     for size in preset.sizes:
-        for step in preset.checkpoint_steps():
-            folder = out / size.name if step == preset.steps else step_dir(out / size.name, step)
+        steps = preset.steps_of(size)
+        for step in preset.checkpoint_steps(steps):
+            folder = out / size.name if step == steps else step_dir(out / size.name, step)
             params, params_ne = _param_counts(folder)
             rows.append({"label": f"{size.name}@{step}", "size": size.name, "path": str(folder.relative_to(out)),
                          "step": step, "tokens_seen": step * preset.tokens_per_step, "params": params,
-                         "params_nonembedding": params_ne, "seed": seed, "final": step == preset.steps, **common})
+                         "params_nonembedding": params_ne, "seed": seed, "final": step == steps, **common})
     return rows
 
 
@@ -106,22 +111,22 @@ def build_family(preset: Preset, out: Path, seed: int = 0, progress: bool = True
 
 
 def _build(preset: Preset, out: Path, seed: int, progress: bool) -> Path:
-    spec, tokenizer, w = TextSpec(), build_tokenizer(), world()
+    spec, tokenizer, w = text_spec_for(preset.skill_set), build_tokenizer(preset.skill_set), world()
     identity = _identity(preset, seed, spec)
     if w.is_main:
         _claim(out, identity)
     barrier(w)  # under accelerate every process trains its slice of each batch; rank 0 writes
-    stream = token_stream(spec, TRAIN_SEED, preset.steps * preset.tokens_per_step, tokenizer)
+    stream = token_stream(spec, text_seed(seed), preset.max_steps * preset.tokens_per_step, tokenizer)
     meta = {"preset": preset.name, "catalog_version": identity["catalog_version"], "text_hash": identity["text_hash"],
             "text_entropy_nats_per_token": stream.entropy.nats_per_token}
     progress = progress and w.is_main
-    total = tqdm(total=preset.steps * len(preset.sizes), desc="family", unit="step", disable=not progress)
+    total = tqdm(total=sum(preset.steps_of(s) for s in preset.sizes), desc="family", unit="step", disable=not progress)
     for size in preset.sizes:
         size_dir = out / size.name
-        if is_complete(size_dir, preset.steps):
-            total.update(preset.steps)
+        if is_complete(size_dir, preset.steps_of(size)):
+            total.update(preset.steps_of(size))
             continue
-        bar = tqdm(total=preset.steps, desc=size.name, unit="step", leave=False, disable=not progress)
+        bar = tqdm(total=preset.steps_of(size), desc=size.name, unit="step", leave=False, disable=not progress)
 
         def on_step(step: int, loss: float, bar=bar) -> None:
             bar.n = step
@@ -138,18 +143,19 @@ def _build(preset: Preset, out: Path, seed: int, progress: bool) -> Path:
 
 
 def _write_manifest(out: Path, preset: Preset, seed: int, identity: dict, stream, tokenizer) -> Path:
-    spec = TextSpec()
+    spec = text_spec_for(preset.skill_set)
     _, heldout_entropy = heldout_text(spec, HELDOUT_SEED, HELDOUT_PIECES, tokenizer)
     common = {"catalog_version": identity["catalog_version"], "text_hash": identity["text_hash"],
               "text_entropy_nats_per_token": stream.entropy.nats_per_token}
     manifest = {
         "family": preset.name, "seed": seed, **{k: identity[k] for k in ("catalog_version", "text_hash")},
-        "training_text": {"spec": asdict(spec), "seed": TRAIN_SEED, "n_tokens": int(len(stream.ids)),
+        "training_text": {"spec": spec_fields(spec), "seed": text_seed(seed), "n_tokens": int(len(stream.ids)),
                           "n_pieces": stream.n_pieces, "entropy_nats_per_token": stream.entropy.nats_per_token},
         "heldout_text": {"seed": HELDOUT_SEED, "n_pieces": HELDOUT_PIECES, "n_tokens": heldout_entropy.n_tokens,
                          "entropy_nats": heldout_entropy.nats,
                          "entropy_nats_per_token": heldout_entropy.nats_per_token},
-        "schedule": {k: v for k, v in asdict(preset).items() if k not in ("sizes", "name")},
+        "schedule": {k: v for k, v in preset_fields(preset).items() if k not in ("sizes", "name")},
+        "sizes": preset_fields(preset)["sizes"],
         "checkpoints": _checkpoint_rows(out, preset, seed, common),
     }
     tmp = out / (MANIFEST + ".partial")

@@ -143,7 +143,7 @@ def train_size(
         seed: weight-initialisation seed.
         on_step: progress callback (step, loss).
     """
-    device = _device(preset)
+    device, steps = _device(preset), preset.steps_of(size)
     torch.manual_seed(seed)
     config = model_config(size, len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id, preset.seq_len)
     model = GPTNeoXForCausalLM(config).to(device).train()
@@ -153,9 +153,9 @@ def train_size(
     model, optimizer, w, unwrap = _data_parallel(model, optimizer, preset, device)
     losses, t0 = [], time.perf_counter()
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-    for step in range(start, preset.steps):
+    for step in range(start, steps):
         for group in optimizer.param_groups:
-            group["lr"] = preset.lr_at(step, size.peak_lr)
+            group["lr"] = preset.lr_at(step, size.peak_lr, steps)
         batch = _batch(ids, preset, step, device)[w.rank::w.size]
         with autocast:
             loss = model(input_ids=batch, labels=batch).loss
@@ -177,10 +177,10 @@ def train_size(
 def _save_step(model, optimizer, tokenizer, preset: Preset, size: ModelSize, size_dir: Path, done: int,
                meta: dict) -> None:
     """Saves the checkpoint of step `done` when it is one, and the resume state when due."""
-    saves = preset.checkpoint_steps()
+    saves = preset.checkpoint_steps(preset.steps_of(size))
     if done in saves:
         step_meta = {**meta, "size": size.name, "step": done, "tokens_seen": done * preset.tokens_per_step}
-        dest = size_dir / ".final" if done == preset.steps else step_dir(size_dir, done)
+        dest = size_dir / ".final" if done == preset.steps_of(size) else step_dir(size_dir, done)
         _save_checkpoint(model, tokenizer, dest, step_meta, preset.save_dtype)
     if done in saves or done % RESUME_EVERY == 0:
         _save_resume(model, optimizer, size_dir / ".resume", done)
