@@ -189,7 +189,7 @@ PRESETS: dict[str, Preset] = {
         steps=20_000, batch_size=64, n_log_checkpoints=4, n_even_checkpoints=8, save_dtype="float32", device="auto",
     ),
     "v2": Preset("v2", scaled_sizes(V2_SHAPES, max_steps=5000), steps=5000, batch_size=8, seq_len=V2_SEQ_LEN,
-                 skill_set="symbolic_v2"),
+                 skill_set="symbolic_v2", threads=1),
     "v2-tiny": Preset("v2-tiny", scaled_sizes(V2_SHAPES[2:4], max_steps=200), steps=200, batch_size=4,
                       seq_len=V2_SEQ_LEN, n_log_checkpoints=1, n_even_checkpoints=2, save_dtype="float32", threads=1,
                       skill_set="symbolic_v2"),
