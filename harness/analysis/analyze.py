@@ -43,7 +43,8 @@ class Prepared:
     weights: np.ndarray
     """Cluster bootstrap weights."""
     sums: pd.DataFrame
-    """Per-cluster sums (`cluster_sums.cluster_sums`)."""
+    """Per-cluster sums (`cluster_sums.cluster_sums`) of the records asked with the fewest shots (all of them when
+    the suite has no shots axis)."""
     config: AnalysisConfig
     """Settings."""
     seed: int
@@ -62,9 +63,19 @@ def prepare(records: pd.DataFrame, checkpoints: pd.DataFrame, seed: int, n_boot:
     recs = recs[known].reset_index(drop=True)
     clusters, codes = assign_clusters(recs)
     design = cluster_design(clusters, n_boot, rng_for(seed, "items"))
+    fewest = _fewest_shots(recs)
     return Prepared(records=recs, checkpoints=ckpts, clusters=clusters, weights=design.weights,
-                    sums=cluster_sums(recs, codes), config=config, seed=seed, n_boot=n_boot,
-                    n_unknown_checkpoint=int((~known).sum()))
+                    sums=cluster_sums(recs[fewest].reset_index(drop=True), codes[fewest]), config=config, seed=seed,
+                    n_boot=n_boot, n_unknown_checkpoint=int((~known).sum()))
+
+
+def _fewest_shots(recs: pd.DataFrame) -> np.ndarray:
+    """Rows asked with the fewest worked examples: a suite with a shots axis asks the same queries at several shot
+    counts, and a competence curve that pooled them would mix prompts; the shots analysis compares them."""
+    if "n_shots" not in recs.columns or recs.empty:
+        return np.ones(len(recs), dtype=bool)
+    shots = pd.to_numeric(recs["n_shots"], errors="coerce").fillna(0).to_numpy()
+    return shots == shots.min()
 
 
 def competence_of(p: Prepared) -> tuple[pd.DataFrame, np.ndarray]:
@@ -85,6 +96,8 @@ def _overview(p: Prepared, n_input: int) -> dict[str, Any]:
         "n_records_unknown_checkpoint": p.n_unknown_checkpoint,
         "n_checkpoints": int(len(p.checkpoints)), "metrics": sorted(recs["metric"].unique()),
         "modes": sorted(recs["mode"].unique()), "ks": sorted(int(k) for k in recs["k"].unique()),
+        "shot_counts": sorted(int(n) for n in pd.to_numeric(recs["n_shots"], errors="coerce").dropna().unique())
+        if "n_shots" in recs.columns else [],
         "seed": p.seed, "n_boot": p.n_boot,
     }
 

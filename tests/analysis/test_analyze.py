@@ -133,3 +133,13 @@ def test_missing_map_lists_only_numbers_never_absent_text():
     assert any(f["reason"] for f in scaling["fits"]) and any(f["reason"] is None for f in scaling["fits"])
     for entry in out.summary["analyses"].values():
         assert not [k for k, _ in missing_values(entry) if k.endswith(("reason", "at_bound", "verdict"))], entry
+
+
+def test_competence_curves_use_the_fewest_shots_when_a_suite_has_a_shots_axis(ag_family):
+    records, checkpoints = ag_family
+    more_shots = records.assign(n_shots=2, item_id=records["item_id"] + "-2shot",
+                                value=np.where(records["value"].notna(), 1.0, np.nan))
+    plain = analyze(records, checkpoints, n_boot=20)
+    with_axis = analyze(pd.concat([records, more_shots], ignore_index=True), checkpoints, n_boot=20)
+    pd.testing.assert_frame_equal(plain.competence, with_axis.competence)
+    assert with_axis.summary["shot_counts"] == [0, 2]
