@@ -44,7 +44,7 @@ def train(out: Path, steps: int) -> None:
 def score(out: Path) -> Path:
     family = out / "family"
     folders = [str(family / name) for name, *_ in SHAPES]
-    cmd = [sys.executable, "-m", "harness", "run", "--family", *folders, "--tasks", "symbolic_v2_composite.yaml",
+    cmd = [sys.executable, "-m", "harness", "run", "--family", *folders, "--tasks", "symbolic_v2_composite.yaml", "symbolic_v2_shots.yaml",
            "symbolic_v2_heldout_text.yaml", "--out", str(out / "runs"), "--cache-dir", str(out / "cache"),
            "--no-analyze"]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)

@@ -39,7 +39,7 @@ def test_v2_preset_spans_100x_with_more_steps_and_lower_lr_for_larger_sizes() ->
 
 
 def test_v2_context_fits_two_shot_prompts_at_k8() -> None:
-    task = load_task("tasks/symbolic_v2_composite.yaml")
+    task = load_task("tasks/symbolic_v2_shots.yaml")
     tok = build_tokenizer("symbolic_v2")
     items = [i for i in compose_items(task.composition) if i.k == 8]
     assert {i.n_shots for i in items} == {0, 1, 2}
