@@ -283,10 +283,10 @@ ANSWER_FAILURES: tuple[str, ...] = ("none", "format", "skill")
 
 
 def answer_failure(records: pd.DataFrame) -> pd.Series:
-    """Why each generated answer failed: ``"format"``, ``"skill"``, or ``"none"`` when it is right.
+    """Why each generated answer failed: ``"format"``, ``"skill"``, or ``"none"`` when it is right (value 1).
 
-    ``format``: the wrong number of parts, or generation ran to its token limit (``stopped == 0``);
-    ``skill``: the right number of parts and a stop, but some part wrong. An unknown stop (NaN) is
+    ``format``: a wrong answer with the wrong number of parts, or generation ran to its token limit (``stopped == 0``);
+    ``skill``: a wrong answer with the right number of parts and a stop. An unknown stop (NaN) is
     judged by the parts alone. Rows not graded part by part (other metrics, failed requests:
     ``parts_predicted < 0`` or a NaN value) get None, never a class.
 
@@ -297,7 +297,7 @@ def answer_failure(records: pd.DataFrame) -> pd.Series:
         "metric"].isin(SCORING_METRICS["exact_match"]).to_numpy()
     wrong_count = records["parts_predicted"].to_numpy() != records["parts_total"].to_numpy()
     no_stop = records["stopped"].to_numpy(dtype=float) == 0.0
-    wrong_part = records["parts_correct"].to_numpy() < records["parts_total"].to_numpy()
-    label = np.select([wrong_count | no_stop, wrong_part], ["format", "skill"], default="none").astype(object)
+    right = records["value"].to_numpy(dtype=float) >= 1.0
+    label = np.select([right, wrong_count | no_stop], ["none", "format"], default="skill").astype(object)
     label[~graded] = None
     return pd.Series(label, index=records.index, name="answer_failure", dtype=object)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from harness.records import answer_failure
+
 FAILURE_KIND_COLUMNS: tuple[str, ...] = ("checkpoint_id", "mode", "k", "split", "n", "share_none", "share_format",
                                          "share_skill", "share_unknown", "reason")
 """Per (checkpoint, mode, k, split): shares of right answers, format failures, skill failures and unknown kinds."""
@@ -36,15 +38,11 @@ def failure_kinds(records: pd.DataFrame, metric: str = "exact_match") -> pd.Data
     if "parts_predicted" not in rows.columns:
         out = rows.groupby(KEYS, sort=True).size().rename("n").reset_index()
         return out.assign(reason=NO_COLUMN).reindex(columns=list(FAILURE_KIND_COLUMNS))
-    right = rows["value"].to_numpy(float) >= 1.0
-    predicted = pd.to_numeric(rows["parts_predicted"], errors="coerce").fillna(-1).to_numpy(float)
-    stopped = pd.to_numeric(rows.get("stopped", pd.Series(np.nan, index=rows.index)), errors="coerce").to_numpy(float)
-    known = predicted >= 0
-    bad_format = known & ((predicted != rows["parts_total"].to_numpy(float)) | (stopped == 0))
+    kind = answer_failure(rows).to_numpy(dtype=object)
     kinds = pd.DataFrame({
-        **{key: rows[key].to_numpy() for key in KEYS}, "n": 1.0, "share_none": right.astype(float),
-        "share_format": (~right & bad_format).astype(float), "share_skill": (~right & known & ~bad_format).astype(float),
-        "share_unknown": (~right & ~known).astype(float)})
+        **{key: rows[key].to_numpy() for key in KEYS}, "n": 1.0, "share_none": (kind == "none").astype(float),
+        "share_format": (kind == "format").astype(float), "share_skill": (kind == "skill").astype(float),
+        "share_unknown": pd.isna(kind).astype(float)})
     out = kinds.groupby(KEYS, sort=True).sum().reset_index()
     for share in ("share_none", "share_format", "share_skill", "share_unknown"):
         out[share] = out[share] / out["n"]
