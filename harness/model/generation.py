@@ -75,7 +75,7 @@ class _Row:
     def __init__(self, request: GenerationRequest, eos: int | None) -> None:
         self.request, self.eos = request, eos
         self.tokens: list[int] = []
-        self.checked, self.near_tie, self.error = 0, False, None
+        self.checked, self.near_tie, self.error, self.eos_seen = 0, False, None, False
         self.longest_stop = max((len(s) for s in request.stop), default=0)
 
     def step(self, token: int, gap: float, finite: bool, tokenizer: Any) -> bool:
@@ -85,7 +85,8 @@ class _Row:
             self.error = "non-finite logits (NaN or inf) during generation"
             return True
         self.near_tie = self.near_tie or gap < NEAR_TIE
-        if token == self.eos or len(self.tokens) >= self.request.max_new_tokens:
+        self.eos_seen = token == self.eos
+        if self.eos_seen or len(self.tokens) >= self.request.max_new_tokens:
             return True
         return bool(self.request.stop) and self._stopped(tokenizer)
 
@@ -100,8 +101,8 @@ class _Row:
         n = len(self.tokens)
         if self.error:
             return Greedy(GenerationResult("", n, self.error), self.near_tie)
-        text, _ = truncate_at_stop(tokenizer.decode(self.tokens, skip_special_tokens=True), self.request.stop)
-        return Greedy(GenerationResult(text, n), self.near_tie)
+        text, found = truncate_at_stop(tokenizer.decode(self.tokens, skip_special_tokens=True), self.request.stop)
+        return Greedy(GenerationResult(text, n, stopped=found or self.eos_seen), self.near_tie)
 
 
 PREFILL_ROWS = 8

@@ -72,6 +72,8 @@ class GenerationResult(NamedTuple):
     """Number of tokens generated (up to the step where a stop string, EOS or the limit was reached)."""
     error: str | None = None
     """Why the request failed, or None (then `text` is empty)."""
+    stopped: bool | None = None
+    """True when generation ended at a stop string or EOS, False at the token limit, None when unknown."""
 
 
 @runtime_checkable
