@@ -16,7 +16,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
 
-from harness.model.batching import common_prefix, select_cache
+from harness.model.batching import common_prefix, low_padding_chunks, select_cache
 from harness.model.protocol import GenerationRequest, GenerationResult, truncate_at_stop
 from harness.model.forward_engine import last_logits_only, tolerance
 from harness.model.growing_cache import GrowingLayer, growing_cache
@@ -106,13 +106,14 @@ class _Row:
 
 
 PREFILL_ROWS = 8
-"""Rows per prefill forward: a batch (sorted by suffix length) prefills in chunks padded to their own longest
-suffix, not the batch's, and their caches are merged, left-padded, for decoding."""
+"""Most rows per prefill forward: a batch (sorted by suffix length) prefills in chunks padded to their own longest
+suffix, not the batch's (`low_padding_chunks`), and their caches are merged, left-padded, for decoding."""
 
 
 def _chunked_prefill(model: Any, kwargs: dict[str, Any], cache_kw: str, caches: list | None, slots: list[int],
                      longest: int, room: int) -> tuple[torch.Tensor, Any]:
-    """First-step logits and a `GrowingLayer` cache of the whole batch, prefilled `PREFILL_ROWS` rows at a time.
+    """First-step logits and a `GrowingLayer` cache of the whole batch, prefilled in chunks of at most
+    `PREFILL_ROWS` rows with little padding.
 
     Row b's keys sit at the same slots as in one batched prefill (`left_padded_inputs`); the padding slots
     between prefix and suffix of a chunk narrower than the batch hold zeros and are masked.
@@ -120,29 +121,28 @@ def _chunked_prefill(model: Any, kwargs: dict[str, Any], cache_kw: str, caches: 
     ids, mask, positions = kwargs["input_ids"], kwargs["attention_mask"], kwargs["position_ids"]
     n_rows, width = ids.shape
     parts, logits = [], []
-    for start in range(0, n_rows, PREFILL_ROWS):
-        rows = slice(start, start + PREFILL_ROWS)
+    for chunk in low_padding_chunks(mask[:, longest:].sum(1).tolist(), PREFILL_ROWS):
+        rows = slice(chunk.start, chunk.stop)
         own = int((mask[rows, longest:].sum(1)).max())  # this chunk's longest suffix
         chunk_mask = torch.cat([mask[rows, :longest], mask[rows, longest + width - own:]], dim=1)
         cache = growing_cache(0, caches, slots[rows], longest)
         out = model(**{**kwargs, "input_ids": ids[rows, width - own:], "attention_mask": chunk_mask,
                        "position_ids": positions[rows, width - own:], cache_kw: cache})
         logits.append(out.logits[:, -1].float())
-        parts.append((own, _cache_of(out)))
+        parts.append((rows, own, _cache_of(out)))
     merged = growing_cache(room)
-    for layer in range(len(parts[0][1].layers)):
+    for layer in range(len(parts[0][2].layers)):
         merged_layer = GrowingLayer(room)
         buffers = []
         for which in (0, 1):
-            first = parts[0][1].layers[layer].buffers[which]
+            first = parts[0][2].layers[layer].buffers[which]
             buffer = first.new_zeros((n_rows, first.shape[1], longest + width + room, first.shape[-1]))
-            for c, (own, cache) in enumerate(parts):
+            for rows, own, cache in parts:
                 held = cache.layers[layer].buffers[which]
-                rows = slice(c * PREFILL_ROWS, c * PREFILL_ROWS + held.shape[0])
                 buffer[rows, :, :longest] = held[:, :, :longest]
                 buffer[rows, :, longest + width - own:longest + width] = held[:, :, longest:longest + own]
             buffers.append(buffer)
-        for _, cache in parts:  # free each chunk's layer as soon as it is merged
+        for _, _, cache in parts:  # free each chunk's layer as soon as it is merged
             cache.layers[layer] = None
         merged_layer.lazy_initialization(buffers[0][:, :, :0], buffers[1][:, :, :0])
         merged_layer.buffers, merged_layer.length = (buffers[0], buffers[1]), longest + width
