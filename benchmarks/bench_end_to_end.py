@@ -1,8 +1,8 @@
 """End to end on a pretrained-size model: the natural suite on a 135M-shape Llama, every metric, timed per phase.
 
 One child process per thread count runs `harness.run.runner.run` on the natural suite at ``--limit`` items per
-cell (exact match and partial credit by greedy generation, multiple choice, gold log-prob) plus a
-cross-entropy task on local text, then the analysis and report, with a fresh cache and output folder. The
+cell (exact match and partial credit by greedy generation, multiple choice, gold log-prob, and the cross-entropy
+of the suite's default corpus; ``--ce-tokens`` adds local text), then the analysis and report, with a fresh cache and output folder. The
 model's methods are wrapped with timers, so the split is load / cross-entropy / likelihood / generation /
 analysis; the child's peak resident memory is its own. See benchmarks/README.md.
 """
@@ -29,14 +29,15 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="llama135m", help="llama135m (random 135M-shape Llama) or a checkpoint folder")
     p.add_argument("--limit", type=int, default=55, help="items per (k, mode, split) cell")
-    p.add_argument("--ce-tokens", type=int, default=20_000, help="tokens of the cross-entropy text (about)")
+    p.add_argument("--ce-tokens", type=int, default=0, help="tokens of an extra cross-entropy text of the repository's "
+                   "prose (about; 0: none, the suite's own default corpus gives the cross-entropy)")
     p.add_argument("--threads", default="2,1", help="thread counts, one child run each")
     p.add_argument("--batch-size", default="auto", help="runner batch size")
-    p.add_argument("--quick", action="store_true", help="--limit 2, 2000 cross-entropy tokens, one thread")
+    p.add_argument("--quick", action="store_true", help="--limit 2, one thread")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.quick:
-        args.limit, args.ce_tokens, args.threads = 2, 2_000, "1"
+        args.limit, args.threads = 2, "1"
     return args
 
 
@@ -104,7 +105,8 @@ def child(spec: dict) -> dict:
     HFModel.loglikelihood_rolling = timed("cross_entropy", HFModel.loglikelihood_rolling)
     HFModel.loglikelihood = timed("likelihood", HFModel.loglikelihood)
     HFModel.generate_until = timed("generation", HFModel.generate_until)
-    config = RunConfig(family=(spec["folder"],), tasks=(spec["task"], spec["ce_task"]), out=spec["out"],
+    tasks = (spec["task"], spec["ce_task"]) if spec["ce_task"] else (spec["task"],)
+    config = RunConfig(family=(spec["folder"],), tasks=tasks, out=spec["out"],
                        batch_size=spec["batch_size"], limit=spec["limit"], device="cpu", cache_dir=spec["cache"])
     started = time.perf_counter()
     run_dir, failures = run(config)
@@ -156,10 +158,10 @@ def main() -> None:
     folder = C.model_folder(args.model, None)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
-        text = ce_text(Path(tmp), folder, args.ce_tokens)
-        task = ce_task(Path(tmp), text)
+        task = ce_task(Path(tmp), ce_text(Path(tmp), folder, args.ce_tokens)) if args.ce_tokens else None
         for threads in [int(t) for t in args.threads.split(",")]:
-            spec = {"threads": threads, "folder": str(folder), "task": "natural_composite.yaml", "ce_task": str(task),
+            spec = {"threads": threads, "folder": str(folder), "task": "natural_composite.yaml",
+                    "ce_task": str(task) if task else None,
                     "out": str(Path(tmp) / f"out-{threads}"), "cache": str(Path(tmp) / f"cache-{threads}"),
                     "batch_size": args.batch_size, "limit": args.limit}
             env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
@@ -179,8 +181,9 @@ def main() -> None:
              "idle machine are lower; cpu_seconds (user + system time of the run) is what the run itself used",
              "peak_rss_raised_mb_<phase>: how much each phase raised the process's peak resident memory",
              "seconds_other: planning, item composition, writing tables (everything outside the timed phases)",
-             f"cross-entropy text: the repository's own prose ({', '.join(TEXT_FILES)}), about "
-             f"{args.ce_tokens} tokens, until the natural suite ships a default corpus",
+             "cross-entropy: the natural suite's own default held-out English corpus (tasks/english_heldout_text.yaml)"
+             + (f", plus the repository's own prose ({', '.join(TEXT_FILES)}), about {args.ce_tokens} tokens"
+                if args.ce_tokens else ""),
              "random weights: generation runs every row to the task's 64-token limit (no stop string appears)"]
     for n in notes:
         print("note:", n)

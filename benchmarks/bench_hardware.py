@@ -90,7 +90,7 @@ def score_once(hf, requests: list) -> dict:
     fresh = HFModel(hf.model, hf.tokenizer, hf.settings, hf.name)
     with C.count_positions(hf.model) as counts:
         results, seconds = C.timed(fresh.loglikelihood, requests)
-    pairs = [encode_pair(hf._encode, c, x, hf.prefix_token_) for c, x in requests]
+    pairs = [encode_pair(hf._encode, r.context, r.continuation, hf.prefix_token_) for r in requests]
     tokens = sum(len(p.context) + len(p.continuation) for p, r in zip(pairs, results) if r.error is None)
     return {"positions": counts["positions"], "tokens": tokens, "seconds": seconds,
             "failed": sum(r.error is not None for r in results)}

@@ -131,9 +131,9 @@ def loglikelihood_run(ours, lm, instances, repeats: int) -> tuple[list[dict], di
     from harness.model.protocol import LoglikelihoodRequest, encode_pair
 
     requests = [LoglikelihoodRequest(*i.args) for i in instances]
-    pairs = [encode_pair(ours._encode, c, x, ours.prefix_token_) for c, x in requests]
+    pairs = [encode_pair(ours._encode, r.context, r.continuation, ours.prefix_token_) for r in requests]
     n_tokens = sum(len(p.context) + len(p.continuation) for p in pairs)
-    lm_pairs = [lm._encode_pair(c, x) for c, x in requests]
+    lm_pairs = [lm._encode_pair(r.context, r.continuation) for r in requests]
     enc_mismatch = sum((p.context, p.continuation) != (list(a), list(b)) for p, (a, b) in zip(pairs, lm_pairs))
     warm = min(8, len(requests))
     fresh(ours).loglikelihood(requests[:warm])

@@ -169,3 +169,25 @@ def test_a_stop_string_spanning_two_tokens_stops_the_row(tokenizer):
                    if len(b) > len(a) and a and (a[-1] + b[len(a)]) not in a)
     result, = HFModel(model, tokenizer, ModelSettings()).generate_until([GenerationRequest(context, (stop,), 20)])
     assert result.n_tokens == k + 2 and result.text == texts[k + 1][:texts[k + 1].index(stop)]
+
+
+def test_stopped_says_whether_a_row_ended_at_a_stop_string_or_eos_or_the_token_limit(tokenizer):
+    import copy
+
+    model = build("gpt_neox", tokenizer)
+    context = f"{FEWSHOT}Question: the dog? Answer:"
+    ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        new = model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=6, pad_token_id=1)[0, len(ids):]
+    second = tokenizer.decode(new[:2].tolist())[len(tokenizer.decode(new[:1].tolist())):]
+    assert second, "the second token must add text for a stop string"
+    requests = [GenerationRequest(context, (), 4), GenerationRequest(context, (second,), 6),
+                GenerationRequest(context, ("never appears \x00",), 3)]
+    got = HFModel(model, tokenizer, ModelSettings(batch_size=4)).generate_until(requests)
+    assert [r.stopped for r in got] == [False, True, False] and got[1].n_tokens == 2
+    ends_at_eos = copy.deepcopy(tokenizer)
+    ends_at_eos.eos_token = tokenizer.convert_ids_to_tokens(int(new[2]))  # the third greedy token is now EOS
+    result, = HFModel(model, ends_at_eos, ModelSettings()).generate_until([GenerationRequest(context, (), 6)])
+    assert result.stopped is True and result.n_tokens == 3
+    failed, = HFModel(model, tokenizer, ModelSettings(max_length=8)).generate_until([requests[0]])
+    assert failed.error and failed.stopped is None

@@ -160,6 +160,30 @@ def prefix_inputs(kv: list, mask: torch.Tensor, prefix_len: int, cache_kw: str) 
     }
 
 
+PAD_SLACK = 0.125
+"""Largest share of padding a forward of rows sorted by length may carry before it is split in two."""
+
+
+def low_padding_chunks(lengths: Sequence[int], most: int, slack: float = PAD_SLACK) -> list[range]:
+    """Consecutive chunks of at most `most` rows (sorted by length, either way) whose padding to their own
+    longest row is at most `slack` of the chunk's padded positions (a row alone is always a chunk).
+
+    One forward padded to its longest row wastes positions on the shorter ones: prefixes of different few-shot
+    prompts differ by a hundred tokens, and a CPU forward's cost grows with every padded position.
+    """
+    chunks: list[range] = []
+    start, width, total = 0, 0, 0
+    for i, n in enumerate(lengths):
+        wider = max(width, n)
+        if i > start and (i - start >= most or wider * (i - start + 1) - (total + n) > slack * wider * (i - start + 1)):
+            chunks.append(range(start, i))
+            start, wider, total = i, n, 0
+        width, total = wider, total + n
+    if len(lengths) > start:
+        chunks.append(range(start, len(lengths)))
+    return chunks
+
+
 def stack_caches(parts: Sequence[list], length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per layer, the (keys, values) of several batched prefix forwards concatenated over rows, their
     time axis right-padded to `length` (padded slots are masked by whoever reads them)."""

@@ -18,8 +18,8 @@ from typing import Any, Callable, Sequence
 import torch
 
 from harness.model.batching import (
-    RowPlan, Scores, TokenRequest, gather, length_failure, logprob_gap, pad_rows, plain_positions, plan_rows,
-    prefix_inputs, select_cache, stack_caches, unsafe_cache_reason,
+    RowPlan, Scores, TokenRequest, gather, length_failure, logprob_gap, low_padding_chunks, pad_rows, plain_positions,
+    plan_rows, prefix_inputs, select_cache, stack_caches, unsafe_cache_reason,
 )
 from harness.model.hf_load import is_oom
 from harness.model.memory_bounds import MemoryBounds
@@ -197,6 +197,10 @@ class TokenScoring(MemoryBounds):
         parts: list[list] = []
 
         def run(chunk: list[tuple[int, ...]]) -> None:
+            for rows in low_padding_chunks([len(p) for p in chunk], len(chunk)):
+                run_padded(chunk[rows.start:rows.stop])
+
+        def run_padded(chunk: list[tuple[int, ...]]) -> None:
             # Right padding after a prefix cannot change it: causal attention never looks ahead.
             ids, _ = pad_rows(chunk, self.pad_token_)
             kwargs = {"input_ids": ids.to(self.device_), "use_cache": True}

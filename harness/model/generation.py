@@ -16,7 +16,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
 
-from harness.model.batching import common_prefix, select_cache
+from harness.model.batching import common_prefix, low_padding_chunks, select_cache
 from harness.model.protocol import GenerationRequest, GenerationResult, truncate_at_stop
 from harness.model.forward_engine import last_logits_only, tolerance
 from harness.model.growing_cache import GrowingLayer, growing_cache
@@ -75,7 +75,7 @@ class _Row:
     def __init__(self, request: GenerationRequest, eos: int | None) -> None:
         self.request, self.eos = request, eos
         self.tokens: list[int] = []
-        self.checked, self.near_tie, self.error = 0, False, None
+        self.checked, self.near_tie, self.error, self.eos_seen = 0, False, None, False
         self.longest_stop = max((len(s) for s in request.stop), default=0)
 
     def step(self, token: int, gap: float, finite: bool, tokenizer: Any) -> bool:
@@ -85,7 +85,8 @@ class _Row:
             self.error = "non-finite logits (NaN or inf) during generation"
             return True
         self.near_tie = self.near_tie or gap < NEAR_TIE
-        if token == self.eos or len(self.tokens) >= self.request.max_new_tokens:
+        self.eos_seen = token == self.eos
+        if self.eos_seen or len(self.tokens) >= self.request.max_new_tokens:
             return True
         return bool(self.request.stop) and self._stopped(tokenizer)
 
@@ -101,54 +102,54 @@ class _Row:
         if self.error:
             return Greedy(GenerationResult("", n, self.error), self.near_tie)
         text, found = truncate_at_stop(tokenizer.decode(self.tokens, skip_special_tokens=True), self.request.stop)
-        stopped = found or (n > 0 and self.tokens[-1] == self.eos)
-        return Greedy(GenerationResult(text, n, stopped=stopped), self.near_tie)
+        return Greedy(GenerationResult(text, n, stopped=found or self.eos_seen), self.near_tie)
 
 
 PREFILL_ROWS = 8
-"""Rows per prefill forward: a batch (sorted by suffix length) prefills in chunks padded to their own longest
-suffix, not the batch's, and their caches are merged, left-padded, for decoding."""
+"""Most rows per prefill forward: a batch (sorted by suffix length) prefills in chunks padded to their own longest
+suffix, not the batch's (`low_padding_chunks`), and their caches are merged, left-padded, for decoding."""
 
 
 def _chunked_prefill(model: Any, kwargs: dict[str, Any], cache_kw: str, caches: list | None, slots: list[int],
-                     longest: int, room: int) -> tuple[torch.Tensor, Any]:
-    """First-step logits and a `GrowingLayer` cache of the whole batch, prefilled `PREFILL_ROWS` rows at a time.
+                     longest: int, room: int) -> tuple[torch.Tensor, Any, list[int]]:
+    """First-step logits, a `GrowingLayer` cache of the whole batch and each row's left padding in its own
+    prefill chunk, prefilled in chunks of at most `PREFILL_ROWS` rows with little padding.
 
     Row b's keys sit at the same slots as in one batched prefill (`left_padded_inputs`); the padding slots
     between prefix and suffix of a chunk narrower than the batch hold zeros and are masked.
     """
     ids, mask, positions = kwargs["input_ids"], kwargs["attention_mask"], kwargs["position_ids"]
     n_rows, width = ids.shape
-    parts, logits = [], []
-    for start in range(0, n_rows, PREFILL_ROWS):
-        rows = slice(start, start + PREFILL_ROWS)
-        own = int((mask[rows, longest:].sum(1)).max())  # this chunk's longest suffix
+    parts, logits, suffixes, pads = [], [], mask[:, longest:].sum(1).tolist(), []
+    for chunk in low_padding_chunks(suffixes, PREFILL_ROWS):
+        rows = slice(chunk.start, chunk.stop)
+        own = max(suffixes[rows])  # this chunk's longest suffix
+        pads += [own - n for n in suffixes[rows]]
         chunk_mask = torch.cat([mask[rows, :longest], mask[rows, longest + width - own:]], dim=1)
         cache = growing_cache(0, caches, slots[rows], longest)
         out = model(**{**kwargs, "input_ids": ids[rows, width - own:], "attention_mask": chunk_mask,
                        "position_ids": positions[rows, width - own:], cache_kw: cache})
         logits.append(out.logits[:, -1].float())
-        parts.append((own, _cache_of(out)))
+        parts.append((rows, own, _cache_of(out)))
     merged = growing_cache(room)
-    for layer in range(len(parts[0][1].layers)):
+    for layer in range(len(parts[0][2].layers)):
         merged_layer = GrowingLayer(room)
         buffers = []
         for which in (0, 1):
-            first = parts[0][1].layers[layer].buffers[which]
+            first = parts[0][2].layers[layer].buffers[which]
             buffer = first.new_zeros((n_rows, first.shape[1], longest + width + room, first.shape[-1]))
-            for c, (own, cache) in enumerate(parts):
+            for rows, own, cache in parts:
                 held = cache.layers[layer].buffers[which]
-                rows = slice(c * PREFILL_ROWS, c * PREFILL_ROWS + held.shape[0])
                 buffer[rows, :, :longest] = held[:, :, :longest]
                 buffer[rows, :, longest + width - own:longest + width] = held[:, :, longest:longest + own]
             buffers.append(buffer)
-        for _, cache in parts:  # free each chunk's layer as soon as it is merged
+        for _, _, cache in parts:  # free each chunk's layer as soon as it is merged
             cache.layers[layer] = None
         merged_layer.lazy_initialization(buffers[0][:, :, :0], buffers[1][:, :, :0])
         merged_layer.buffers, merged_layer.length = (buffers[0], buffers[1]), longest + width
         merged_layer.keys, merged_layer.values = buffers[0][:, :, :longest + width], buffers[1][:, :, :longest + width]
         merged.layers.append(merged_layer)
-    return torch.cat(logits), merged
+    return torch.cat(logits), merged, pads
 
 
 def generation_rows(contexts: dict[int, list[int]], reuse: bool, min_tokens: int
@@ -223,7 +224,8 @@ def left_padded_inputs(batch: Sequence[GenRow], pad_token: int, device: torch.de
 @torch.inference_mode()
 def greedy_batch(model: Any, tokenizer: Any, batch: Sequence[GenRow], requests: Sequence[GenerationRequest],
                  caches: list | None, pad_token: int, cache_kw: str = "past_key_values",
-                 first_logits: Callable[[torch.Tensor], None] | None = None, grow: bool = False) -> list[Greedy]:
+                 first_logits: Callable[[torch.Tensor, list[int]], None] | None = None, grow: bool = False
+                 ) -> list[Greedy]:
     """Greedy continuations of a batch of rows of any lengths, each stopped on its own.
 
     Args:
@@ -234,7 +236,8 @@ def greedy_batch(model: Any, tokenizer: Any, batch: Sequence[GenRow], requests: 
         caches: Per layer, stacked (keys, values) of the window's prefixes; None when no row has a prefix.
         pad_token: Token id of padding.
         cache_kw: Name of the model's cache argument.
-        first_logits: Called with the float32 logits of the first step (one-time checks).
+        first_logits: Called with the float32 logits of the first step and each row's padded key slots in its
+            prefill forward (one-time checks).
         grow: Cache keys and values in `GrowingLayer`s (only for models whose every layer is plain attention).
 
     Returns:
@@ -248,14 +251,17 @@ def greedy_batch(model: Any, tokenizer: Any, batch: Sequence[GenRow], requests: 
     slots = [r.slot for r in batch]
     if grow:
         room = max(requests[r.index].max_new_tokens for r in batch)
-        logits, cache = _chunked_prefill(model, kwargs, cache_kw, caches if longest else None, slots, longest, room)
+        logits, cache, pads = _chunked_prefill(model, kwargs, cache_kw, caches if longest else None, slots, longest,
+                                               room)
     else:
         if longest:
             kwargs[cache_kw] = select_cache(caches, slots, longest)
         out = model(**kwargs)
         logits, cache = out.logits[:, -1].float(), _cache_of(out)
     if first_logits is not None:
-        first_logits(logits)
+        if not grow:
+            pads = [ids.shape[1] - (len(r.tokens) - r.prefix) for r in batch]
+        first_logits(logits, [pad + longest - r.prefix for pad, r in zip(pads, batch)])
     rows = [_Row(requests[r.index], tokenizer.eos_token_id) for r in batch]
     active = list(range(len(batch)))
     next_position = positions[:, -1] + 1
@@ -326,7 +332,8 @@ class GreedyGeneration:
 
         def run(chunk: list[GenRow]) -> None:
             nonlocal done
-            check = None if self.generation_verified_ else (lambda logits: self._verify_generation(chunk, logits))
+            check = None if self.generation_verified_ else (
+                lambda logits, pads: self._verify_generation(chunk, logits, pads))
             for row, greedy in zip(chunk, greedy_batch(self.model, self.tokenizer, chunk, requests, caches,
                                                        self.pad_token_, self._cache_kw, check,
                                                        grow=self.attention_span_ is None)):
@@ -345,12 +352,14 @@ class GreedyGeneration:
                 rows = [r if self.prefix_reuse_ else r._replace(prefix=0, slot=0)
                         for r in rows if results[r.index] is None]
 
-    def _verify_generation(self, chunk: list[GenRow], logits: torch.Tensor) -> None:
-        """Once per model: the first-step logits of the most padded row against a plain forward of its whole
-        context; a mismatch turns prefix reuse off (or, without reuse, batching) and redoes the batch."""
-        b = max(range(len(chunk)), key=lambda j: (chunk[j].prefix > 0, -len(chunk[j].tokens)))
-        if len(chunk) == 1 and not chunk[b].prefix:
-            return  # a plain row: nothing to check
+    def _verify_generation(self, chunk: list[GenRow], logits: torch.Tensor, pads: list[int]) -> None:
+        """Once per model: the first-step logits of the most padded row (padded key slots in its own prefill
+        forward) against a plain forward of its whole context; a mismatch turns prefix reuse off (or, without
+        reuse, batching) and redoes the batch. A batch of plain rows without padding has nothing to check (the next
+        batch is checked)."""
+        b = max(range(len(chunk)), key=lambda j: (pads[j] > 0, chunk[j].prefix > 0, pads[j]))
+        if not pads[b] and not chunk[b].prefix:
+            return  # plain rows, none padded: nothing that batching changes
         ids = torch.tensor([chunk[b].tokens], dtype=torch.long, device=logits.device)
         plain = self.model(input_ids=ids, use_cache=False, **last_logits_only(self.model)).logits[0, -1].float()
         error = float((torch.log_softmax(plain, -1) - torch.log_softmax(logits[b], -1)).abs().max())
