@@ -33,9 +33,13 @@ def _copy(source: Path, out: Path, old: str, new: str) -> None:
         table.to_parquet(out / name, index=False)
 
 
-def snapshot(run_dir: Path, out: Path = SNAPSHOT) -> None:
-    """Writes the run's manifest and tables to `out`, paths inside the checkout made relative."""
-    _copy(run_dir, out, str(ROOT), PLACEHOLDER)
+def snapshot(run_dir: Path, out: Path = SNAPSHOT, family: Path | None = None) -> None:
+    """Writes the run's manifest and tables to `out`, paths inside the checkout made relative (and a family folder
+    outside it, when given, written as ``<family>``)."""
+    if family is None:
+        _copy(run_dir, out, str(ROOT), PLACEHOLDER)
+    else:
+        _copy(run_dir, out, str(family.resolve()), "<family>")
 
 
 def restore(out: Path, snapshot_dir: Path = SNAPSHOT) -> None:
@@ -45,4 +49,8 @@ def restore(out: Path, snapshot_dir: Path = SNAPSHOT) -> None:
 
 
 if __name__ == "__main__":
-    snapshot(Path(sys.argv[1]))
+    # python benchmarks/snapshot_main_job.py RUN [OUT FAMILY_DIR]: the v2 evidence run is kept this way too
+    if len(sys.argv) == 4:
+        snapshot(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))
+    else:
+        snapshot(Path(sys.argv[1]))

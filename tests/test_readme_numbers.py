@@ -64,3 +64,11 @@ def test_readme_family_tables_are_regenerated_by_the_committed_command(analysed_
 def test_readme_findings_are_regenerated_by_the_committed_command(analysed_run):
     missing = _missing(_printed("readme_findings.py", analysed_run))
     assert not missing, f"README lacks blocks printed by readme_findings.py, e.g.:\n{missing[0][:300]}"
+
+
+def test_readme_v2_family_tables_are_regenerated_by_the_committed_command():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "readme_family_table.py"),
+                          str(ROOT / "benchmarks" / "results" / "v2_seed0"), "--layout", "v2", "--size", "n1m"],
+                         cwd=ROOT, check=True, capture_output=True, text=True, env=_env()).stdout
+    missing = _missing(out)
+    assert not missing, f"README lacks blocks printed for the v2 run, e.g.:\n{missing[0][:300]}"
