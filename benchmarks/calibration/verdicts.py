@@ -68,7 +68,7 @@ def emergence_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
 def _gap_run(sc: Scenario, seed: int) -> tuple[float, float]:
     """(fraction of cells whose gap interval excludes 0, same at the largest trained k)."""
     p, _, _ = analysed(sc, seed)
-    out, _ = steps.seen_heldout(p.sums, p.weights, p.config)
+    out, _ = steps.seen_heldout(p.sums, p.weights, p.clusters, p.config)
     t = out["seen_heldout"]
     t = t[(t["metric"] == "exact_match") & t["gap_lo"].notna()]
     excl = ((t["gap_lo"] > 0) | (t["gap_hi"] < 0)).to_numpy()

@@ -129,7 +129,7 @@ def _run_steps(p: Prepared, tables: dict[str, pd.DataFrame], analyses: dict[str,
         slopes = run("collapse", steps.collapse, *comp, cfg, feeds=True)
         run("ag_cor13", steps.ag_cor13, *comp, p.sums, cfg)
         run("composable_k", steps.composable, comp[0], cfg, seed, n_boot, slopes)
-    run("seen_heldout", steps.seen_heldout, p.sums, p.weights, cfg)
+    run("seen_heldout", steps.seen_heldout, p.sums, p.weights, p.clusters, cfg)
     run("paired", steps.paired, p.records, ck, cfg, seed, n_boot)
     format_share = run("failure_kinds", beyond_steps.failure_kinds, p.records, cfg, feeds=True)
     by_shots = run("slingshot", beyond_steps.slingshot, p.records, p.clusters, p.weights, ex, cfg, format_share,

@@ -22,6 +22,7 @@ from harness.analysis.generalization import seen_heldout_table
 from harness.analysis.paired import PAIRED_COLUMNS, paired_comparison
 from harness.analysis.product_rule import MIN_EXPECTED, MIN_PREDICTED, product_rule_table, single_skill_rates
 from harness.analysis.result import MISSING, AnalysisConfig, summary_records
+from harness.analysis.slingshot import inside_seen
 from harness.records import SINGLE_MODE
 
 Output = tuple[dict[str, pd.DataFrame], dict[str, Any]]
@@ -259,14 +260,16 @@ def composable(competence: pd.DataFrame, cfg: AnalysisConfig, seed: int, n_boot:
         "reason": reason}
 
 
-def seen_heldout(sums: pd.DataFrame, weights: np.ndarray, cfg: AnalysisConfig) -> Output:
-    """Seen minus held-out competence; the comparison that can be read is at the largest trained k only.
+def seen_heldout(sums: pd.DataFrame, weights: np.ndarray, clusters: pd.DataFrame, cfg: AnalysisConfig) -> Output:
+    """Seen minus held-out competence, over all k and at the largest trained k.
 
-    A family trained on pieces of up to k_max skills, split per k, still shows held-out pairs and
-    triples inside seen larger training pieces, so only tuples of the largest trained k were truly
-    never together in training.
+    A family split per k (v1) still shows held-out pairs and triples inside seen larger training pieces, so
+    only tuples of the largest trained k were truly never together in training; a downward-closed split (v2)
+    has none. Which case a run is in is read from its own tuples (`slingshot.inside_seen`): the caveat is
+    given only when some held-out tuple lies inside a seen larger trained tuple of the run.
     """
     table = seen_heldout_table(sums, weights)
+    inside = inside_seen(clusters, cfg.trained_ks)
     main = table[table["metric"] == cfg.metric]
     excludes = ((main["gap_lo"] > 0) | (main["gap_hi"] < 0)).sum()
     reason = _empty_reason(table, "gap", "needs composite items of both splits")
@@ -279,9 +282,10 @@ def seen_heldout(sums: pd.DataFrame, weights: np.ndarray, cfg: AnalysisConfig) -
                                      "mean_gap_largest_k": at_top["gap"].mean() if len(at_top) else np.nan,
                                      "n_cells_largest_k": int(at_top["gap"].notna().sum()),
                                      "n_cells_ci_excludes_0_largest_k": int(top_excludes),
+                                     "n_heldout_inside_seen": len(inside),
                                      "caveat": ("held-out tuples of k below the largest trained k occur inside seen "
                                                 "larger training pieces: only the largest trained k compares truly "
-                                                "unseen combinations"),
+                                                "unseen combinations") if inside else None,
                                      "reason": reason}
 
 

@@ -180,12 +180,15 @@ def _generalization(data: ReportData) -> str:
     n_bad_ck = int(data.checkpoints["error"].map(lambda e: not is_missing(e)).sum())
     not_ok = [n for n, e in s.get("analyses", {}).items() if e.get("status") != "ok"]
     top = entry.get("largest_trained_k")
-    at_top = (f" At k = {top}, the largest trained k (the only one whose held-out tuples were never together in "
-              f"training): mean {value(entry, 'mean_gap_largest_k')}, interval excludes 0 in "
+    nested = bool(entry.get("caveat"))
+    at_top = (f" At k = {top}, the largest trained k{' (the only one whose held-out tuples were never together in training)' if nested else ''}: "
+              f"mean {value(entry, 'mean_gap_largest_k')}, interval excludes 0 in "
               f"{value(entry, 'n_cells_ci_excludes_0_largest_k')} of {value(entry, 'n_cells_largest_k')} cells."
               if top is not None else "")
     caveat = (" Smaller held-out tuples occur inside seen larger training pieces, so over all k the gap does not "
-              "measure generalization to unseen combinations." if top is not None else "")
+              "measure generalization to unseen combinations." if top is not None and nested else
+              " No held-out tuple lies inside a seen larger tuple of this run (a downward-closed split), so every k "
+              "compares combinations never trained together." if top is not None else "")
     return (f"<h3>Seen vs held-out, and failures</h3><ul><li><b>Seen − held-out gap:</b>{at_top}{caveat} Over all "
             f"k: mean {value(entry, 'mean_gap')}; interval excludes 0 in {value(entry, 'n_cells_ci_excludes_0')} of "
             f"{value(entry, 'n_cells')} cells (positive = memorized combinations do better).</li>"

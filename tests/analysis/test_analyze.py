@@ -143,3 +143,19 @@ def test_competence_curves_use_the_fewest_shots_when_a_suite_has_a_shots_axis(ag
     with_axis = analyze(pd.concat([records, more_shots], ignore_index=True), checkpoints, n_boot=20)
     pd.testing.assert_frame_equal(plain.competence, with_axis.competence)
     assert with_axis.summary["shot_counts"] == [0, 2]
+
+
+def test_seen_heldout_caveat_is_given_only_when_held_out_tuples_sit_inside_seen_larger_ones(ag_family):
+    from harness.analysis.analyze import prepare
+    from harness.analysis.result import AnalysisConfig
+    from harness.analysis.slingshot import inside_seen
+    from harness.records import skill_set_key
+
+    records, checkpoints = ag_family
+    nested = inside_seen(prepare(records, checkpoints, 0, 5, AnalysisConfig()).clusters)
+    assert nested, "the synthetic family must have held-out tuples inside seen larger ones for this test"
+    keys = records["skills"].map(skill_set_key)
+    closed = records[~keys.isin(nested)]
+    caveat = lambda recs: analyze(recs, checkpoints, n_boot=5).summary["analyses"]["seen_heldout"]["caveat"]  # noqa: E731
+    assert caveat(records) and "inside seen" in caveat(records)
+    assert caveat(closed) is None
