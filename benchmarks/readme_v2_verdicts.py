@@ -63,7 +63,7 @@ def main() -> None:
     for label in columns[0]:
         values = [c.get(label, "n/a") for c in columns]
         heads = {re.split(r"[,:\[]", v)[0].strip() for v in values}
-        agree = "-" if any(re.match(r"[\d.+-]", h) for h in heads) else "yes" if len(heads) == 1 else "no"
+        agree = "-" if any(re.fullmatch(r"[\d.\s/+-]+|\d+ of \d+", h) for h in heads) else "yes" if len(heads) == 1 else "no"
         print(f"| {label} | " + " | ".join(values) + f" | {agree} |")
 
 
