@@ -89,7 +89,7 @@ def emergence(tables: dict, ck: pd.DataFrame, analyses: dict) -> list[str]:
     return lines
 
 
-def theory(tables: dict, analyses: dict, labels: pd.Series) -> list[str]:
+def theory(tables: dict, analyses: dict, labels: pd.Series, ck_loss: pd.Series) -> list[str]:
     col = analyses["collapse"]
     lines = []
     tests = "; ".join(
@@ -114,20 +114,27 @@ def theory(tables: dict, analyses: dict, labels: pd.Series) -> list[str]:
                  f"{ag.get('linear_law') or 'no interval'}.")
     pr = analyses["product_rule"]
     table = tables["product_rule"].assign(label=lambda t: t["checkpoint_id"].map(labels))
-    before = table[(table["label"] == "n400k@2000") & (table["mode"] == "conjunction") & (table["k"] == 4)]
-    last = table[(table["label"] == "n400k@4000") & (table["k"] <= 4)]
-    b = before.iloc[0] if len(before) else None
+    table = table.assign(loss=table["checkpoint_id"].map(ck_loss))
+    top_k = max(col["trained_ks"] or [4])
+    cells = table[(table["mode"] == "conjunction") & (table["k"] == top_k)]
+    gap = pd.to_numeric(cells["predicted"], errors="coerce") - pd.to_numeric(cells["observed"], errors="coerce")
+    b = cells.loc[gap.idxmax()] if gap.notna().any() else None
+    lowest = table.loc[table["loss"].idxmin(), "label"] if table["loss"].notna().any() else None
+    last = table[(table["label"] == lowest) & (table["k"] <= top_k)]
+    example = (f"{b['label']} conjunction k = {top_k}: {_f(b['observed'])} observed vs {_f(b['predicted'])} predicted"
+               if b is not None else "n/a")
     lines.append(f"- **Product rule** (raw product of single-skill rates, both sides chance-corrected with the "
-                 f"composite's chance): before the composite jump the product far over-predicts (n400k@2000 "
-                 f"conjunction k = 4: {_f(b['observed'])} observed vs {_f(b['predicted'])} predicted); on the "
-                 f"lowest-loss checkpoint (n400k@4000) the ratios of k = 2-4 are {_f(last['ratio'].min())}-"
+                 f"composite's chance): where the product over-predicts most ({example}); on the lowest-loss "
+                 f"checkpoint ({lowest}) the ratios of k = 2-{top_k} are {_f(last['ratio'].min())}-"
                  f"{_f(last['ratio'].max())}. Median over the {pr['n_ratio_cells']} informative cells of trained k: "
                  f"{_f(pr['median_ratio'])}; beyond the trained k: {_f(pr.get('median_ratio_out_of_distribution'))}.")
     ood = analyses["collapse"]["out_of_distribution"]
     top = max(o["max_competence"] for o in ood) if ood else float("nan")
-    lines.append(f"- **k = 5, 6** (longer than any training piece) stay at {top:.2f} at every checkpoint: "
-                 "composition does not extend beyond the trained k here. These cells are reported apart and left "
-                 "out of the collapse test, Cor. 13, the largest composable k and the product-rule median.")
+    beyond = ", ".join(str(k) for k in sorted({int(o["k"]) for o in ood})) or "none"
+    reach = ("stay at {:.2f} at every checkpoint: composition does not extend beyond the trained k here" if top < 0.05
+             else "reach {:.2f} at best: composition extends beyond the trained k").format(top)
+    lines.append(f"- **k = {beyond}** (more skills than any training piece) {reach}. These cells are reported apart "
+                 "and left out of the collapse test, Cor. 13, the largest composable k and the product-rule median.")
     return lines
 
 
@@ -206,7 +213,7 @@ def main() -> None:
     lines = [f"What these numbers say (run `{summary['run_id']}`; every number below is printed by `emergence run` "
              f"then `python benchmarks/readme_findings.py results/{summary['run_id']}`; how far each test can be "
              "trusted is in \"How far to trust the verdicts\"):", cross_entropy(ck)]
-    lines += emergence(tables, ck, analyses) + [skill_loss(run, tables)] + theory(tables, analyses, ck.set_index("checkpoint_id")["label"]) + generalization(analyses) + beyond(analyses) + forecast(analyses)
+    lines += emergence(tables, ck, analyses) + [skill_loss(run, tables)] + theory(tables, analyses, ck.set_index("checkpoint_id")["label"], ck.set_index("checkpoint_id")["loss"]) + generalization(analyses) + beyond(analyses) + forecast(analyses)
     import textwrap
 
     print("\n".join(textwrap.fill(line, width=100, subsequent_indent="  " if line.startswith("- ") else "",
