@@ -156,12 +156,16 @@ def skill_loss(run: Path, tables: dict) -> str:
 
 def generalization(analyses: dict) -> list[str]:
     sh = analyses["seen_heldout"]
-    return [f"- **Held-out tuples**: at k = {sh['largest_trained_k']}, the largest trained k and the only one whose "
-            f"held-out tuples were never together in a training piece, the mean seen - held-out gap is "
-            f"{_f(sh['mean_gap_largest_k'], 3)} ({sh['n_cells_ci_excludes_0_largest_k']} of "
-            f"{sh['n_cells_largest_k']} cell intervals exclude 0). Over all k the mean gap is "
-            f"{_f(sh['mean_gap'], 3)}, but held-out pairs and triples occur inside seen larger training pieces, "
-            "so that is not evidence of generalization to unseen combinations."]
+    top = (f"at k = {sh['largest_trained_k']}, the largest trained k{{only}}, the mean seen - held-out gap is "
+           f"{_f(sh['mean_gap_largest_k'], 3)} ({sh['n_cells_ci_excludes_0_largest_k']} of "
+           f"{sh['n_cells_largest_k']} cell intervals exclude 0)")
+    if sh.get("caveat"):
+        return [f"- **Held-out tuples**: {top.format(only=' and the only one whose held-out tuples were never together in a training piece')}. "
+                f"Over all k the mean gap is {_f(sh['mean_gap'], 3)}, but held-out pairs and triples occur inside "
+                "seen larger training pieces, so that is not evidence of generalization to unseen combinations."]
+    return [f"- **Held-out tuples** (no held-out tuple lies inside a seen larger one: every k compares combinations "
+            f"never trained together): {top.format(only='')}; over all k the mean gap is {_f(sh['mean_gap'], 3)} "
+            f"({sh['n_cells_ci_excludes_0']} of {sh['n_cells']} cell intervals exclude 0)."]
 
 
 def forecast(analyses: dict) -> list[str]:
@@ -169,7 +173,15 @@ def forecast(analyses: dict) -> list[str]:
     return ["- **Forecast** of the 2 lowest-loss checkpoints from the others (95% cluster-bootstrap prediction "
             "intervals, exact match): share inside, per form: "
             + ", ".join(f"{f} {v:.2f}" for f, v in cov.items()) + ". A correct form covers about 0.95 in the "
-            "calibration study, so none of the three forms extrapolates these curves reliably."]
+            "calibration study, so " + _forecast_reading(cov)]
+
+
+def _forecast_reading(cov: dict) -> str:
+    """Which forms extrapolate as a correct form would (share inside >= 0.9), read from the coverage."""
+    good = [f for f, v in cov.items() if v >= 0.9]
+    if not good:
+        return "none of the forms extrapolates these curves reliably."
+    return f"{' and '.join(good)} extrapolate{'s' if len(good) == 1 else ''} these curves as a correct form would."
 
 
 def _untestable(entry: dict | None, name: str) -> str | None:
