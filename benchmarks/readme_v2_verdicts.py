@@ -47,6 +47,7 @@ def verdicts(run_dir: Path) -> dict[str, str]:
     gap = analyses["seen_heldout"]
     out["held-out gap intervals excluding 0, largest trained k"] = (
         f"{gap['n_cells_ci_excludes_0_largest_k']} of {gap['n_cells_largest_k']}")
+    out["held-out gap intervals excluding 0, all k"] = f"{gap['n_cells_ci_excludes_0']} of {gap['n_cells']}"
     out["failure law vs A&G's linear law"] = analyses["ag_failure"].get("linear_law") or "n/a"
     trend = analyses["shots"].get("trend", [])
     excl = sum(1 for t in trend if t["mean_gain_lo"] > 0 or t["mean_gain_hi"] < 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -72,3 +73,14 @@ def test_readme_v2_family_tables_are_regenerated_by_the_committed_command():
                          cwd=ROOT, check=True, capture_output=True, text=True, env=_env()).stdout
     missing = _missing(out)
     assert not missing, f"README lacks blocks printed for the v2 run, e.g.:\n{missing[0][:300]}"
+
+
+def test_readme_v2_verdicts_are_regenerated_by_the_committed_command(tmp_path):
+    run = tmp_path / "seed0"
+    shutil.copytree(ROOT / "benchmarks" / "results" / "v2_seed0", run)
+    subprocess.run([sys.executable, "-m", "harness", "analyze", str(run), "--trained-k", "1", "2", "3", "4"], cwd=ROOT,
+                   check=True, capture_output=True, env={**_env(), "EMERGENCE_CACHE_DIR": str(tmp_path / "cache")})
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "readme_v2_verdicts.py"), str(run)], cwd=ROOT,
+                         check=True, capture_output=True, text=True, env=_env()).stdout
+    missing = _missing(out)
+    assert not missing, f"README lacks the v2 verdicts printed for seed 0, e.g.:\n{missing[0][:300]}"
