@@ -75,12 +75,20 @@ def test_readme_v2_family_tables_are_regenerated_by_the_committed_command():
     assert not missing, f"README lacks blocks printed for the v2 run, e.g.:\n{missing[0][:300]}"
 
 
+V2_SEEDS = tuple(sorted(p.name.removeprefix("v2_") for p in (ROOT / "benchmarks" / "results").glob("v2_seed*")))
+"""The v2 build seeds whose run tables are committed (one README column each)."""
+
+
 def test_readme_v2_verdicts_are_regenerated_by_the_committed_command(tmp_path):
-    run = tmp_path / "seed0"
-    shutil.copytree(ROOT / "benchmarks" / "results" / "v2_seed0", run)
-    subprocess.run([sys.executable, "-m", "harness", "analyze", str(run), "--trained-k", "1", "2", "3", "4"], cwd=ROOT,
-                   check=True, capture_output=True, env={**_env(), "EMERGENCE_CACHE_DIR": str(tmp_path / "cache")})
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "readme_v2_verdicts.py"), str(run)], cwd=ROOT,
+    runs = []
+    for seed in V2_SEEDS:
+        run = tmp_path / seed
+        shutil.copytree(ROOT / "benchmarks" / "results" / f"v2_{seed}", run)
+        subprocess.run([sys.executable, "-m", "harness", "analyze", str(run), "--trained-k", "1", "2", "3", "4"],
+                       cwd=ROOT, check=True, capture_output=True,
+                       env={**_env(), "EMERGENCE_CACHE_DIR": str(tmp_path / "cache")})
+        runs.append(str(run))
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "readme_v2_verdicts.py"), *runs], cwd=ROOT,
                          check=True, capture_output=True, text=True, env=_env()).stdout
     missing = _missing(out)
-    assert not missing, f"README lacks the v2 verdicts printed for seed 0, e.g.:\n{missing[0][:300]}"
+    assert not missing, f"README lacks the v2 verdicts printed for {V2_SEEDS}, e.g.:\n{missing[0][:300]}"
