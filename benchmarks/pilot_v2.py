@@ -6,7 +6,7 @@ shipped family. Trains with `build_family` (per-size steps and lr by the v2 rule
 exact match at k = 1..4 and, at k = 5..8, the share of format and skill failures
 (`harness.records.answer_failure`). See README "Reference family v2".
 
-    OMP_NUM_THREADS=1 python benchmarks/pilot_v2.py --out /tmp/v2-pilot
+    OMP_NUM_THREADS=1 python benchmarks/pilot_v2.py --out DIR
 """
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ README holds exactly what ``readme_family_table.py`` and ``readme_findings.py`` 
 """
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -40,6 +41,9 @@ def snapshot(run_dir: Path, out: Path = SNAPSHOT, family: Path | None = None) ->
         _copy(run_dir, out, str(ROOT), PLACEHOLDER)
     else:
         _copy(run_dir, out, str(family.resolve()), "<family>")
+    manifest = out / "manifest.json"  # the result cache and output folders are this machine's, not the run's
+    text = re.sub(r'"cache_dir": "[^"]*"', '"cache_dir": "<cache>"', manifest.read_text())
+    manifest.write_text(text.replace(f'"{run_dir.resolve().parent}"', '"<out>"'))
 
 
 def restore(out: Path, snapshot_dir: Path = SNAPSHOT) -> None:
