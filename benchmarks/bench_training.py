@@ -17,7 +17,8 @@ import _common as C
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default="tiny", help="tiny (default), default (about 20 min on 2 cores) or large")
+    p.add_argument("--preset", default="tiny", help="tiny (default), default (the shipped v2 family), v1 or large")
+    p.add_argument("--workers", type=int, default=None, help="sizes trained side by side (default: as `zoo build`)")
     p.add_argument("--steps", type=int, default=None, help="override the preset's optimizer steps")
     p.add_argument("--seed", type=int, default=0, help="weight-initialisation seed")
     p.add_argument("--threads", type=int, default=None, help="training threads (default: the preset's own)")
@@ -29,29 +30,18 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def build_timed(preset, keep: str | None, seed: int) -> tuple[list, float, dict]:
+def build_timed(preset, keep: str | None, seed: int, workers: int) -> tuple[list, float, dict]:
     """Runs `build_family`; returns each size's `SizeResult`, the total seconds and (non-embedding, total) params."""
     import harness.zoo.family as family
 
     results = []
-    original = family.train_size
-
-    def timed_train_size(*a, **kw):
-        out = original(*a, **kw)
-        results.append(out)
-        return out
-
-    family.train_size = timed_train_size  # per-size SizeResult (seconds, losses); build_family is otherwise untouched
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
-            out = Path(keep).resolve() if keep else Path(tmp) / preset.name
-            started = time.perf_counter()
-            family.build_family(preset, out, seed=seed, progress=False)
-            total = time.perf_counter() - started
-            params = {s.name: (C.nonembedding_params(out / s.name), _total_params(out / s.name)) for s in preset.sizes}
-    finally:
-        family.train_size = original
-    return results, total, params
+    with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
+        out = Path(keep).resolve() if keep else Path(tmp) / preset.name
+        started = time.perf_counter()
+        family.build_family(preset, out, seed=seed, progress=False, workers=workers, on_size=results.append)
+        total = time.perf_counter() - started
+        params = {s.name: (C.nonembedding_params(out / s.name), _total_params(out / s.name)) for s in preset.sizes}
+    return sorted(results, key=lambda r: preset.sizes.index(r.size)), total, params
 
 
 def main() -> None:
@@ -68,7 +58,10 @@ def main() -> None:
     if args.threads and hasattr(preset, "threads"):
         preset = dataclasses.replace(preset, threads=args.threads)
     threads = getattr(preset, "threads", threads)  # build_family trains with the preset's own thread count
-    results, total, params = build_timed(preset, args.keep, args.seed)
+    from harness.zoo.family import default_workers
+
+    workers = args.workers or default_workers(preset)
+    results, total, params = build_timed(preset, args.keep, args.seed, workers)
     rows = []
     total_tokens = 0
     for r in results:
@@ -87,18 +80,19 @@ def main() -> None:
     rows.append({"size": "total (build_family)", "tokens": total_tokens, "seconds": total,
                  "tokens_per_s": total_tokens / total})
     C.print_table(f"build_family --preset {preset.name}: {preset.steps} steps x {preset.batch_size}x{preset.seq_len} "
-                  f"tokens, {threads} threads", rows,
+                  f"tokens, {workers} size(s) side by side x {threads} thread(s)", rows,
                   ["size", "params", "params_nonembedding", "steps", "tokens", "seconds", "tokens_per_s",
                    "train_tflops", "final_loss"] + (["projected_full_seconds"] if args.steps else []))
     notes = ["seconds per size: the trainer's step loop including checkpoint and resume saves (model init excluded); "
-             "total: the whole build_family call (token stream, every size, held-out entropy, manifest)",
+             "total: the whole build_family call (token stream, every size, held-out entropy, manifest); with "
+             "workers > 1 the sizes run side by side, so the total is less than their sum",
              "train_tflops = 6 * non-embedding params * tokens/s (forward + backward, attention omitted)"]
     if args.steps:
         notes.append(f"--steps {args.steps} replaced the preset's {full_steps} steps; projected_full_seconds = "
                      f"seconds / {args.steps} * {full_steps} (checkpoint saves and warm-up make it a rough projection)")
     for n in notes:
         print("note:", n)
-    config = {**vars(args), "threads": threads, "preset_resolved": dataclasses.asdict(preset)}
+    config = {**vars(args), "threads": threads, "workers": workers, "preset_resolved": dataclasses.asdict(preset)}
     name = f"training_{preset.name}" + (f"_{args.steps}steps" if args.steps and not args.quick else "")
     name += "_quick" if args.quick else ""
     print("wrote", C.write_result(name, rows, config, notes))

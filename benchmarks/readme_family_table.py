@@ -1,8 +1,9 @@
 """Prints the README's two tables of the built-in family (final checkpoints; one size over training) from a run.
 
-Usage: ``python benchmarks/readme_family_table.py RUN_DIR [--size n400k] [--layout v1|v2]`` where RUN_DIR is the
-main job's run directory (``emergence run`` on the built-in family; ``--layout v2`` for a run of reference family v2,
-whose columns follow k up to 8 and split its failures beyond the trained k into format and skill failures). Every cell is a mean over the run's records (exact match
+Usage: ``python benchmarks/readme_family_table.py RUN_DIR [--size n1m] [--layout v2|v1]`` where RUN_DIR is the
+main job's run directory (``emergence run`` on the built-in family, reference family v2: columns follow k up to 8
+and split the failures beyond the trained k into format and skill failures; ``--layout v1 --size n400k`` for a run
+of the first family, ``--preset v1``). Every cell is a mean over the run's records (exact match
 under greedy generation unless the column says otherwise) or the checkpoint's measured cross-entropy, so the
 tables can be checked against any rerun.
 """
@@ -87,7 +88,7 @@ def _row(label: str, params: float, loss: float, excess: float, c: dict[str, flo
             f"| {_rate(c['chain4s'])}/{_rate(c['chain4h'])} | {_rate(c['k56'])} | {gold} |")
 
 
-def tables(run_dir: Path, size: str, layout: str = "v1") -> str:
+def tables(run_dir: Path, size: str, layout: str = "v2") -> str:
     """The markdown of both tables."""
     run = load_run(run_dir)
     checkpoints, records = run["checkpoints"].copy(), run["records"]
@@ -113,8 +114,8 @@ def tables(run_dir: Path, size: str, layout: str = "v1") -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--size", default="n400k", help="the size followed over training in the second table")
-    parser.add_argument("--layout", choices=("v1", "v2"), default="v1", help="columns of the v1 or the v2 family")
+    parser.add_argument("--size", default="n1m", help="the size followed over training in the second table")
+    parser.add_argument("--layout", choices=("v1", "v2"), default="v2", help="columns of the v2 (default) or v1 family")
     args = parser.parse_args()
     print(tables(args.run_dir, args.size, args.layout))
 

@@ -53,32 +53,51 @@ def cross_entropy(ck: pd.DataFrame) -> str:
             "checkpoint stays above the floor.")
 
 
+def _trained_ks(analyses: dict) -> list[int]:
+    return list(analyses["collapse"].get("trained_ks") or [1, 2, 3, 4])
+
+
+def _over_training(comp: pd.DataFrame, ck: pd.DataFrame, k: int) -> str:
+    """Conjunction exact match at k for the largest size over its checkpoints, and where it jumped most."""
+    largest = ck.loc[ck["params"].idxmax(), "size"]
+    rows = ck[ck["size"] == largest].sort_values("step")
+    at = comp.query("mode == 'conjunction' and k == @k").groupby("checkpoint_id")["competence"].mean()
+    q = rows["checkpoint_id"].map(at).to_numpy()
+    if len(q) < 2 or not np.isfinite(q).all():
+        return ""
+    jump = int(np.argmax(np.diff(q)))
+    seq = " -> ".join(f"{v:.2f}" for v in q)
+    steps = f"{int(rows['step'].iloc[0])}-{int(rows['step'].iloc[-1])}"
+    return (f"conjunction k = {k} goes {seq} for {largest} over steps {steps}, the largest jump while its loss moves "
+            f"from {rows['loss'].iloc[jump]:.3f} to {rows['loss'].iloc[jump + 1]:.3f}")
+
+
 def emergence(tables: dict, ck: pd.DataFrame, analyses: dict) -> list[str]:
     em = tables["emergence"].query("metric == 'exact_match'")
+    top = max(_trained_ks(analyses))
     lines = []
-    conj = em.query("mode == 'conjunction' and k <= 4").sort_values("k")
-    bps = "; ".join(f"k = {int(r['k'])}: {_ci(r, 'breakpoint_loss', stem='breakpoint')}" for r in conj.to_dict("records"))
-    comp = tables["competence"].query("metric == 'exact_match' and mode == 'conjunction' and k == 4")
-    labels = ck.set_index("checkpoint_id")["label"]
-    comp = comp.assign(label=comp["checkpoint_id"].map(labels))
-    n400 = comp[comp["label"].str.startswith("n400k@")].copy()
-    n400["step"] = n400["label"].str.split("@").str[1].astype(int)
-    n400 = n400[n400["step"] >= 1000].sort_values("step")
-    seq = " -> ".join(f"{q:.2f}" for q in n400["competence"])
-    losses = f"{n400['loss'].iloc[-2]:.3f} to {n400['loss'].iloc[-1]:.3f}" if len(n400) >= 2 else "n/a"
+
+    def bps(mode: str) -> str:
+        rows = em.query("mode == @mode").sort_values("k").to_dict("records")
+        return "; ".join(f"k = {int(r['k'])}{'*' if int(r['k']) > top else ''}: "
+                         f"{_ci(r, 'breakpoint_loss', stem='breakpoint')}" for r in rows)
+
     single = em.query("mode == 'single'")
-    chain = em.query("mode == 'chain' and k <= 4").sort_values("k")
-    cbps = "; ".join(f"k = {int(r['k'])}: {_ci(r, 'breakpoint_loss', stem='breakpoint')}" for r in chain.to_dict("records"))
     sbp = _ci(single.iloc[0].to_dict(), "breakpoint_loss", stem="breakpoint") if len(single) else "n/a"
+    comp = tables["competence"].query("metric == 'exact_match'")
+    if "n_shots" in comp:
+        comp = comp[pd.to_numeric(comp["n_shots"], errors="coerce").fillna(0) == 0]
+    max_k = int(comp["k"].max())
+    course = "; ".join(x for x in (_over_training(comp, ck, top), _over_training(comp, ck, max_k)) if x)
     lines.append(f"- **Breakpoints** of exact match (loss below which competence leaves chance, threshold form; 95% "
-                 f"interval: expanded cluster bootstrap, widened to the checkpoints on either side of the estimate): "
-                 f"single skills {sbp}; chain {cbps}; conjunction (the A&G setting: k "
-                 f"independent questions in one piece) {bps}. Conjunction k = 4 (both splits) goes {seq} for n400k "
-                 f"over steps 1000-4000, the last jump while its loss moves from {losses}.")
+                 f"interval: expanded cluster bootstrap, widened to the checkpoints on either side of the estimate; "
+                 f"* marks k beyond the trained {top}): single skills {sbp}; chain {bps('chain')}; conjunction (the "
+                 f"A&G setting: k independent questions in one piece) {bps('conjunction')}."
+                 + (f" Over training (both splits), {course}." if course else ""))
     mirage = tables["mirage"]
     parts = []
     for mode in ("chain", "conjunction"):
-        rows = mirage.query("mode == @mode and k <= 4").sort_values("k")
+        rows = mirage.query("mode == @mode").sort_values("k")
         parts.append(f"{mode} " + ", ".join(
             f"k = {int(r['k'])}: {'breaks' if str(r['verdict']).startswith('jump') else 'smooth' if str(r['verdict']).startswith('mirage') else 'no jump'}"
             f" (p {_p(r['p_breakpoint'])})" for r in rows.to_dict("records")))

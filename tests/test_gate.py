@@ -22,7 +22,7 @@ N1M = SHIPPED_DIR / "default" / "n1m"
 TASK = """name: gate-small
 version: 1
 kind: composite
-skill_set: symbolic
+skill_set: symbolic_v2
 skills: all
 ks: [1, 2]
 modes: [chain]
@@ -104,7 +104,7 @@ def test_damaged_weights_fail_naming_the_regressed_skills(folders, capsys):
 
 def test_history_flags_the_one_step_of_a_training_sequence_that_regresses(folders, capsys, tmp_path):
     seq = tmp_path / "seq"
-    _copy(N1M / "step03000", seq / "step03000")
+    _copy(N1M / "step03750", seq / "step03000")
     _copy(N1M, seq / "step04000")
     _copy(N1M, seq / "step05000", damaged)  # the regressing step
     _copy(N1M, seq / "step06000", converted)

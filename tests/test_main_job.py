@@ -36,7 +36,7 @@ def test_no_arguments_means_the_shipped_family_and_default_suites() -> None:
     plan = plan_run(RunConfig(limit=1))
     manifest_rows = (SHIPPED_DIR / "default" / "family.yaml").read_text().count("- label:")
     assert len(plan.members) == manifest_rows >= 30
-    assert {t.name for t in plan.tasks} == {"symbolic-composite", "symbolic-heldout-text"}
+    assert {t.name for t in plan.tasks} == {"symbolic-v2-composite", "symbolic-v2-shots", "symbolic-v2-heldout-text"}
     assert len({m.checkpoint.checkpoint_id for m in plan.members}) == len(plan.members)
 
 

@@ -20,7 +20,7 @@ from harness.zoo.family import SHIPPED_DIR, build_family, load_manifest
 from harness.zoo.presets import get_preset
 from harness.zoo.tokenizer import build_tokenizer
 from skill_catalog.errors import UserError
-from skill_catalog.training_text import TRAIN_SEED, TextSpec, spec_fields, text_hash
+from skill_catalog.training_text import TRAIN_SEED, TextSpec, spec_fields, text_hash, text_spec_for
 
 
 def test_tokenizer_round_trips_training_text() -> None:
@@ -77,7 +77,7 @@ def test_output_folder_of_other_family_is_refused(tiny_family: Path, tmp_path: P
 def test_unknown_preset_is_one_line_error() -> None:
     done = subprocess.run([sys.executable, "-m", "harness", "zoo", "build", "--preset", "huge"],
                           capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and done.stderr.strip() == "error: unknown preset 'huge'; use one of: tiny, default, large, v2, v2-tiny"
+    assert done.returncode == 2 and done.stderr.strip() == "error: unknown preset 'huge'; use one of: tiny, default, v2-tiny, v1, large"
 
 
 @pytest.mark.slow
@@ -102,26 +102,27 @@ def test_shipped_default_family_matches_catalog() -> None:
     """A catalog or generator change must come with a rebuilt family (`emergence zoo build --preset default`)."""
     manifest = yaml.safe_load((SHIPPED_DIR / "default" / "family.yaml").read_text())
     preset = get_preset("default")
-    assert manifest["catalog_version"] == skill_catalog.CATALOG_VERSION
-    expected = text_hash(TextSpec(), TRAIN_SEED, preset.steps * preset.tokens_per_step // 20)
+    spec = text_spec_for(preset.skill_set)
+    assert manifest["family"] == "default" and manifest["catalog_version"] == skill_catalog.catalog_version(spec.skill_set)
+    expected = text_hash(spec, TRAIN_SEED, preset.max_steps * preset.tokens_per_step // 20)
     assert manifest["text_hash"] == expected
-    assert manifest["training_text"]["spec"] == json.loads(json.dumps(spec_fields(TextSpec())))
+    assert manifest["training_text"]["spec"] == json.loads(json.dumps(spec_fields(spec)))
     sizes = {row["size"] for row in manifest["checkpoints"]}
-    assert len(sizes) >= 5
+    assert len(sizes) >= 7
     params = [row["params"] for row in manifest["checkpoints"] if row["final"]]
-    assert max(params) / min(params) >= 30
+    assert max(params) / min(params) >= 100
     for row in manifest["checkpoints"]:
         assert (SHIPPED_DIR / "default" / row["path"] / "model.safetensors").exists()
 
 
 def test_checkpoint_steps_are_log_then_even() -> None:
-    steps = get_preset("default").checkpoint_steps()
+    steps = get_preset("v1").checkpoint_steps()
     assert steps == (64, 256, 1000, 2000, 3000, 4000)
     assert replace(get_preset("tiny"), steps=1000).checkpoint_steps()[-1] == 1000
 
 
 def test_checkpoint_steps_of_short_runs_are_real_steps() -> None:
-    for name in ("tiny", "default", "large"):
+    for name in ("tiny", "default", "v1", "large"):
         for steps in (1, 2, 3, 4, 7, 50):
             saved = replace(get_preset(name), steps=steps).checkpoint_steps()
             assert saved[-1] == steps and all(1 <= s <= steps for s in saved), (name, steps, saved)

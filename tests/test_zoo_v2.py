@@ -13,7 +13,7 @@ from harness.zoo.presets import approx_params, get_preset
 from harness.zoo.tokenizer import build_tokenizer
 from skill_catalog import skills
 from skill_catalog.compose import compose_items
-from skill_catalog.training_text import TextSpec, text_spec_for
+from skill_catalog.training_text import text_spec_for
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def v2_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_v2_preset_spans_100x_with_more_steps_and_lower_lr_for_larger_sizes() -> None:
-    preset = get_preset("v2")
+    preset = get_preset("default")
     params = [approx_params(s.d_model, s.n_layers) for s in preset.sizes]
     steps = [preset.steps_of(s) for s in preset.sizes]
     lrs = [s.peak_lr for s in preset.sizes]
@@ -45,16 +45,16 @@ def test_v2_context_fits_two_shot_prompts_at_k8() -> None:
     assert {i.n_shots for i in items} == {0, 1, 2}
     longest = max(len(tok(i.prompt, add_special_tokens=False)["input_ids"]) for i in items)
     answer = max(len(tok(i.answer + i.stop, add_special_tokens=False)["input_ids"]) for i in items)
-    for name in ("v2", "v2-tiny"):
+    for name in ("default", "v2-tiny"):
         assert longest + max(answer, task.max_new_tokens) <= get_preset(name).seq_len, (name, longest)
 
 
-def test_build_seed_changes_text_and_initialisation_but_seed_0_is_the_shipped_v1_identity() -> None:
-    preset, spec = get_preset("v2"), text_spec_for("symbolic_v2")
+def test_build_seed_changes_text_and_initialisation_but_seed_0_is_the_shipped_identity() -> None:
+    preset, spec = get_preset("default"), text_spec_for("symbolic_v2")
     a, b = _identity(preset, 0, spec), _identity(preset, 1, spec)
     assert a["seed"] != b["seed"] and a["text_seed"] != b["text_seed"] and a["text_hash"] != b["text_hash"]
     shipped = json.loads((SHIPPED_DIR / "default" / "build.json").read_text())
-    assert json.loads(json.dumps(_identity(get_preset("default"), 0, TextSpec()))) == shipped
+    assert json.loads(json.dumps(a)) == shipped
 
 
 def test_v2_tiny_family_is_trained_on_v2_text_and_reloads(v2_tiny: Path) -> None:

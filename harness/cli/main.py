@@ -90,13 +90,16 @@ def cmd_tasks_validate(args: argparse.Namespace) -> int:
 
 def cmd_zoo_build(args: argparse.Namespace) -> int:
     """Trains (or resumes) a reference family."""
-    from harness.zoo.family import build_family, user_family_dir
+    from harness.zoo.family import build_family, default_workers, user_family_dir
     from harness.zoo.presets import get_preset
 
     preset = get_preset(args.preset)
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers {args.workers}: give 1 or more (sizes trained side by side)")
+    workers = args.workers or default_workers(preset)
     out = Path(args.out) if args.out else user_family_dir(preset.name, args.seed)
-    print(f"building family {preset.name!r} into {out}")
-    print(f"family manifest: {build_family(preset, out, seed=args.seed)}")
+    print(f"building family {preset.name!r} into {out} ({workers} size(s) side by side, {preset.threads} thread(s) each)")
+    print(f"family manifest: {build_family(preset, out, seed=args.seed, workers=workers)}")
     return 0
 
 
@@ -131,9 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_tasks_validate)
     zoo = sub.add_parser("zoo", help="the built-in reference family").add_subparsers(dest="zoo_command", required=True)
     p = zoo.add_parser("build", help="train a reference family (resumable)")
-    p.add_argument("--preset", default="default", help="tiny, default, large, v2 or v2-tiny")
+    p.add_argument("--preset", default="default", help="default (v2, shipped), v2-tiny, v1, tiny or large")
     p.add_argument("--out", help="output folder (default: the user cache, never the shipped copy)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and of the training text's order (0: the shipped family)")
+    p.add_argument("--workers", type=int, help="sizes trained side by side, one process each (default: CPU cores "
+                   "over the preset's threads); the weights do not depend on it")
     p.set_defaults(handler=cmd_zoo_build)
     p = zoo.add_parser("path", help="print the folder of a built family")
     p.add_argument("--preset", default="default")

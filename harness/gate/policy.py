@@ -137,9 +137,9 @@ def policy_from_dict(d: dict) -> Policy:
         default = {"basic": ("skill",), "composite": ("k", "mode")}.get(s["kind"], ())
         stages.append(Stage(s["name"], s["kind"], by or default, tuple(s.get("ks", ())), s.get("floor"),
                             s.get("margin"), s.get("max_increase")))
-    tasks = tuple(d.get("tasks", ("symbolic_composite.yaml",)))
+    tasks = tuple(d.get("tasks", ("symbolic_v2_composite.yaml",)))  # the shipped family's suites by default
     if any(s.kind == "cross_entropy" for s in stages) and "tasks" not in d:
-        tasks += ("symbolic_heldout_text.yaml",)
+        tasks += ("symbolic_v2_heldout_text.yaml",)
     return Policy(d["name"], d["version"], d.get("metric", "exact_match"), float(d.get("alpha", 0.05)),
                   d.get("multiplicity", "holm"), float(d.get("power", 0.8)), tasks, tuple(stages))
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from skill_catalog.errors import UserError
 
-DEFAULT_TASKS = ("symbolic_composite.yaml", "symbolic_heldout_text.yaml")
-"""Suites of the main job (under tasks/)."""
+DEFAULT_TASKS = ("symbolic_v2_composite.yaml", "symbolic_v2_shots.yaml", "symbolic_v2_heldout_text.yaml")
+"""Suites of the main job (under tasks/): those of the shipped reference family v2."""
 NOT_IDENTITY = ("out", "batch_size", "device", "device_map", "fail_fast", "check_drift", "cache_dir", "analyze",
                 "plain_scoring")
 

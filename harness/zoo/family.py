@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Callable
 
 import torch
 import yaml
@@ -19,7 +20,8 @@ from harness.zoo.data import heldout_text, token_stream
 from harness.zoo.presets import Preset, get_preset, preset_fields
 from harness.zoo.tokenizer import build_tokenizer
 from harness.parallel import world
-from harness.zoo.train import barrier, is_complete, step_dir, train_size
+from harness.zoo.side_by_side import train_side_by_side
+from harness.zoo.train import SizeResult, barrier, is_complete, step_dir, train_size
 from skill_catalog.errors import UserError
 from skill_catalog.training_text import HELDOUT_SEED, TRAIN_SEED, TextSpec, spec_fields, text_hash, text_spec_for
 
@@ -95,8 +97,23 @@ def _checkpoint_rows(out: Path, preset: Preset, seed: int, common: dict) -> list
     return rows
 
 
-def build_family(preset: Preset, out: Path, seed: int = 0, progress: bool = True) -> Path:
+def default_workers(preset: Preset) -> int:
+    """Sizes trained side by side by default: the CPU cores over the preset's threads, at most the sizes."""
+    return max(1, min(len(preset.sizes), (os.cpu_count() or 1) // max(1, preset.threads)))
+
+
+def build_family(preset: Preset, out: Path, seed: int = 0, progress: bool = True, workers: int = 1,
+                 on_size: Callable[[SizeResult], None] = lambda result: None) -> Path:
     """Trains every size of `preset` on one shared data order and writes the manifest; resumable.
+
+    Args:
+        preset: what to train.
+        out: the family folder (claimed by ``build.json``).
+        seed: initialisation seed and data-order seed (`text_seed`).
+        progress: show progress bars.
+        workers: sizes trained side by side in separate processes (each with the preset's threads); the
+            weights are the same as with one worker, since every size is trained on its own.
+        on_size: called in this process with each size's `SizeResult` as it finishes.
 
     Returns:
         The path of the written ``family.yaml``.
@@ -105,12 +122,13 @@ def build_family(preset: Preset, out: Path, seed: int = 0, progress: bool = True
     torch.set_flush_denormal(True)  # denormals once slowed a CPU pilot build 7x (recipe, section 7)
     torch.set_num_threads(preset.threads)
     try:
-        return _build(preset, out, seed, progress)
+        return _build(preset, out, seed, progress, workers, on_size)
     finally:
         torch.set_num_threads(threads)
 
 
-def _build(preset: Preset, out: Path, seed: int, progress: bool) -> Path:
+def _build(preset: Preset, out: Path, seed: int, progress: bool, workers: int,
+           on_size: Callable[[SizeResult], None]) -> Path:
     spec, tokenizer, w = text_spec_for(preset.skill_set), build_tokenizer(preset.skill_set), world()
     identity = _identity(preset, seed, spec)
     if w.is_main:
@@ -121,11 +139,15 @@ def _build(preset: Preset, out: Path, seed: int, progress: bool) -> Path:
             "text_entropy_nats_per_token": stream.entropy.nats_per_token}
     progress = progress and w.is_main
     total = tqdm(total=sum(preset.steps_of(s) for s in preset.sizes), desc="family", unit="step", disable=not progress)
+    todo = []
     for size in preset.sizes:
-        size_dir = out / size.name
-        if is_complete(size_dir, preset.steps_of(size)):
+        if is_complete(out / size.name, preset.steps_of(size)):
             total.update(preset.steps_of(size))
-            continue
+        else:
+            todo.append(size)
+    if workers > 1 and w.size == 1 and len(todo) > 1:
+        train_side_by_side(preset, todo, out, stream.ids, tokenizer, meta, seed, workers, total, on_size)
+    for size in todo if workers <= 1 or w.size > 1 or len(todo) <= 1 else ():
         bar = tqdm(total=preset.steps_of(size), desc=size.name, unit="step", leave=False, disable=not progress)
 
         def on_step(step: int, loss: float, bar=bar) -> None:
@@ -134,7 +156,7 @@ def _build(preset: Preset, out: Path, seed: int, progress: bool) -> Path:
             bar.update(0)
             total.update(1)
 
-        train_size(preset, size, size_dir, stream.ids, tokenizer, meta, seed, on_step)
+        on_size(train_size(preset, size, out / size.name, stream.ids, tokenizer, meta, seed, on_step))
         bar.close()
     total.close()
     if not w.is_main:

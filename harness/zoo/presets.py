@@ -1,13 +1,14 @@
 """Presets of the reference family: model sizes, optimisation schedule and checkpoint steps.
 
-The `default` preset follows the recipe measured on 2 CPU cores (shared/reference-family-recipe.md):
+The `v1` preset (the first shipped family) follows the recipe measured on 2 CPU cores
+(shared/reference-family-recipe.md):
 GPT-NeoX models of 27K-1M parameters, AdamW, 5% warmup then cosine to 10%, batch 16 x 128 tokens,
 4 000 steps (the recipe's 2 540 left the 1M model behind the 450K one on held-out conjunctions), one
 data order for every size. Measured changes: 4K and 7K models extend the size range below the
 recipe's smallest (whose single-skill accuracy reached 0.6 at 4 000 steps), and the 1M model uses a
 peak lr of 2e-3 (at 3e-3 its loss stayed noisy and ended above the 450K model's).
 
-The `v2` preset (reference family v2, issue #11) trains on the ``symbolic_v2`` text (16 skills, held-out
+The `default` preset (reference family v2, shipped since v2) trains on the ``symbolic_v2`` text (16 skills, held-out
 pairs, 1..8 answer slots) with windows long enough for 2-shot prompts at k = 8, and sets steps and
 learning rate per size by one rule (`scaled_sizes`), so that final loss falls strictly with size.
 """
@@ -177,7 +178,12 @@ generated tokens fits (tests/test_zoo_v2.py)."""
 PRESETS: dict[str, Preset] = {
     "tiny": Preset("tiny", (N20K, N60K), steps=200, n_log_checkpoints=1, n_even_checkpoints=2, save_dtype="float32",
                    threads=1),
-    "default": Preset("default", (N4K, N7K, N20K, N60K, N150K, N400K, N1M), steps=4000),
+    "default": Preset("default", scaled_sizes(V2_SHAPES, max_steps=5000), steps=5000, batch_size=8,
+                      seq_len=V2_SEQ_LEN, skill_set="symbolic_v2", threads=1),
+    "v2-tiny": Preset("v2-tiny", scaled_sizes(V2_SHAPES[2:4], max_steps=200), steps=200, batch_size=4,
+                      seq_len=V2_SEQ_LEN, n_log_checkpoints=1, n_even_checkpoints=2, save_dtype="float32", threads=1,
+                      skill_set="symbolic_v2"),
+    "v1": Preset("v1", (N4K, N7K, N20K, N60K, N150K, N400K, N1M), steps=4000),
     "large": Preset(
         "large",
         (
@@ -186,14 +192,12 @@ PRESETS: dict[str, Preset] = {
             ModelSize("n25m", 512, 8, 8, 1e-3),
             ModelSize("n100m", 768, 14, 12, 6e-4),
         ),
-        steps=20_000, batch_size=64, n_log_checkpoints=4, n_even_checkpoints=8, save_dtype="float32", device="auto",
+        steps=20_000, batch_size=64, seq_len=V2_SEQ_LEN, n_log_checkpoints=4, n_even_checkpoints=8,
+        save_dtype="float32", device="auto", skill_set="symbolic_v2",
     ),
-    "v2": Preset("v2", scaled_sizes(V2_SHAPES, max_steps=5000), steps=5000, batch_size=8, seq_len=V2_SEQ_LEN,
-                 skill_set="symbolic_v2", threads=1),
-    "v2-tiny": Preset("v2-tiny", scaled_sizes(V2_SHAPES[2:4], max_steps=200), steps=200, batch_size=4,
-                      seq_len=V2_SEQ_LEN, n_log_checkpoints=1, n_even_checkpoints=2, save_dtype="float32", threads=1,
-                      skill_set="symbolic_v2"),
 }
+"""`default` is reference family v2 (shipped; `v2-tiny` is its 2-size test cut); `v1` and `tiny` keep the
+first family's recipe and text (``symbolic``, 8 skills) for comparison and fast tests."""
 
 
 def get_preset(name: str) -> Preset:
