@@ -34,7 +34,7 @@ def train(out: Path, steps: int) -> None:
     from harness.zoo.family import build_family
     from harness.zoo.presets import get_preset, scaled_sizes
 
-    preset = replace(get_preset("v2"), name="v2-pilot", sizes=scaled_sizes(SHAPES, max_steps=steps), steps=steps,
+    preset = replace(get_preset("default"), name="v2-pilot", sizes=scaled_sizes(SHAPES, max_steps=steps), steps=steps,
                      threads=1)
     t0 = time.perf_counter()
     build_family(preset, out / "family", seed=0, progress=False)
