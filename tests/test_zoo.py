@@ -74,6 +74,24 @@ def test_output_folder_of_other_family_is_refused(tiny_family: Path, tmp_path: P
         build_family(get_preset("tiny"), tmp_path / "stuff", progress=False)
 
 
+def test_sizes_trained_side_by_side_have_the_weights_of_a_one_process_build(tiny_family: Path, tmp_path: Path) -> None:
+    out, finished = tmp_path / "side", []
+    build_family(get_preset("tiny"), out, seed=0, progress=False, workers=2, on_size=finished.append)
+    assert sorted(r.size.name for r in finished) == ["n20k", "n60k"] and all(len(r.losses) == 200 for r in finished)
+    files = sorted(p.relative_to(tiny_family) for p in tiny_family.rglob("model.safetensors"))
+    assert files == sorted(p.relative_to(out) for p in out.rglob("model.safetensors")) and len(files) == 6
+    for f in files:
+        a, b = load_file(str(tiny_family / f)), load_file(str(out / f))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), f
+    assert load_manifest(out)["checkpoints"] == load_manifest(tiny_family)["checkpoints"]
+
+
+def test_zero_workers_is_one_line_error() -> None:
+    done = subprocess.run([sys.executable, "-m", "harness", "zoo", "build", "--preset", "tiny", "--workers", "0"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.strip().startswith("error: --workers 0: give 1 or more")
+
+
 def test_unknown_preset_is_one_line_error() -> None:
     done = subprocess.run([sys.executable, "-m", "harness", "zoo", "build", "--preset", "huge"],
                           capture_output=True, text=True, timeout=60)

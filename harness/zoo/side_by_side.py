@@ -7,6 +7,7 @@ The largest sizes start first, so the longest one never waits behind the small o
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -23,11 +24,12 @@ PROGRESS_EVERY = 25
 """Steps between the progress messages a worker sends."""
 
 _progress: multiprocessing.Queue | None = None
+_parent = 0
 
 
 def _start_worker(progress: multiprocessing.Queue, threads: int) -> None:
-    global _progress
-    _progress = progress
+    global _progress, _parent
+    _progress, _parent = progress, os.getppid()
     torch.set_flush_denormal(True)
     torch.set_num_threads(threads)
 
@@ -37,6 +39,8 @@ def _train_one(preset: Preset, size: ModelSize, size_dir: Path, ids: np.ndarray,
     last = [0]
 
     def on_step(step: int, loss: float) -> None:
+        if os.getppid() != _parent:  # the build was killed: stop before the next step, so a rerun resumes alone
+            os._exit(1)
         if step % PROGRESS_EVERY == 0 or step == preset.steps_of(size):
             _progress.put(step - last[0])
             last[0] = step
