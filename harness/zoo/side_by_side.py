@@ -9,6 +9,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Callable
@@ -24,12 +26,20 @@ PROGRESS_EVERY = 25
 """Steps between the progress messages a worker sends."""
 
 _progress: multiprocessing.Queue | None = None
-_parent = 0
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Ends this worker within a second of the build process's death (killed builds leave no trainers behind,
+    so a rerun resumes alone), whether the worker is training or waiting for work."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def _start_worker(progress: multiprocessing.Queue, threads: int) -> None:
-    global _progress, _parent
-    _progress, _parent = progress, os.getppid()
+    global _progress
+    _progress = progress
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     torch.set_flush_denormal(True)
     torch.set_num_threads(threads)
 
@@ -39,8 +49,6 @@ def _train_one(preset: Preset, size: ModelSize, size_dir: Path, ids: np.ndarray,
     last = [0]
 
     def on_step(step: int, loss: float) -> None:
-        if os.getppid() != _parent:  # the build was killed: stop before the next step, so a rerun resumes alone
-            os._exit(1)
         if step % PROGRESS_EVERY == 0 or step == preset.steps_of(size):
             _progress.put(step - last[0])
             last[0] = step
