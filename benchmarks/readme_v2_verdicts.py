@@ -31,6 +31,14 @@ def verdicts(run_dir: Path) -> dict[str, str]:
     ck["loss"] = checkpoint_loss(ck)[0].to_numpy()
     final = ck.sort_values("step").groupby("size").tail(1).sort_values("params")
     out = {"final CE falls strictly with size": "yes" if bool(np.all(np.diff(final["loss"]) < 0)) else "no"}
+    emergence = pd.DataFrame(analyses["emergence"].get("emergence", []))
+    for mode in ("chain", "conjunction"):
+        rows = emergence[emergence["mode"] == mode].sort_values("k") if len(emergence) else emergence
+        above = " ".join(str(int(r["k"])) for r in rows.to_dict("records") if (r.get("n_above_chance") or 0) > 0)
+        out[f"emergence, {mode}: k above chance at some checkpoint (Holm over checkpoints)"] = f"k = {above or 'none'}"
+        out[f"breakpoint loss by k, {mode} (exact match)"] = " ".join(
+            f"{int(r['k'])}: {r['breakpoint_loss']:.2f}" for r in rows.to_dict("records")
+            if r.get("breakpoint_loss") is not None and np.isfinite(r["breakpoint_loss"]))
     largest = final.iloc[-1]
     rec = run["records"]
     beyond = rec[(rec["checkpoint_id"] == largest["checkpoint_id"]) & (rec["metric"] == "exact_match")
