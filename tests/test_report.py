@@ -17,7 +17,7 @@ from harness.analysis.result import TABLE_COLUMNS, TABLES
 from harness.gate.history import add_run, history_path
 from harness.report import build
 from harness.report.canvas import to_png
-from harness.report.data import ReportData, prepare_checkpoints
+from harness.report.data import ReportData, checkpoints_for_report
 from harness.report.elements import table
 from harness.report.html import SECTIONS, render_document
 from harness.report.plots import FIGURES
@@ -171,7 +171,7 @@ def test_table_cells_distinguish_missing_from_zero():
 def _empty_data(checkpoints: pd.DataFrame) -> ReportData:
     tables = {name: pd.DataFrame(columns=list(TABLE_COLUMNS[name])) for name in TABLES}
     return ReportData(run_id="empty", summary={"analyses": {"all": {"status": "skipped", "reason": "no records"}}},
-                      tables=tables, checkpoints=prepare_checkpoints(checkpoints), records=pd.DataFrame())
+                      tables=tables, checkpoints=checkpoints_for_report(checkpoints), records=pd.DataFrame())
 
 
 def _row_of(html: str, key: str, value: str) -> str:

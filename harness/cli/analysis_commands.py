@@ -29,12 +29,12 @@ def summary_text(run_dir: Path, run: dict | None = None) -> str:
     run's tables when already read)."""
     from harness.analysis.io import read_analysis
     from harness.records import SINGLE_MODE
-    from harness.report.data import prepare_checkpoints
+    from harness.report.data import checkpoints_for_report
     from harness.storage.run_files import load_run
 
     summary, tables = read_analysis(run_dir)
     run = run if run is not None else load_run(run_dir)
-    checkpoints = prepare_checkpoints(run["checkpoints"], tables["excess_loss"])
+    checkpoints = checkpoints_for_report(run["checkpoints"], tables["excess_loss"])
     metric = summary.get("metric", "exact_match")
     comp = tables["competence"]
     comp = comp[comp["metric"] == metric]
@@ -109,12 +109,12 @@ def resolve_checkpoint(checkpoints: pd.DataFrame, name: str) -> str:
 def cmd_compare(args: argparse.Namespace) -> int:
     """Paired comparison of two checkpoints on the same items (clustered test, adjusted across cells)."""
     from harness.analysis import paired_comparison
-    from harness.report.data import prepare_checkpoints
+    from harness.report.data import checkpoints_for_report
     from harness.storage.run_files import load_run
 
     _check_n_boot(args.n_boot)
     run = load_run(Path(args.run))
-    checkpoints = prepare_checkpoints(run["checkpoints"])
+    checkpoints = checkpoints_for_report(run["checkpoints"])
     a, b = resolve_checkpoint(checkpoints, args.a), resolve_checkpoint(checkpoints, args.b)
     if a == b:
         raise UserError(f"{args.a!r} and {args.b!r} name the same checkpoint; compare two different ones")

@@ -19,10 +19,10 @@ def _resolve(args: argparse.Namespace, policy) -> tuple[Path, str, str]:
     """The run directory and the two checkpoint ids: labels in --run, or folders scored now."""
     if args.run:
         from harness.cli.analysis_commands import resolve_checkpoint
-        from harness.report.data import prepare_checkpoints
+        from harness.report.data import checkpoints_for_report
         from harness.storage.run_files import load_run
 
-        checkpoints = prepare_checkpoints(load_run(Path(args.run))["checkpoints"])
+        checkpoints = checkpoints_for_report(load_run(Path(args.run))["checkpoints"])
         b, c = resolve_checkpoint(checkpoints, args.baseline), resolve_checkpoint(checkpoints, args.candidate)
         if b == c:
             raise UserError(f"{args.baseline!r} and {args.candidate!r} name the same checkpoint")

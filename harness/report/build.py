@@ -13,7 +13,7 @@ import pandas as pd
 from harness.analysis.io import is_stale, read_analysis, write_analysis
 from harness.analysis.result import AnalysisConfig
 from harness.report.canvas import empty_figure, to_png
-from harness.report.data import ReportData, prepare_checkpoints
+from harness.report.data import ReportData, checkpoints_for_report
 from harness.report.history_view import load_history
 from harness.report.html import render_document
 from harness.report.plots import FIGURES
@@ -34,7 +34,7 @@ def load_report_data(run_dir: Path, run: dict[str, pd.DataFrame] | None = None) 
     run = run if run is not None else load_run(run_dir)
     summary, tables = read_analysis(run_dir)
     metric = summary.get("metric", AnalysisConfig().metric)
-    checkpoints = prepare_checkpoints(run["checkpoints"], tables["excess_loss"])
+    checkpoints = checkpoints_for_report(run["checkpoints"], tables["excess_loss"])
     return ReportData(run_id=summary.get("run_id", run_dir.name), summary=summary, tables=tables,
                       checkpoints=checkpoints, records=run["records"], metric=metric, pair=tables["report_pair"],
                       pair_note=summary.get("report_pair_note") or "", history=load_history(run_dir))

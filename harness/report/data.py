@@ -27,7 +27,7 @@ class ReportData:
     tables: dict[str, pd.DataFrame]
     """The analyzer's tidy tables by name (each present, possibly empty)."""
     checkpoints: pd.DataFrame
-    """One row per checkpoint, ordered from highest to lowest loss (NaN loss last); see `prepare_checkpoints`."""
+    """One row per checkpoint, ordered from highest to lowest loss (NaN loss last); see `checkpoints_for_report`."""
     records: pd.DataFrame = field(default_factory=pd.DataFrame)
     """The run's records table (raw)."""
     metric: str = "exact_match"
@@ -66,7 +66,7 @@ class ReportData:
         return list(self.checkpoints["checkpoint_id"])
 
 
-def prepare_checkpoints(checkpoints: pd.DataFrame, excess: pd.DataFrame | None = None) -> pd.DataFrame:
+def checkpoints_for_report(checkpoints: pd.DataFrame, excess: pd.DataFrame | None = None) -> pd.DataFrame:
     """Checkpoints with per-token loss, excess loss and a unique label, from worst to best loss.
 
     Args:

@@ -84,7 +84,7 @@ def test_failure_kinds_are_nan_with_reason_when_records_predate_parts_predicted(
 
 
 def test_report_sections_show_the_verdict_the_gain_and_the_failure_shares():
-    from harness.report.data import ReportData, prepare_checkpoints
+    from harness.report.data import ReportData, checkpoints_for_report
     from harness.report.sections_beyond import failure_kinds_section, shots_section, slingshot_section
 
     records, excess = simulate(4, gamma=0.7, shots=(0, 1, 2))
@@ -94,7 +94,7 @@ def test_report_sections_show_the_verdict_the_gain_and_the_failure_shares():
     ck = _checkpoints(excess)
     result = analyze(records, ck, n_boot=30)
     data = ReportData(run_id="sim", summary=result.summary, tables=result.tables(),
-                      checkpoints=prepare_checkpoints(ck, result.excess_loss))
+                      checkpoints=checkpoints_for_report(ck, result.excess_loss))
     sling, shots, kinds = (f(data, {}) for f in (slingshot_section, shots_section, failure_kinds_section))
     assert result.slingshot_summary["verdict"].iloc[0] in sling and "not testable" not in sling
     assert "Analysis skipped" not in shots and shots.count('data-col="mean_gain"') >= 4  # 2 k x 2 steps
