@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.calibration.rows import CalibrationRow, coverage_row, power_row, size_row
-from benchmarks.calibration.simulate import Scenario
+from benchmarks.calibration.simulate import V1, Design, Scenario
 from benchmarks.calibration.theory import AG, _covers, _replicate, analysed
 from harness.analysis import pipeline_steps as steps
 
@@ -46,20 +46,21 @@ def _above_run(sc: Scenario, seed: int, holm: bool = True) -> pd.DataFrame:
     return above.groupby(["mode", "k"])["above_chance"].apply(lambda s: bool(s.eq(True).any())).reset_index()
 
 
-def emergence_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
-    """Family-wise size of the above-chance tests of one cell (12 checkpoints, Holm) under a truth at chance."""
+def emergence_rows(n_reps: int, seed: int, design: Design = V1) -> list[CalibrationRow]:
+    """Family-wise size of the above-chance tests of one cell (all checkpoints, Holm) under a truth at chance."""
     rows = []
     for chance in (0.12, 0.5):
-        sc = AG.with_(lam=AT_CHANCE_LAM, chance=chance)
+        sc = design.apply(AG.with_(lam=AT_CHANCE_LAM, chance=chance))
         runs = _replicate(lambda s: _above_run(sc, s), n_reps, seed + 41 + int(chance * 100))
         scen = (f"every item at chance {chance} at every checkpoint (tuple and item effects as in the simulator), "
-                f"12 ckpts, k 1-4")
+                f"{design.words}")
         per_cell = [float(r["above_chance"].mean()) for r in runs]
         rows.append(_per_run_rate("emergence above-chance tests, any checkpoint of a cell (Holm, per cell)", scen,
                                   per_cell, "size", 0.05, "<= 0.06 + 2 s.e.",
                                   lambda e, s: e <= 0.06 + 2 * s, n_reps))
         anywhere = sum(bool(r["above_chance"].any()) for r in runs)
-        old = size_row("emergence above-chance tests, any of the run's 4 cells", scen, anywhere, len(runs))
+        n_cells = len(sc.modes) * len(sc.ks)
+        old = size_row(f"emergence above-chance tests, any of the run's {n_cells} cells", scen, anywhere, len(runs))
         rows.append(CalibrationRow(**{**old.__dict__, "target": "reported only (Holm is per cell, not per run)",
                                       "passed": True}))
     return rows
@@ -72,15 +73,17 @@ def _gap_run(sc: Scenario, seed: int) -> tuple[float, float]:
     t = out["seen_heldout"]
     t = t[(t["metric"] == "exact_match") & t["gap_lo"].notna()]
     excl = ((t["gap_lo"] > 0) | (t["gap_hi"] < 0)).to_numpy()
-    top = (t["k"] == max(sc.ks)).to_numpy()
+    top = (t["k"] == max(sc.trained_ks or sc.ks)).to_numpy()
     return (float(excl.mean()) if len(excl) else np.nan, float(excl[top].mean()) if top.any() else np.nan)
 
 
-def gap_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
+def gap_rows(n_reps: int, seed: int, design: Design = V1) -> list[CalibrationRow]:
     """Per-cell rate at which the seen minus held-out interval excludes 0 when the population gap is 0."""
-    runs = _replicate(lambda s: _gap_run(AG, s), n_reps, seed + 51)
+    sc = design.apply(AG)
+    runs = _replicate(lambda s: _gap_run(sc, s), n_reps, seed + 51)
+    where = "12 ckpts, k 2-4" if design == V1 else design.words
     scen = ("no seen/held-out difference (both splits' tuples drawn from one pool, tuple sd 0.4, item sd 0.3), "
-            "a = b, 12 ckpts, k 2-4")
+            f"a = b, {where}")
     return [_per_run_rate("seen vs held-out gap interval excludes 0 (per cell)", scen, [r[0] for r in runs], "size",
                           0.05, "<= 0.06 + 2 s.e.", lambda e, s: e <= 0.06 + 2 * s, n_reps),
             _per_run_rate("seen vs held-out gap interval excludes 0 (per cell, largest trained k)", scen,
@@ -141,6 +144,8 @@ def failure_law_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
 ROW_FUNCTIONS: tuple[Callable[[int, int], list[CalibrationRow]], ...] = (emergence_rows, gap_rows, gap_strong_rows,
                                                                          failure_law_rows)
 """Every calibration of this module, in table order."""
+DESIGN_ROW_FUNCTIONS: tuple[Callable[..., list[CalibrationRow]], ...] = (emergence_rows, gap_rows)
+"""Those that take a ``design`` (``bench_calibration.py --design``)."""
 
 
 def rows(n_reps: int, seed: int) -> list[CalibrationRow]:

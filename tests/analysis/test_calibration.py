@@ -147,3 +147,39 @@ def test_competence_interval_of_a_cell_with_every_item_right_is_not_a_point():
     assert (table["competence"] == 1.0).all()
     assert (table["competence_hi"] == 1.0).all() and (table["competence_lo"] < 0.995).all()
     assert (table["competence_lo"] > 0.9).all()
+
+
+def test_v2_design_simulates_the_v2_suite_checkpoints_and_ks_beyond_the_trained():
+    # 16 skills x 4 single items, 16 items over 12 tuples per (k, split) cell, k = 1..8 with k = 5..8 following
+    # the same law (v2's 1M model gets 0.9 of them right), 42 checkpoints at v2's excess losses
+    from benchmarks.calibration.simulate import V2, V2_DELTAS, simulate
+
+    sc = V2.apply(T.AG)
+    records, checkpoints = simulate(sc, seed=0)
+    assert len(checkpoints) == 42
+    assert np.allclose(checkpoints["ce_nats_sum"] / checkpoints["ce_tokens"] - checkpoints["entropy_floor"],
+                       V2_DELTAS)
+    first = records[(records["checkpoint_id"] == "c00") & (records["metric"] == "exact_match")]
+    single = first[first["k"] == 1]
+    assert len(single) == 64 and single["skills"].nunique() == 16
+    composite = first[first["k"] > 1].assign(key=lambda d: d["skills"].map(lambda s: "+".join(sorted(s.split("+")))))
+    assert sorted(composite["k"].unique()) == list(range(2, 9))
+    assert (composite.groupby(["k", "mode", "split"]).size() == 16).all()
+    assert (composite.groupby(["k", "split"])["key"].nunique() == 12).all()
+    best = records[(records["checkpoint_id"] == "c00") & (records["k"] >= 5)]
+    assert 0.5 < best["value"].mean() < 1.0
+    _, table, _ = T.analysed(sc, seed=0)
+    assert table.loc[table["metric"] == "exact_match", "checkpoint_id"].nunique() == 42
+
+
+def test_slingshot_verdict_keeps_its_size_and_finds_a_clear_lag_at_the_v2_design():
+    # k -> 2k for k = 2, 3, 4 (2k up to 8), 16 held-out items over 12 tuples per cell, v2's 42 checkpoints
+    from benchmarks.calibration import slingshot as S
+    from benchmarks.calibration.simulate import V2
+
+    null = [S.slingshot_verdicts(9_600 + s, a=1.5, n_boot=100, design=V2) for s in range(8)]
+    lag = [S.slingshot_verdicts(9_700 + s, a=2.5, n_boot=100, design=V2) for s in range(8)]
+    assert all(sorted(v) == [2, 3, 4] for v in null + lag)
+    assert sum(v.startswith("not testable") for run in null + lag for v in run.values()) == 0
+    assert sum(v in ("2k lags", "2k leads") for run in null for v in run.values()) <= 3  # of 24
+    assert sum(v == "2k lags" for run in lag for v in run.values()) >= 12
