@@ -296,23 +296,28 @@ COLLAPSED = AG.with_(name="collapse exact", skill_sd=0.0, single_tuple_effect=Tr
 """a = b with the same effect distribution at every k, so the mean curves collapse exactly (Cor. 13 holds)."""
 
 
-def _cor13_run(sc: Scenario, seed: int) -> tuple[float, float, float, float]:
-    """(shared-curve p, Cor. 13 mean difference lo, hi at k = 2, same at k = 4 hi - lo width)."""
+def _cor13_run(sc: Scenario, seed: int) -> tuple[float, float, float, float, float, float]:
+    """(shared-curve p, Cor. 13 mean difference lo, hi at k = 2, same at k = 3, parametric p of a = b)."""
     p, comp, boot = analysed(sc, seed)
     (out, _), _ = steps.collapse(comp, boot, p.config)
     cor, _ = steps.ag_cor13(comp, boot, p.sums, p.config)
     summary = cor["ag_cor13_summary"].set_index("k")
     return (float(out["collapse"]["p_shared_curve"].iloc[0]), float(summary.loc[2, "mean_diff_lo"]),
             float(summary.loc[2, "mean_diff_hi"]), float(summary.loc[3, "mean_diff_lo"]),
-            float(summary.loc[3, "mean_diff_hi"]))
+            float(summary.loc[3, "mean_diff_hi"]), float(out["collapse"]["p_a_eq_b"].iloc[0]))
 
 
-def cor13_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
-    """Non-parametric collapse test (size under a = b, power under a = 1) and Cor. 13 coverage (defect 6)."""
-    null = _replicate(lambda s: _cor13_run(COLLAPSED, s), n_reps, seed + 21)
-    alt = _replicate(lambda s: _cor13_run(INDEPENDENT.with_(skill_sd=0.0, single_tuple_effect=True), s), n_reps,
-                     seed + 22)
-    scen = "a = b = 1.5, equal effect sd at every k, 12 ckpts, k 1-4"
+def cor13_rows(n_reps: int, seed: int, design: Design = V1) -> list[CalibrationRow]:
+    """Non-parametric collapse test (size under a = b, power under a = 1) and Cor. 13 coverage (defect 6).
+
+    Another `design` than `V1` adds the size of the parametric test of a = b where the mean curves collapse
+    exactly (with effects whose spread differs by k, as in `collapse_rows`, its pooled a - b is not 0).
+    """
+    null_sc = design.apply(COLLAPSED)
+    alt_sc = design.apply(INDEPENDENT.with_(skill_sd=0.0, single_tuple_effect=True))
+    null = _replicate(lambda s: _cor13_run(null_sc, s), n_reps, seed + 21)
+    alt = _replicate(lambda s: _cor13_run(alt_sc, s), n_reps, seed + 22)
+    scen = f"a = b = 1.5, equal effect sd at every k, {design.words}"
     rows = []
     rej, n, fail = _rejections(r[0] for r in null)
     rows.append(size_row("shared-curve (non-parametric collapse) test", scen, rej, n, fail))
@@ -322,12 +327,15 @@ def cor13_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
     for k, (i, j) in ((2, (1, 2)), (3, (3, 4))):
         cov, n, fail = _covers(((r[i], r[j]) for r in null), 0.0)
         rows.append(coverage_row(f"Cor. 13 interval of mean[q_k(delta) - q_1(k delta)], k = {k}", scen, cov, n, fail))
+    if design != V1:
+        rej, n, fail = _rejections(r[5] for r in null)
+        rows.append(size_row("collapse_test a=b", scen + " (the mean curves collapse exactly)", rej, n, fail))
     return rows
 
 
 ROW_FUNCTIONS: tuple[Callable[[int, int], list[CalibrationRow]], ...] = (collapse_rows, homogeneous_rows, ood_rows, product_rows, mirage_rows, forecast_rows, cor13_rows)
 """Every calibration of this module, in table order."""
-DESIGN_ROW_FUNCTIONS: tuple[Callable[..., list[CalibrationRow]], ...] = (collapse_rows,)
+DESIGN_ROW_FUNCTIONS: tuple[Callable[..., list[CalibrationRow]], ...] = (collapse_rows, cor13_rows)
 """Those that take a ``design`` (``bench_calibration.py --design``)."""
 
 
