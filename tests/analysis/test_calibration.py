@@ -172,14 +172,24 @@ def test_v2_design_simulates_the_v2_suite_checkpoints_and_ks_beyond_the_trained(
     assert table.loc[table["metric"] == "exact_match", "checkpoint_id"].nunique() == 42
 
 
-def test_slingshot_verdict_keeps_its_size_and_finds_a_clear_lag_at_the_v2_design():
-    # k -> 2k for k = 2, 3, 4 (2k up to 8), 16 held-out items over 12 tuples per cell, v2's 42 checkpoints
+def test_slingshot_verdict_keeps_its_size_at_the_v2_design():
+    # k -> 2k for k = 2, 3, 4 (2k up to 8), 16 held-out items over 12 tuples per cell, v2's 42 checkpoints; 400
+    # runs: 0.045-0.062 per k. Comparing q_2k with the k-curve at delta instead of 2 delta calls "2k lags" here
     from benchmarks.calibration import slingshot as S
     from benchmarks.calibration.simulate import V2
 
     null = [S.slingshot_verdicts(9_600 + s, a=1.5, n_boot=100, design=V2) for s in range(8)]
-    lag = [S.slingshot_verdicts(9_700 + s, a=2.5, n_boot=100, design=V2) for s in range(8)]
-    assert all(sorted(v) == [2, 3, 4] for v in null + lag)
-    assert sum(v.startswith("not testable") for run in null + lag for v in run.values()) == 0
+    assert all(sorted(run) == [2, 3, 4] for run in null)
+    assert not any(v.startswith("not testable") for run in null for v in run.values())
     assert sum(v in ("2k lags", "2k leads") for run in null for v in run.values()) <= 3  # of 24
-    assert sum(v == "2k lags" for run in lag for v in run.values()) >= 12
+
+
+def test_above_chance_family_of_a_cell_keeps_its_size_over_the_42_v2_checkpoints():
+    # Holm across 42 checkpoints with 32 items per composite cell and 64 single items
+    from benchmarks.calibration import verdicts as V
+    from benchmarks.calibration.simulate import V2
+
+    sc = V2.apply(T.AG.with_(lam=V.AT_CHANCE_LAM, chance=0.12))
+    cells = [c for s in range(6) for c in V._above_run(sc, 9_800 + s)["above_chance"]]
+    assert len(cells) == 48
+    assert sum(cells) <= 5  # 0.05 + 2 s.e. at 48 cells is ~0.11
