@@ -140,8 +140,9 @@ V1 = Design("v1", "12 ckpts, k 1-4")
 V2 = Design("v2", "v2 suite: 16 skills x 4 single items, 16 items / 12 tuples per cell, 42 ckpts (v2 losses), "
             "k 1-8 (trained 1-4)", skills=tuple(f"s{i:02d}" for i in range(16)), single_per_skill=4, per_cell=16,
             tuples_per_cell=12, ks=tuple(range(1, 9)), trained_ks=(1, 2, 3, 4), deltas=V2_DELTAS)
-"""Reference family v2 (tasks/symbolic_v2_composite.yaml, 11-16 distinct tuples per cell; 12 here), its 42
-checkpoints' excess losses, and k = 5..8 following the same law as the trained k."""
+"""Reference family v2 (tasks/symbolic_v2_composite.yaml: 11-16 distinct tuples per cell, mostly 15-16; 12 here,
+the harder case for the cluster bootstrap), its 42 checkpoints' excess losses, and k = 5..8 following the same
+law as the trained k."""
 DESIGNS: dict[str, Design] = {d.name: d for d in (V1, V2)}
 """Designs by name."""
 
