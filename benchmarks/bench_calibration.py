@@ -38,14 +38,23 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--markdown", action="store_true", help="also print the table as markdown (for the README)")
     p.add_argument("--merge", nargs="*", default=None,
                    help="result files of --only runs: print and write their rows as one table instead of simulating")
+    p.add_argument("--design", choices=("v1", "v2"), default="v1",
+                   help="suite and family design of the simulations: v1 (the first built-in suite, every row) or v2 "
+                        "(reference family v2's suite and 42 checkpoints; only the row functions that take a design). "
+                        "The result file is then calibration_v2[_part_...].json")
     args = p.parse_args()
     if args.quick:
         args.reps = 10
     return args
 
 
-def collect(n_reps: int, seed: int, only: list[str] | None = None) -> tuple[list, list[str]]:
-    """All calibration rows and notes (modules that are missing, wall time per module)."""
+def collect(n_reps: int, seed: int, only: list[str] | None = None, design: str = "v1") -> tuple[list, list[str]]:
+    """All calibration rows and notes (modules that are missing, wall time per module).
+
+    Another design than v1 runs each module's ``DESIGN_ROW_FUNCTIONS`` with that design (`simulate.DESIGNS`).
+    """
+    from benchmarks.calibration.simulate import DESIGNS
+
     rows, notes = [], []
     for name in MODULES:
         try:
@@ -54,7 +63,11 @@ def collect(n_reps: int, seed: int, only: list[str] | None = None) -> tuple[list
             notes.append(f"{name} not available ({err}); its rows are missing")
             continue
         start = time.time()
-        if only and hasattr(module, "ROW_FUNCTIONS"):
+        if design != "v1":
+            for fn in getattr(module, "DESIGN_ROW_FUNCTIONS", ()):
+                if not only or fn.__name__ in only:
+                    rows += fn(n_reps, seed, design=DESIGNS[design])
+        elif only and hasattr(module, "ROW_FUNCTIONS"):
             for fn in module.ROW_FUNCTIONS:
                 if fn.__name__ in only:
                     rows += fn(n_reps, seed)
@@ -100,7 +113,7 @@ def main() -> None:
         notes = [n for n in notes if "rows meet their target" not in n]
         args.reps = min(r["n_reps"] + r["n_failed"] for r in table)
     else:
-        rows, notes = collect(args.reps, args.seed, args.only)
+        rows, notes = collect(args.reps, args.seed, args.only, args.design)
         table = [{c: getattr(r, c) for c in COLUMNS} for r in rows]
     C.print_table(f"calibration ({args.reps} simulated runs per row)", table, COLUMNS)
     if args.markdown:
@@ -108,7 +121,8 @@ def main() -> None:
     failed = [r for r in table if not r["passed"]]
     notes.append(f"{len(table) - len(failed)} of {len(table)} rows meet their target")
     print(notes[-1])
-    name = "calibration" + ("_quick" if args.quick else "") + (f"_part_{args.only[0]}" if args.only else "")
+    name = ("calibration" + ("" if args.design == "v1" or args.merge else f"_{args.design}")
+            + ("_quick" if args.quick else "") + (f"_part_{args.only[0]}" if args.only else ""))
     print("wrote", C.write_result(name, table, vars(args), notes))
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from benchmarks.calibration.rows import CalibrationRow
-from benchmarks.calibration.simulate import Scenario, true_breakpoint_loss
+from benchmarks.calibration.simulate import V1, Design, Scenario, true_breakpoint_loss
 from benchmarks.calibration.theory import AG, _replicate, analysed
 from harness.analysis import emergence as em
 
@@ -70,8 +70,14 @@ NAME = "breakpoint interval (exact match)"
 OLD = "breakpoint interval [replaced: plain percentile, no checkpoint bracket]"
 
 
-def breakpoint_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
-    """Coverage of the true breakpoint at chance 0, 0.12 and 0.5, and with 6 high-loss checkpoints added."""
+def breakpoint_rows(n_reps: int, seed: int, design: Design = V1) -> list[CalibrationRow]:
+    """Coverage of the true breakpoint at chance 0, 0.12 and 0.5, and with 6 high-loss checkpoints added.
+
+    Another `design` than `V1`: at chance 0 (most v2 cells) on the design's checkpoints, k = 1, the trained
+    composite k and the k beyond them apart, without the replaced interval.
+    """
+    if design != V1:
+        return _design_rows(n_reps, seed, design)
     rows = []
     designs = [(c, AG.deltas, "12 ckpts") for c in (0.0, 0.12, 0.5)] + [(0.12, HIGH_LOSS, "+6 ckpts at high loss")]
     for i, (chance, deltas, label) in enumerate(designs):
@@ -85,8 +91,29 @@ def breakpoint_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
     return rows
 
 
+def _design_rows(n_reps: int, seed: int, design: Design) -> list[CalibrationRow]:
+    sc = design.apply(BREAKPOINT)
+    runs = _replicate(lambda s: breakpoint_cells(sc, s), n_reps, seed + 85)
+    scen = f"true breakpoint at loss 0.84 + 0.5 / k, chance 0, tuple sd 0.4, item sd 0.3, {design.words}"
+    trained = tuple(k for k in sc.trained_ks or sc.ks if k > 1)
+    beyond = tuple(k for k in sc.ks if k > max(trained))
+    clusters = 2 * sc.tuples_per_cell
+    rows = [_coverage(runs, (1,), f"{NAME}, k = 1 ({len(sc.skills)} skill clusters)", scen, n_reps),
+            _coverage(runs, trained, f"{NAME}, k = {_span(trained)} ({clusters} tuples per cell)", scen, n_reps)]
+    if beyond:
+        rows.append(_coverage(runs, beyond, f"{NAME}, k = {_span(beyond)} beyond the trained k ({clusters} tuples per "
+                              "cell)", scen, n_reps))
+    return rows
+
+
+def _span(ks: tuple[int, ...]) -> str:
+    return f"{min(ks)}-{max(ks)}" if len(ks) > 1 else str(ks[0])
+
+
 ROW_FUNCTIONS: tuple[Callable[[int, int], list[CalibrationRow]], ...] = (breakpoint_rows,)
 """Every calibration of this module, in table order."""
+DESIGN_ROW_FUNCTIONS: tuple[Callable[..., list[CalibrationRow]], ...] = (breakpoint_rows,)
+"""Those that take a ``design`` (``bench_calibration.py --design``)."""
 
 
 def rows(n_reps: int, seed: int) -> list[CalibrationRow]:

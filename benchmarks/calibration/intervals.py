@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from benchmarks.calibration.rows import CalibrationRow
-from benchmarks.calibration.simulate import FLOOR, Scenario
+from benchmarks.calibration.simulate import FLOOR, V1, Design, Scenario
 from benchmarks.calibration.theory import AG, _replicate, analysed
 from harness.analysis.stats import percentile_ci
 
@@ -63,8 +63,14 @@ def _coverage(runs: list[list[dict]], ks: tuple[int, ...], procedure: str, scen:
                           True if plain else bool(est >= 0.93 - 2 * se), failed)
 
 
-def competence_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
-    """Coverage of the per-checkpoint competence intervals at chance 0.12 and 0.5 (k = 1 and k = 2-4 apart)."""
+def competence_rows(n_reps: int, seed: int, design: Design = V1) -> list[CalibrationRow]:
+    """Coverage of the per-checkpoint competence intervals at chance 0.12 and 0.5 (k = 1 and k = 2-4 apart).
+
+    Another `design` than `V1`: at chance 0 (most v2 cells) on the design's checkpoints, k = 1, the trained
+    composite k and the k beyond them apart, without the replaced interval.
+    """
+    if design != V1:
+        return _design_rows(n_reps, seed, design)
     rows = []
     for i, chance in enumerate((0.12, 0.5)):
         sc = NO_SKILL_EFFECTS.with_(chance=chance)
@@ -79,8 +85,26 @@ def competence_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
     return rows
 
 
+def _design_rows(n_reps: int, seed: int, design: Design) -> list[CalibrationRow]:
+    sc = design.apply(NO_SKILL_EFFECTS)
+    runs = _replicate(lambda s: competence_cells(sc, s), n_reps, seed + 95)
+    scen = (f"a = b = 1.5, chance 0, tuple sd 0.4, item sd 0.3, no skill effects, {N_BOOT_ANALYZER} bootstrap "
+            f"replicates, {design.words}")
+    trained = tuple(k for k in sc.trained_ks or sc.ks if k > 1)
+    beyond = tuple(k for k in sc.ks if k > max(trained))
+    name, clusters = "competence interval per checkpoint", 2 * sc.tuples_per_cell
+    rows = [_coverage(runs, (1,), f"{name}, k = 1 ({len(sc.skills)} skill clusters)", scen),
+            _coverage(runs, trained, f"{name}, k = {min(trained)}-{max(trained)} ({clusters} tuples per cell)", scen)]
+    if beyond:
+        rows.append(_coverage(runs, beyond, f"{name}, k = {min(beyond)}-{max(beyond)} beyond the trained k "
+                              f"({clusters} tuples per cell)", scen))
+    return rows
+
+
 ROW_FUNCTIONS: tuple[Callable[[int, int], list[CalibrationRow]], ...] = (competence_rows,)
 """Every calibration of this module, in table order."""
+DESIGN_ROW_FUNCTIONS: tuple[Callable[..., list[CalibrationRow]], ...] = (competence_rows,)
+"""Those that take a ``design`` (``bench_calibration.py --design``)."""
 
 
 def rows(n_reps: int, seed: int) -> list[CalibrationRow]:

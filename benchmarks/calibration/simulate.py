@@ -20,7 +20,8 @@ The continuous metric (``gold_logprob``) is y = f(L) e^(eta_i / 2) + noise, with
 exponential in loss or a hinge (flat above a loss threshold, linear below it), for the mirage check.
 
 Sizes default to the built-in suite (tasks/symbolic_composite.yaml): 8 skills x 25 single items,
-40 items per (k, mode, split) cell, so about 1000 items per checkpoint with k = 2..6.
+40 items per (k, mode, split) cell, so about 1000 items per checkpoint with k = 2..6. A `Design` swaps
+them for another suite's (`V2`: reference family v2's suite and checkpoints).
 """
 from __future__ import annotations
 
@@ -55,8 +56,13 @@ class Scenario:
     """delta* of the ``"threshold"`` generator: single-skill items leave chance below this excess loss."""
     chance: float = 0.0
     """Chance level g of a single item (a part, for ``parts``)."""
+    skills: tuple[str, ...] = SKILLS
+    """Skill names of the catalog (tuples are drawn from them)."""
     ks: tuple[int, ...] = (1, 2, 3, 4)
-    """Trained k (k = 1 are single-skill items)."""
+    """Tested k whose items follow the generator (k = 1 are single-skill items)."""
+    trained_ks: tuple[int, ...] | None = None
+    """k the analysis treats as trained (its ``trained_ks``); None: `ks`. v2 tests k = 5..8 beyond the trained
+    k = 1..4, and there they are not all wrong, so they belong in `ks`, not `ood_ks`."""
     ood_ks: tuple[int, ...] = ()
     """Out-of-distribution k: their items are always wrong (as k = 5, 6 on the built-in family)."""
     modes: tuple[str, ...] = ("conjunction",)
@@ -92,15 +98,64 @@ class Scenario:
         return replace(self, **changes)
 
 
+V2_DELTAS: tuple[float, ...] = (
+    0.021, 0.025, 0.083, 0.240, 0.365, 0.416, 0.419, 0.448, 0.453, 0.509, 0.556, 0.584, 0.632, 0.694, 0.707,
+    0.737, 0.750, 0.754, 0.789, 0.791, 0.803, 0.822, 0.836, 0.840, 0.842, 0.854, 0.857, 0.875, 0.888, 0.905,
+    0.921, 0.936, 0.939, 0.941, 0.949, 1.466, 1.476, 1.526, 1.531, 1.557, 1.569, 1.585)
+"""Excess loss of the 42 checkpoints of reference family v2, seed 0 (7 sizes x 6 steps,
+benchmarks/results/v2_seed0/checkpoints.parquet): three below 0.1, most between 0.4 and 0.95, seven above 1.4."""
+
+
+@dataclass(frozen=True)
+class Design:
+    """A suite and family design that replaces the `Scenario` defaults (None: keep the scenario's value)."""
+
+    name: str
+    """Short name (``v1``, ``v2``), the value of ``bench_calibration.py --design``."""
+    words: str
+    """The design in words, for the calibration table's scenario column."""
+    skills: tuple[str, ...] | None = None
+    """Skill names of the catalog."""
+    single_per_skill: int | None = None
+    """k = 1 items per skill."""
+    per_cell: int | None = None
+    """Items per (k, mode, split) cell."""
+    tuples_per_cell: int | None = None
+    """Distinct skill tuples per (k, split)."""
+    ks: tuple[int, ...] | None = None
+    """Tested k."""
+    trained_ks: tuple[int, ...] | None = None
+    """k the analysis treats as trained."""
+    deltas: tuple[float, ...] | None = None
+    """Excess loss of each checkpoint."""
+
+    def apply(self, sc: Scenario) -> Scenario:
+        """`sc` with this design's sizes, k and checkpoints."""
+        names = ("skills", "single_per_skill", "per_cell", "tuples_per_cell", "ks", "trained_ks", "deltas")
+        return sc.with_(**{n: getattr(self, n) for n in names if getattr(self, n) is not None})
+
+
+V1 = Design("v1", "12 ckpts, k 1-4")
+"""The first built-in suite and the scenarios as written (every field kept)."""
+V2 = Design("v2", "v2 suite: 16 skills x 4 single items, 16 items / 12 tuples per cell, 42 ckpts (v2 losses), "
+            "k 1-8 (trained 1-4)", skills=tuple(f"s{i:02d}" for i in range(16)), single_per_skill=4, per_cell=16,
+            tuples_per_cell=12, ks=tuple(range(1, 9)), trained_ks=(1, 2, 3, 4), deltas=V2_DELTAS)
+"""Reference family v2 (tasks/symbolic_v2_composite.yaml: 11-16 distinct tuples per cell, mostly 15-16; 12 here,
+the harder case for the cluster bootstrap), its 42 checkpoints' excess losses, and k = 5..8 following the same
+law as the trained k."""
+DESIGNS: dict[str, Design] = {d.name: d for d in (V1, V2)}
+"""Designs by name."""
+
+
 def true_breakpoint_loss(sc: Scenario, k: int) -> float:
     """The loss below which the mean competence of a k cell leaves chance under the ``"threshold"`` generator."""
     return FLOOR + sc.breakpoint_delta / k ** sc.a
 
 
 def _items(sc: Scenario, rng: np.random.Generator) -> pd.DataFrame:
-    rows = [((s,), 1, "single", "single") for s in SKILLS for _ in range(sc.single_per_skill)]
+    rows = [((s,), 1, "single", "single") for s in sc.skills for _ in range(sc.single_per_skill)]
     for k in (k for k in sorted(set(sc.ks) | set(sc.ood_ks)) if k > 1):
-        combos = list(itertools.combinations(SKILLS, k))
+        combos = list(itertools.combinations(sc.skills, k))
         pick = rng.choice(len(combos), size=min(2 * sc.tuples_per_cell, len(combos)), replace=False)
         pools = {"seen": [combos[i] for i in pick[0::2]], "heldout": [combos[i] for i in pick[1::2]]}
         for mode in sc.modes:
@@ -117,7 +172,7 @@ def _items(sc: Scenario, rng: np.random.Generator) -> pd.DataFrame:
 
 def _effects(sc: Scenario, items: pd.DataFrame, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(item effect eta_i, part effects eta_ij padded to the largest k with NaN)."""
-    skill = dict(zip(SKILLS, rng.normal(0.0, sc.skill_sd, len(SKILLS))))
+    skill = dict(zip(sc.skills, rng.normal(0.0, sc.skill_sd, len(sc.skills))))
     keys = pd.unique(items["key"])
     tup = dict(zip(keys, rng.normal(0.0, sc.tuple_sd, len(keys))))
     for key in keys:  # a single skill's own items share the skill effect, not an extra tuple effect

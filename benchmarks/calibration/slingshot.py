@@ -1,13 +1,15 @@
 """Calibration of the slingshot test and of the in-context gain (harness/analysis/slingshot.py, shots.py).
 
 Simulated held-out items (numpy only, no analyzer code in the truth): per k in (2, 4), `n_tuples`
-skill tuples of 10 skills, `per_tuple` items each; item i has a log-hazard effect eta_i = tuple effect
-(sd 0.4) + item effect (sd 0.3), kept across checkpoints and shot counts. At checkpoint m (excess loss
-delta_m) with s examples in the prompt, competence is q = exp(-lam k^a delta^b e^eta_i e^(-gamma s)) and
+skill tuples of 10 skills, `n_items` items over them (4 each by default); item i has a log-hazard effect
+eta_i = tuple effect (sd 0.4) + item effect (sd 0.3), kept across checkpoints and shot counts. At
+checkpoint m (excess loss delta_m) with s examples in the prompt, competence is q = exp(-lam k^a delta^b e^eta_i e^(-gamma s)) and
 the item succeeds with probability q (chance 0). With a = b the population curves obey
 q_2k(delta) = q_k(2 delta) exactly (a true slingshot); a > b makes 2k lag. The true gain of an example is
 E q(s + 1) - E q(s) over the effect distribution (Gauss-Hermite quadrature); the true slope is the
-least-squares slope of the true gains on the loss.
+least-squares slope of the true gains on the loss. With a `Design` other than `V1` (``--design v2``) the
+slingshot rows use that suite's skills, items and tuples per cell, checkpoints and k (v2: k -> 2k for
+k = 2, 3, 4, 2k up to 8).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.calibration.rows import CalibrationRow, coverage_row, power_row, size_row
+from benchmarks.calibration.simulate import V1, Design
 from harness.analysis.bootstrap import assign_clusters, cluster_design, rng_for
 from harness.analysis.schema import prepare_records
 from harness.analysis.shots import shot_sums, shots_table
@@ -29,18 +32,24 @@ TUPLE_SD, ITEM_SD, LAM, B = 0.4, 0.3, 2.0, 1.5
 
 
 def simulate(seed: int, *, a: float = B, gamma: float = 0.0, shots: tuple[int, ...] = (0,), n_tuples: int = 12,
-             per_tuple: int = 4, ks: tuple[int, ...] = (2, 4)) -> tuple[pd.DataFrame, pd.Series]:
-    """Records of one simulated family (held-out conjunction items only) and its excess loss per checkpoint."""
+             n_items: int = 48, ks: tuple[int, ...] = (2, 4), skills: tuple[str, ...] = SKILLS,
+             deltas: tuple[float, ...] = DELTAS) -> tuple[pd.DataFrame, pd.Series]:
+    """Records of one simulated family (held-out conjunction items only) and its excess loss per checkpoint.
+
+    Each k has `n_items` items over `n_tuples` tuples of `skills` (as even as they divide), scored at
+    checkpoints of excess loss `deltas`.
+    """
     rng = np.random.default_rng(seed)
     rows = []
     for k in ks:
-        combos = list(itertools.combinations(SKILLS, k))
-        for t in rng.choice(len(combos), n_tuples, replace=False):
+        combos = list(itertools.combinations(skills, k))
+        for j, t in enumerate(rng.choice(len(combos), n_tuples, replace=False)):
             effect = rng.normal(0.0, TUPLE_SD)
+            per_tuple = n_items // n_tuples + (j < n_items % n_tuples)
             rows += [(combos[t], k, effect + rng.normal(0.0, ITEM_SD)) for _ in range(per_tuple)]
-    skills, k, eta = zip(*rows)
+    tuples, k, eta = zip(*rows)
     k, eta = np.array(k, float), np.array(eta)
-    delta = np.asarray(DELTAS)
+    delta = np.asarray(deltas)
     frames = []
     for s in shots:
         q = np.exp(-LAM * k[None] ** a * delta[:, None] ** B * np.exp(eta)[None] * np.exp(-gamma * s))
@@ -48,7 +57,7 @@ def simulate(seed: int, *, a: float = B, gamma: float = 0.0, shots: tuple[int, .
         frames.append(pd.DataFrame({
             "checkpoint_id": np.repeat([f"c{m:02d}" for m in range(len(delta))], len(rows)),
             "item_id": np.tile([f"i{i:04d}-s{s}" for i in range(len(rows))], len(delta)),
-            "skills": [tuple(x) for x in skills] * len(delta), "k": np.tile(k.astype(int), len(delta)),
+            "skills": [tuple(x) for x in tuples] * len(delta), "k": np.tile(k.astype(int), len(delta)),
             "mode": "conjunction", "split": "heldout", "n_shots": s, "metric": "exact_match",
             "value": hit.reshape(-1), "chance": 0.0}))
     excess = pd.Series(delta, index=[f"c{m:02d}" for m in range(len(delta))])
@@ -63,12 +72,25 @@ def _design(records: pd.DataFrame, seed: int, n_boot: int):
     return sums, weights
 
 
-def slingshot_verdict(seed: int, a: float, n_boot: int = 200) -> str:
-    """The slingshot verdict on one simulated family (k = 2 against 2k = 4)."""
-    records, excess = simulate(seed, a=a)
+def design_args(design: Design) -> dict:
+    """`simulate`'s sizes for a suite design (`V1`: this module's own defaults)."""
+    if design == V1:
+        return {}
+    return dict(skills=design.skills, deltas=design.deltas, n_tuples=design.tuples_per_cell, n_items=design.per_cell,
+                ks=tuple(k for k in design.ks if k > 1))
+
+
+def slingshot_verdicts(seed: int, a: float, n_boot: int = 200, design: Design = V1) -> dict[int, str]:
+    """The slingshot verdict per k (k against 2k) on one simulated family."""
+    records, excess = simulate(seed, a=a, **design_args(design))
     sums, weights = _design(records, seed, n_boot)
     _, summary, _ = slingshot_test(sums, weights, excess)
-    return str(summary["verdict"].iloc[0])
+    return {int(k): str(v) for k, v in zip(summary["k"], summary["verdict"])}
+
+
+def slingshot_verdict(seed: int, a: float, n_boot: int = 200) -> str:
+    """The slingshot verdict on one simulated family (k = 2 against 2k = 4)."""
+    return slingshot_verdicts(seed, a, n_boot)[2]
 
 
 def true_gains(gamma: float, k: int, s: int) -> np.ndarray:
@@ -89,8 +111,10 @@ def shots_outcome(seed: int, gamma: float, n_boot: int = 200) -> pd.DataFrame:
     return gains, trend
 
 
-def slingshot_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
+def slingshot_rows(n_reps: int, seed: int, design: Design = V1) -> list[CalibrationRow]:
     """Size of the verdict (and coverage of its interval, truth 0) under a true slingshot; power under a lag."""
+    if design != V1:
+        return _design_rows(n_reps, seed, design)
     out = []
     null = [slingshot_verdict(seed + r, a=B) for r in range(n_reps)]
     failed = sum(v.startswith("not testable") for v in null)
@@ -106,6 +130,26 @@ def slingshot_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
         failed = sum(v.startswith("not testable") for v in lag)
         out.append(power_row("slingshot_verdict", words, sum(v == "2k lags" for v in lag), n_reps - failed, minimum,
                              failed))
+    return out
+
+
+def _design_rows(n_reps: int, seed: int, design: Design) -> list[CalibrationRow]:
+    """Per k -> 2k of the design: size and interval coverage under a true slingshot, power under a clear lag."""
+    null = [slingshot_verdicts(seed + 40_000 + r, a=B, design=design) for r in range(n_reps)]
+    lag = [slingshot_verdicts(seed + 50_000 + r, a=B + 1.0, design=design) for r in range(n_reps)]
+    out = []
+    for k in sorted(null[0]):
+        verdicts = [v[k] for v in null]
+        failed = sum(v.startswith("not testable") for v in verdicts)
+        wrong = sum(v in ("2k lags", "2k leads") for v in verdicts)
+        scen = f"true slingshot (a = b = 1.5), k = {k} -> {2 * k}, held-out tuples, {design.words}"
+        out.append(size_row("slingshot_verdict", scen, wrong, n_reps - failed, failed))
+        out.append(coverage_row("slingshot_interval", scen.replace("slingshot", "slingshot: mean difference 0", 1),
+                                n_reps - failed - wrong, n_reps - failed, failed))
+        verdicts = [v[k] for v in lag]
+        failed = sum(v.startswith("not testable") for v in verdicts)
+        out.append(power_row("slingshot_verdict", f"2k lags (a = 2.5, b = 1.5), k = {k} -> {2 * k}, held-out tuples, "
+                             f"{design.words}", sum(v == "2k lags" for v in verdicts), n_reps - failed, 0.8, failed))
     return out
 
 
@@ -140,6 +184,8 @@ def shots_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
 
 
 ROW_FUNCTIONS = (slingshot_rows, shots_rows)
+DESIGN_ROW_FUNCTIONS = (slingshot_rows,)
+"""Those that take a ``design`` (``bench_calibration.py --design``)."""
 
 
 def rows(n_reps: int, seed: int) -> list[CalibrationRow]:

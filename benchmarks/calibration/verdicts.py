@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.calibration.rows import CalibrationRow, coverage_row, power_row, size_row
-from benchmarks.calibration.simulate import Scenario
+from benchmarks.calibration.simulate import V1, Design, Scenario
 from benchmarks.calibration.theory import AG, _covers, _replicate, analysed
 from harness.analysis import pipeline_steps as steps
 
@@ -46,20 +46,22 @@ def _above_run(sc: Scenario, seed: int, holm: bool = True) -> pd.DataFrame:
     return above.groupby(["mode", "k"])["above_chance"].apply(lambda s: bool(s.eq(True).any())).reset_index()
 
 
-def emergence_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
-    """Family-wise size of the above-chance tests of one cell (12 checkpoints, Holm) under a truth at chance."""
+def emergence_rows(n_reps: int, seed: int, design: Design = V1) -> list[CalibrationRow]:
+    """Family-wise size of the above-chance tests of one cell (all checkpoints, Holm) under a truth at chance."""
     rows = []
-    for chance in (0.12, 0.5):
-        sc = AG.with_(lam=AT_CHANCE_LAM, chance=chance)
+    # v2's single-skill items have chance 0.019 on average (up to 0.13), its composite items about 0
+    for chance in (0.12, 0.5) if design == V1 else (0.02, 0.12):
+        sc = design.apply(AG.with_(lam=AT_CHANCE_LAM, chance=chance))
         runs = _replicate(lambda s: _above_run(sc, s), n_reps, seed + 41 + int(chance * 100))
         scen = (f"every item at chance {chance} at every checkpoint (tuple and item effects as in the simulator), "
-                f"12 ckpts, k 1-4")
+                f"{design.words}")
         per_cell = [float(r["above_chance"].mean()) for r in runs]
         rows.append(_per_run_rate("emergence above-chance tests, any checkpoint of a cell (Holm, per cell)", scen,
                                   per_cell, "size", 0.05, "<= 0.06 + 2 s.e.",
                                   lambda e, s: e <= 0.06 + 2 * s, n_reps))
         anywhere = sum(bool(r["above_chance"].any()) for r in runs)
-        old = size_row("emergence above-chance tests, any of the run's 4 cells", scen, anywhere, len(runs))
+        n_cells = len(sc.modes) * len(sc.ks)
+        old = size_row(f"emergence above-chance tests, any of the run's {n_cells} cells", scen, anywhere, len(runs))
         rows.append(CalibrationRow(**{**old.__dict__, "target": "reported only (Holm is per cell, not per run)",
                                       "passed": True}))
     return rows
@@ -72,15 +74,17 @@ def _gap_run(sc: Scenario, seed: int) -> tuple[float, float]:
     t = out["seen_heldout"]
     t = t[(t["metric"] == "exact_match") & t["gap_lo"].notna()]
     excl = ((t["gap_lo"] > 0) | (t["gap_hi"] < 0)).to_numpy()
-    top = (t["k"] == max(sc.ks)).to_numpy()
+    top = (t["k"] == max(sc.trained_ks or sc.ks)).to_numpy()
     return (float(excl.mean()) if len(excl) else np.nan, float(excl[top].mean()) if top.any() else np.nan)
 
 
-def gap_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
+def gap_rows(n_reps: int, seed: int, design: Design = V1) -> list[CalibrationRow]:
     """Per-cell rate at which the seen minus held-out interval excludes 0 when the population gap is 0."""
-    runs = _replicate(lambda s: _gap_run(AG, s), n_reps, seed + 51)
+    sc = design.apply(AG)
+    runs = _replicate(lambda s: _gap_run(sc, s), n_reps, seed + 51)
+    where = "12 ckpts, k 2-4" if design == V1 else design.words
     scen = ("no seen/held-out difference (both splits' tuples drawn from one pool, tuple sd 0.4, item sd 0.3), "
-            "a = b, 12 ckpts, k 2-4")
+            f"a = b, {where}")
     return [_per_run_rate("seen vs held-out gap interval excludes 0 (per cell)", scen, [r[0] for r in runs], "size",
                           0.05, "<= 0.06 + 2 s.e.", lambda e, s: e <= 0.06 + 2 * s, n_reps),
             _per_run_rate("seen vs held-out gap interval excludes 0 (per cell, largest trained k)", scen,
@@ -111,13 +115,16 @@ def _failure_run(sc: Scenario, seed: int) -> tuple[float, float, str]:
     return float(fit.get("b_lo", np.nan)), float(fit.get("b_hi", np.nan)), str(fit.get("linear_law"))
 
 
-def failure_law_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
+def failure_law_rows(n_reps: int, seed: int, design: Design = V1) -> list[CalibrationRow]:
     """Coverage of b's interval where the failure law holds with b = 1 and 1.5, and the size of the
-    "disagrees with A&G's linear law" verdict at b = 1; on the saturating (weibull) truth, reported only."""
+    "disagrees with A&G's linear law" verdict at b = 1; on the saturating (weibull) truth, reported only
+    (`V1` only: another `design` leaves that row out)."""
     rows = []
+    where = "12 ckpts" if design == V1 else design.words
     for b in (1.0, 1.5):
-        runs = _replicate(lambda s: _failure_run(POWER_LAW.with_(a=b, b=b), s), n_reps, seed + 61 + int(10 * b))
-        scen = f"single-skill failure c delta^b (per item, c = 0.3 e^eta), b = {b}, 12 ckpts"
+        sc = design.apply(POWER_LAW.with_(a=b, b=b))
+        runs = _replicate(lambda s: _failure_run(sc, s), n_reps, seed + 61 + int(10 * b))
+        scen = f"single-skill failure c delta^b (per item, c = 0.3 e^eta), b = {b}, {where}"
         cov, n, fail = _covers(((lo, hi) for lo, hi, _ in runs), b)
         rows.append(coverage_row("failure-law exponent b interval", scen, cov, n, fail))
         says = [v.startswith("the data disagree") for _, _, v in runs if v != "None"]
@@ -127,6 +134,8 @@ def failure_law_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
         else:
             rows.append(power_row(verdict, scen, int(sum(says)), len(says), 0.0, len(runs) - len(says)))
             rows[-1] = CalibrationRow(**{**rows[-1].__dict__, "target": "reported only", "passed": True})
+    if design != V1:
+        return rows
     sat = _replicate(lambda s: _failure_run(AG.with_(a=1.0, b=1.0), s), n_reps, seed + 71)
     says = [v.startswith("the data disagree") for _, _, v in sat if v != "None"]
     old = size_row("linear-law verdict 'the data disagree with A&G's linear law'",
@@ -141,6 +150,8 @@ def failure_law_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
 ROW_FUNCTIONS: tuple[Callable[[int, int], list[CalibrationRow]], ...] = (emergence_rows, gap_rows, gap_strong_rows,
                                                                          failure_law_rows)
 """Every calibration of this module, in table order."""
+DESIGN_ROW_FUNCTIONS: tuple[Callable[..., list[CalibrationRow]], ...] = (emergence_rows, gap_rows, failure_law_rows)
+"""Those that take a ``design`` (``bench_calibration.py --design``)."""
 
 
 def rows(n_reps: int, seed: int) -> list[CalibrationRow]:

@@ -147,3 +147,49 @@ def test_competence_interval_of_a_cell_with_every_item_right_is_not_a_point():
     assert (table["competence"] == 1.0).all()
     assert (table["competence_hi"] == 1.0).all() and (table["competence_lo"] < 0.995).all()
     assert (table["competence_lo"] > 0.9).all()
+
+
+def test_v2_design_simulates_the_v2_suite_checkpoints_and_ks_beyond_the_trained():
+    # 16 skills x 4 single items, 16 items over 12 tuples per (k, split) cell, k = 1..8 with k = 5..8 following
+    # the same law (v2's 1M model gets 0.9 of them right), 42 checkpoints at v2's excess losses
+    from benchmarks.calibration.simulate import V2, V2_DELTAS, simulate
+
+    sc = V2.apply(T.AG)
+    records, checkpoints = simulate(sc, seed=0)
+    assert len(checkpoints) == 42
+    assert np.allclose(checkpoints["ce_nats_sum"] / checkpoints["ce_tokens"] - checkpoints["entropy_floor"],
+                       V2_DELTAS)
+    first = records[(records["checkpoint_id"] == "c00") & (records["metric"] == "exact_match")]
+    single = first[first["k"] == 1]
+    assert len(single) == 64 and single["skills"].nunique() == 16
+    composite = first[first["k"] > 1].assign(key=lambda d: d["skills"].map(lambda s: "+".join(sorted(s.split("+")))))
+    assert sorted(composite["k"].unique()) == list(range(2, 9))
+    assert (composite.groupby(["k", "mode", "split"]).size() == 16).all()
+    assert (composite.groupby(["k", "split"])["key"].nunique() == 12).all()
+    best = records[(records["checkpoint_id"] == "c00") & (records["k"] >= 5)]
+    assert 0.5 < best["value"].mean() < 1.0
+    _, table, _ = T.analysed(sc, seed=0)
+    assert table.loc[table["metric"] == "exact_match", "checkpoint_id"].nunique() == 42
+
+
+def test_slingshot_verdict_keeps_its_size_at_the_v2_design():
+    # k -> 2k for k = 2, 3, 4 (2k up to 8), 16 held-out items over 12 tuples per cell, v2's 42 checkpoints; 400
+    # runs: 0.045-0.062 per k. Comparing q_2k with the k-curve at delta instead of 2 delta calls "2k lags" here
+    from benchmarks.calibration import slingshot as S
+    from benchmarks.calibration.simulate import V2
+
+    null = [S.slingshot_verdicts(9_600 + s, a=1.5, n_boot=100, design=V2) for s in range(8)]
+    assert all(sorted(run) == [2, 3, 4] for run in null)
+    assert not any(v.startswith("not testable") for run in null for v in run.values())
+    assert sum(v in ("2k lags", "2k leads") for run in null for v in run.values()) <= 3  # of 24
+
+
+def test_above_chance_family_of_a_cell_keeps_its_size_over_the_42_v2_checkpoints():
+    # Holm across 42 checkpoints with 32 items per composite cell and 64 single items
+    from benchmarks.calibration import verdicts as V
+    from benchmarks.calibration.simulate import V2
+
+    sc = V2.apply(T.AG.with_(lam=V.AT_CHANCE_LAM, chance=0.12))
+    cells = [c for s in range(6) for c in V._above_run(sc, 9_800 + s)["above_chance"]]
+    assert len(cells) == 48
+    assert sum(cells) <= 5  # 0.05 + 2 s.e. at 48 cells is ~0.11
