@@ -78,15 +78,21 @@ def collect(n_reps: int, seed: int, only: list[str] | None = None, design: str =
 
 
 def merged(paths: list[str]) -> tuple[list[dict], list[str]]:
-    """Rows and notes of several result files (e.g. two --only runs made in parallel)."""
+    """Rows and notes of several result files (e.g. two --only runs made in parallel).
+
+    A row of a later file replaces the row of an earlier one with the same procedure, scenario and quantity
+    (in the earlier one's place), so a rerun of some rows updates the table without the others being rerun.
+    """
     import json
 
-    rows, notes = [], []
+    rows: dict[tuple[str, str, str], dict] = {}
+    notes = []
     for path in paths:
         payload = json.loads(Path(path).read_text())
-        rows += payload["rows"]
+        for row in payload["rows"]:
+            rows[(row["procedure"], row["scenario"], row["quantity"])] = row
         notes += [f"{Path(path).name}: {n}" for n in payload["notes"]]
-    return rows, notes
+    return list(rows.values()), notes
 
 
 def markdown(table: list[dict]) -> str:

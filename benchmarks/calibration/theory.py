@@ -68,8 +68,10 @@ def _collapse_run(sc: Scenario, seed: int) -> dict[str, float]:
     p, comp, boot = analysed(sc, seed)
     (out, _), _ = steps.collapse(comp, boot, p.config)
     row = out["collapse"].iloc[0]
-    return {c: float(row[c]) for c in ("p_a_eq_b", "p_a_eq_1", "a", "a_lo", "a_hi", "b", "b_lo", "b_hi",
-                                       "a_minus_b_lo", "a_minus_b_hi", "lr_a_eq_b", "lr_a_eq_1")}
+    return {**{c: float(row[c]) for c in ("p_a_eq_b", "p_a_eq_1", "a", "a_lo", "a_hi", "b", "b_lo", "b_hi",
+                                          "a_minus_b_lo", "a_minus_b_hi", "lr_a_eq_b", "lr_a_eq_1",
+                                          "p_shared_curve")},
+            "verdict": str(row["verdict"])}
 
 
 def _chi2_p(lr: float) -> float:
@@ -137,9 +139,16 @@ def collapse_rows(n_reps: int, seed: int, design: Design = V1) -> list[Calibrati
         old = size_row(f"collapse_test {label} [replaced: chi-square, independent cells]",
                        scen_ag if runs is ag else scen_ind, rej, n, fail)
         rows.append(CalibrationRow(**{**old.__dict__, "target": "reported only (the replaced test)", "passed": True}))
-    tells = [(r1["p_a_eq_1"] < 0.05 and r1["p_a_eq_b"] >= 0.05) for r1 in ag]
+    tells = [r1["verdict"].startswith("independence (a <= 1) rejected") for r1 in ag]
     rows.append(power_row("collapse verdict (A&G data -> 'consistent with a=b')", scen_ag, int(sum(tells)),
                           len(tells), 0.9))
+    label = "collapse verdict 'a=b rejected' (parametric and shared-curve tests both reject)"
+    for runs, scen in ((ag, scen_ag), (ind, scen_ind)):  # the analyzer's verdict, as the report prints it
+        valid = [r for r in runs if r["verdict"].startswith(("Arora-Goyal", "both", "independence", "neither"))]
+        rejected = sum(r["verdict"].startswith(("Arora-Goyal collapse (a=b) rejected", "both a=b")) for r in valid)
+        failed = len(runs) - len(valid)
+        rows.append(size_row(label, scen, rejected, len(valid), failed) if runs is ag
+                    else power_row(label, scen, rejected, len(valid), 0.9, failed))
     (a_ag, b_ag), (a_ind, _) = pseudo_true_ab(sc_ag), pseudo_true_ab(sc_ind)
     for name, runs, truth in (("a - b", ag, 0.0), ("a", ag, a_ag), ("b", ag, b_ag), ("a", ind, a_ind)):
         lo, hi = {"a - b": ("a_minus_b_lo", "a_minus_b_hi"), "a": ("a_lo", "a_hi"), "b": ("b_lo", "b_hi")}[name]
@@ -332,6 +341,10 @@ def cor13_rows(n_reps: int, seed: int, design: Design = V1) -> list[CalibrationR
     if design != V1:
         rej, n, fail = _rejections(r[5] for r in null)
         rows.append(size_row("collapse_test a=b", scen + " (the mean curves collapse exactly)", rej, n, fail))
+        both = [max(r[0], r[5]) for r in null]  # the verdict rejects a = b only when both tests do
+        rej, n, fail = _rejections(both)
+        rows.append(size_row("collapse verdict 'a=b rejected' (parametric and shared-curve tests both reject)",
+                             scen + " (the mean curves collapse exactly)", rej, n, fail))
     return rows
 
 

@@ -222,8 +222,9 @@ def collapse(table: pd.DataFrame, boot: np.ndarray, cfg: AnalysisConfig) -> tupl
     rows = []
     for mode in sorted(set(main.loc[main["k"] > 1, "mode"])):
         cells = main[(main["mode"] == mode) | ((main["mode"] == SINGLE_MODE) & (main["k"] == 1))]
-        test = col.collapse_test(cells, boot, level=cfg.test_level)
-        rows.append({"mode": mode, "metric": cfg.metric, **test, **cor13.shared_curve_test(cells, boot)})
+        shared = cor13.shared_curve_test(cells, boot)
+        test = col.collapse_test(cells, boot, level=cfg.test_level, p_shared=shared["p_shared_curve"])
+        rows.append({"mode": mode, "metric": cfg.metric, **test, **shared})
     out = pd.DataFrame(rows).reindex(columns=list(col.COLLAPSE_COLUMNS))
     slopes = {r["mode"]: -r["b"] / r["a"] for r in rows if np.isfinite(r.get("a", np.nan)) and r["a"] != 0}
     reason = _empty_reason(out, "a", "no composite (k > 1) items")

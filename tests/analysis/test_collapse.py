@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from harness.analysis.collapse import CollapseModel, collapse_test
+from harness.analysis.collapse import CollapseModel, collapse_test, verdict
+from harness.analysis.cor13 import shared_curve_test
 
 from .conftest import pipeline
 from .synthetic import ag_competence, independent_competence, make_family
@@ -13,7 +14,7 @@ ITEMS = dict(n_tuples=20, items_per_tuple=10, modes=("conjunction",))
 def _test(competence_fn, seed):
     records, ck = make_family(competence_fn, seed=seed, item_kw=ITEMS, record_kw=dict(metrics=("exact_match",)))
     _, comp, boot = pipeline(records, ck, n_boot=60)
-    return collapse_test(comp, boot)
+    return collapse_test(comp, boot, p_shared=shared_curve_test(comp, boot)["p_shared_curve"])
 
 
 def test_collapse_accepts_a_equals_b_and_rejects_independence_on_ag_data():
@@ -32,6 +33,14 @@ def test_collapse_accepts_a_equals_1_and_rejects_ag_on_independent_data():
     assert out["a"] == pytest.approx(1.0, abs=0.15) and out["b"] == pytest.approx(2.0, abs=0.2)
     assert out["a_lo"] <= 1.0 <= out["a_hi"]
     assert out["verdict"].startswith("Arora-Goyal collapse (a=b) rejected")
+
+
+def test_a_equals_b_is_rejected_only_when_the_shared_curve_test_rejects_too():
+    assert verdict(0.01, 0.5, p_shared=0.01).startswith("Arora-Goyal collapse (a=b) rejected")
+    assert verdict(0.01, 0.5, p_shared=0.30).startswith("neither a=b nor independence")
+    assert verdict(0.01, 0.01, p_shared=0.30).startswith("independence (a <= 1) rejected")
+    assert verdict(0.01, 0.5).startswith("neither")  # the shared-curve test could not run: a = b stands
+    assert verdict(0.30, 0.5, p_shared=0.01).startswith("neither")  # the parametric test must reject as well
 
 
 def test_collapse_model_recovers_exact_parameters_from_expected_counts():
