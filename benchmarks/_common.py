@@ -226,9 +226,10 @@ def nonembedding_params(folder: Path) -> int:
 
 
 SELECTIONS = ("spread", "per-cell")
-"""How a benchmark picks its items: ``spread`` evenly over the whole suite (hardly two share a few-shot prefix:
-the worst case for prefix reuse), or ``per-cell``, the first items of every (k, mode, split) cell, as
-``emergence run --limit N`` composes them (the items of a cell share its few-shot exemplars)."""
+"""How a benchmark picks its items: ``spread`` evenly over the whole suite (its mix of k: the natural suite is
+about half single-skill items, whose 3-shot prompts are short), or ``per-cell``, the first items of every
+(k, mode, split) cell, exactly as ``emergence run --limit N`` composes them (12 of the natural suite's 13 cells
+are composite, with longer prompts; the items of a (k, mode) share its few-shot exemplars)."""
 
 
 def select_items(items: Sequence[Any], selection: str, per_cell: int, n_items: int | None = None) -> list[Any]:
@@ -265,6 +266,8 @@ def selection_facts(task: Any, spec: Any, selection: str, per_cell: int, chosen:
     return {"selection": selection, "per_cell": per_cell if selection == "per-cell" else None,
             "spec_is_the_tasks": spec == task.composition,
             "exemplar_blocks": len({(i.k, i.mode) for i in chosen}),
+            "items_per_k": {k: sum(i.k == k for i in chosen) for k in sorted({i.k for i in chosen})},
+            "mean_prompt_chars": sum(len(i.prompt) for i in chosen) / max(1, len(chosen)),
             "items_equal_run_limit": same if selection == "per-cell" else None}
 
 

@@ -20,7 +20,7 @@ from harness.model.batching import common_prefix, low_padding_chunks, select_cac
 from harness.model.protocol import GenerationRequest, GenerationResult, truncate_at_stop
 from harness.model.forward_engine import last_logits_only, tolerance
 from harness.model.growing_cache import GrowingLayer, growing_cache
-from harness.model.shared_prefix_attention import SharedPrefix, shared_prefix
+from harness.model.shared_prefix_attention import SharedPrefix, plain_attention, shared_prefix
 
 log = logging.getLogger(__name__)
 NEAR_TIE = 1e-4
@@ -285,7 +285,8 @@ def _greedy(model: Any, tokenizer: Any, batch: Sequence[GenRow], requests: Seque
     if first_logits is not None:
         if not grow:
             pads = [ids.shape[1] - (len(r.tokens) - r.prefix) for r in batch]
-        first_logits(logits, [pad + (longest - r.prefix if longest else 0) for pad, r in zip(pads, batch)])
+        with plain_attention(model):
+            first_logits(logits, [pad + (longest - r.prefix if longest else 0) for pad, r in zip(pads, batch)])
     rows = [_Row(requests[r.index], tokenizer.eos_token_id) for r in batch]
     active = list(range(len(batch)))
     next_position = positions[:, -1] + 1

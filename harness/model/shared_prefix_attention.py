@@ -53,6 +53,7 @@ class SharedPrefix:
 
 
 _ACTIVE: list[SharedPrefix] = []
+_BEFORE: list[str | None] = []
 
 
 @contextmanager
@@ -64,11 +65,26 @@ def shared_prefix(model: Any, state: SharedPrefix) -> Iterator[SharedPrefix]:
     before = config._attn_implementation
     config._attn_implementation = NAME
     _ACTIVE.append(state)
+    _BEFORE.append(before)
     try:
         yield state
     finally:
         _ACTIVE.pop()
+        _BEFORE.pop()
         config._attn_implementation = before
+
+
+@contextmanager
+def plain_attention(model: Any) -> Iterator[None]:
+    """Within a `shared_prefix` block: the model's own attention again (a plain forward of whole contexts)."""
+    if not _BEFORE or model.config._attn_implementation != NAME:
+        yield
+        return
+    model.config._attn_implementation = _BEFORE[-1]
+    try:
+        yield
+    finally:
+        model.config._attn_implementation = NAME
 
 
 def supports_shared_prefix(model: Any) -> bool:
