@@ -29,7 +29,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--family", default=None, help="family folder for --model builtin")
     p.add_argument("--task", default="natural_composite.yaml", help="composite task file")
     p.add_argument("--selections", default="spread,per-cell", help="item selections, measured one after the other: "
-                   "spread (evenly over the suite, the worst case for prefix reuse) and/or per-cell (the first "
+                   "spread (evenly over the suite, its mix of k) and/or per-cell (the first "
                    "--per-cell items of every (k, mode, split) cell, as `emergence run --limit N` composes them)")
     p.add_argument("--per-cell", type=int, default=3, help="generation items per cell of the per-cell selection")
     p.add_argument("--items", type=int, default=None,
@@ -173,8 +173,8 @@ def main() -> None:
              "random weights rarely emit the stop string, so most rows run to max_gen_toks "
              f"({at_limit} generated tokens): a trained model that stops early gains more from rows leaving the batch",
              "lm-eval is timed at the fastest of the batch sizes tried, ours at --batch-size",
-             "selection spread: items evenly over the whole suite (hardly two share few-shot exemplars, the worst "
-             "case for prefix reuse); per-cell: the first --per-cell items of every (k, mode, split) cell, exactly "
+             "selection spread: items evenly over the whole suite (its mix of k: about half single-skill items, "
+             "whose prompts and shared exemplars are short); per-cell: the first --per-cell items of every (k, mode, split) cell, exactly "
              "the items `emergence run --limit N` composes (items_equal_run_limit), whose cells share exemplars"]
     if args.model == "llama135m":
         notes.append("the 135M shape has a 49 152-token vocabulary but the local BPE fewer tokens: generated ids "

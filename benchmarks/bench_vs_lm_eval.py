@@ -30,7 +30,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--tokenizer", default="bpe", choices=("bpe", "char"), help="tokenizer of neox100m")
     p.add_argument("--task", default=None, help="task file (default: symbolic suite; natural for neox100m+bpe)")
     p.add_argument("--selections", default="spread,per-cell", help="item selections, measured one after the other: "
-                   "spread (evenly over the suite, the worst case for prefix reuse) and/or per-cell (the first "
+                   "spread (evenly over the suite, its mix of k) and/or per-cell (the first "
                    "--per-cell items of every (k, mode, split) cell, as `emergence run --limit N` composes them)")
     p.add_argument("--per-cell", type=int, default=None,
                    help="items per cell of the per-cell selection (default: 40 builtin, 4 others)")
@@ -280,8 +280,8 @@ def _notes(summary: dict, edges: list[dict]) -> list[str]:
              "prefixes served from our key/value cache excluded)",
              "lm-eval HFLM is given dtype explicitly: its default 'auto' keeps the checkpoint's saved dtype "
              "(float16 for the shipped family) while our runner upcasts to float32"]
-    notes.append("selection spread: items evenly over the whole suite (hardly two share few-shot exemplars, the "
-                 "worst case for prefix reuse); per-cell: the first --per-cell items of every (k, mode, split) cell, "
+    notes.append("selection spread: items evenly over the whole suite (its mix of k: about half single-skill "
+                 "items, whose prompts and shared exemplars are short); per-cell: the first --per-cell items of every (k, mode, split) cell, "
                  "the items `emergence run --limit N` composes when the suite's spec is the task's own "
                  "(items_equal_run_limit)")
     for selection, part in summary["selections"].items():
