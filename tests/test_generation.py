@@ -222,3 +222,19 @@ def test_shared_prefix_attention_equals_a_prefix_copied_into_every_row_to_1e5(na
     steps = list(zip(runs[True][1], runs[False][1]))
     assert len(runs[True][1]) == len(runs[False][1]) and calls
     assert max(float((a - b).abs().max()) for a, b in steps) <= 1e-5
+
+
+def test_a_wrong_shared_prefix_attention_is_caught_and_the_prefix_copied_into_rows_instead(tokenizer, monkeypatch):
+    model = build("llama-gqa", tokenizer)
+    requests = requests_of_many_lengths()
+    reference = HFModel(model, tokenizer, ModelSettings(batch_size=4, prefix_min_tokens=4, shared_attention=False))
+    expected = reference.generate_until(requests)
+
+    def forgets_the_prefix(module, query, key, value, mask, **kwargs):
+        out, _ = shared_prefix_attention(module, query, key, value, mask, **kwargs)
+        return out * 1.5, None
+
+    monkeypatch.setitem(AttentionInterface._global_mapping, NAME, forgets_the_prefix)
+    fast = HFModel(model, tokenizer, ModelSettings(batch_size=4, prefix_min_tokens=4))
+    assert fast.generate_until(requests) == expected
+    assert not fast.shared_attention_ and fast.prefix_reuse_ and fast.generation_verified_

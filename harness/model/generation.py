@@ -4,7 +4,9 @@ Contexts are grouped by a shared prefix (the few-shot exemplars, `generation_row
 computed once per window of groups, as the scoring path does (`TokenScoring._window_caches`). A batch
 holds rows of any length: each row's cached prefix sits in the first key slots (right-padded to the longest
 prefix of the batch), its own tokens are left-padded to the longest suffix, and the attention mask and
-position ids make every real token see exactly its own context. Each step keeps only the argmax, the gap to
+position ids make every real token see exactly its own context; on models with plain attention layers the rows
+read their prefixes from the one shared cache through `shared_prefix_attention` instead of a copy each. Each step
+keeps only the argmax, the gap to
 the runner-up (a near-tie is counted) and whether the logits were finite; a row leaves the batch as soon as
 it reaches EOS, its token limit or one of its stop strings (checked on the new text only).
 """
@@ -383,8 +385,8 @@ class GreedyGeneration:
 
     def _verify_generation(self, chunk: list[GenRow], logits: torch.Tensor, pads: list[int]) -> None:
         """Once per model: the first-step logits of the most padded row (padded key slots in its own prefill
-        forward) against a plain forward of its whole context; a mismatch turns prefix reuse off (or, without
-        reuse, batching) and redoes the batch. A batch of plain rows without padding has nothing to check (the next
+        forward) against a plain forward of its whole context; a mismatch turns shared-prefix attention off (else
+        prefix reuse, or, without reuse, batching) and redoes the batch. A batch of plain rows without padding has nothing to check (the next
         batch is checked)."""
         b = max(range(len(chunk)), key=lambda j: (pads[j] > 0, chunk[j].prefix > 0, pads[j]))
         if not pads[b] and not chunk[b].prefix:
