@@ -225,6 +225,52 @@ def nonembedding_params(folder: Path) -> int:
     return count_params_safetensors(sorted(Path(folder).glob("*.safetensors"))).nonembedding
 
 
+SELECTIONS = ("spread", "per-cell")
+"""How a benchmark picks its items: ``spread`` evenly over the whole suite (its mix of k: the natural suite is
+about half single-skill items, whose 3-shot prompts are short), or ``per-cell``, the first items of every
+(k, mode, split) cell, exactly as ``emergence run --limit N`` composes them (12 of the natural suite's 13 cells
+are composite, with longer prompts; the items of a (k, mode) share its few-shot exemplars)."""
+
+
+def select_items(items: Sequence[Any], selection: str, per_cell: int, n_items: int | None = None) -> list[Any]:
+    """The benchmark's items in composition order.
+
+    Args:
+        items: Every composed item of the suite, in composition order.
+        selection: ``per-cell``: the first `per_cell` items of every (k, mode, split) cell, the runner's own
+            ``--limit`` rule (`harness.run.runner._limited`); ``spread``: `n_items` items spread evenly over
+            the suite (default: as many as ``per-cell`` takes, so both selections compare at the same count).
+        per_cell: Items per cell of the ``per-cell`` selection.
+        n_items: Items of the ``spread`` selection.
+    """
+    from harness.run.runner import _limited
+
+    run_items = list(_limited(list(items), per_cell))
+    if selection == "per-cell":
+        return run_items
+    if selection != "spread":
+        raise ValueError(f"selection {selection!r} is not one of {SELECTIONS}")
+    n = min(n_items or len(run_items), len(items))
+    return [items[round(j * len(items) / n)] for j in range(n)]
+
+
+def selection_facts(task: Any, spec: Any, selection: str, per_cell: int, chosen: Sequence[Any]) -> dict[str, Any]:
+    """What a result file records about its items: the selection, how many few-shot exemplar blocks they share
+    (one per (k, mode): `skill_catalog.compose._exemplars`), and whether they are exactly the items that
+    ``emergence run --limit per_cell`` composes for the task (the run's own rule on the task's own spec)."""
+    from harness.run.runner import _limited
+    from skill_catalog.compose import compose_items
+
+    run_ids = [i.item_id for i in _limited(list(compose_items(task.composition)), per_cell)]
+    same = [i.item_id for i in chosen] == run_ids
+    return {"selection": selection, "per_cell": per_cell if selection == "per-cell" else None,
+            "spec_is_the_tasks": spec == task.composition,
+            "exemplar_blocks": len({(i.k, i.mode) for i in chosen}),
+            "items_per_k": {k: sum(i.k == k for i in chosen) for k in sorted({i.k for i in chosen})},
+            "mean_prompt_chars": sum(len(i.prompt) for i in chosen) / max(1, len(chosen)),
+            "items_equal_run_limit": same if selection == "per-cell" else None}
+
+
 def catalog_corpus() -> list[str]:
     """Text to train the BPE on: natural items (another seed than the benchmarks use) and the symbolic stream."""
     import dataclasses

@@ -29,8 +29,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--family", default=None, help="family folder for --model builtin (default: the built-in one)")
     p.add_argument("--tokenizer", default="bpe", choices=("bpe", "char"), help="tokenizer of neox100m")
     p.add_argument("--task", default=None, help="task file (default: symbolic suite; natural for neox100m+bpe)")
+    p.add_argument("--selections", default="spread,per-cell", help="item selections, measured one after the other: "
+                   "spread (evenly over the suite, its mix of k) and/or per-cell (the first "
+                   "--per-cell items of every (k, mode, split) cell, as `emergence run --limit N` composes them)")
+    p.add_argument("--per-cell", type=int, default=None,
+                   help="items per cell of the per-cell selection (default: 40 builtin, 4 others)")
     p.add_argument("--items", type=int, default=None,
-                   help="items scored, spread evenly over the suite (default: 512 builtin, 48 others)")
+                   help="items of the spread selection (default: as many as the per-cell selection)")
     p.add_argument("--shots", type=int, default=None,
                    help="few-shot exemplars per prompt (default: 1 builtin, 3 others)")
     p.add_argument("--batch-size", type=int, default=16, help="batch size of both tools")
@@ -41,9 +46,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: OMP_NUM_THREADS)")
     p.add_argument("--quick", action="store_true", help="tiny sizes for a smoke run")
     args = p.parse_args()
-    args.items = args.items or (512 if args.model == "builtin" else 48)
+    args.per_cell = args.per_cell or (40 if args.model == "builtin" else 4)
     if args.quick:
-        args.items, args.repeats, args.ce_pieces = min(args.items, 8), min(args.repeats, 2), min(args.ce_pieces, 60)
+        args.per_cell, args.repeats, args.ce_pieces = 1, min(args.repeats, 2), min(args.ce_pieces, 60)
+    args.selections = [s.strip() for s in args.selections.split(",") if s.strip()]
+    if not args.selections or set(args.selections) - set(C.SELECTIONS):
+        p.error(f"--selections: a comma-separated subset of {','.join(C.SELECTIONS)}")
     args.shots = C.default_shots(args.model) if args.shots is None else args.shots
     if args.task is None:
         bpe = args.model == "neox100m" and args.tokenizer == "bpe"
@@ -51,8 +59,10 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def build_requests(task_file: str, shots: int, n_items: int, export_dir: Path) -> tuple[list, dict]:
-    """Exports the suite, lets lm-eval build its instances from the export, keeps `n_items` items' instances."""
+def build_requests(task_file: str, shots: int, n_items: int | None, export_dir: Path, selection: str = "spread",
+                   per_cell: int = 1) -> tuple[list, dict]:
+    """Exports the suite, lets lm-eval build its instances from the export, keeps the instances of the items of
+    `selection` (`_common.select_items`: `n_items` spread over the suite, or the first `per_cell` of each cell)."""
     from lm_eval.tasks import TaskManager, get_task_dict
 
     from harness.run.export import export_task
@@ -67,15 +77,17 @@ def build_requests(task_file: str, shots: int, n_items: int, export_dir: Path) -
     name = task.name.replace("-", "_") + "_mc"
     lm_task = get_task_dict([name], TaskManager(include_path=str(export_dir)))[name]
     lm_task.build_all_requests(rank=0, world_size=1)
-    n_docs = len({i.doc_id for i in lm_task.instances})
-    chosen = {round(j * n_docs / n_items) for j in range(min(n_items, n_docs))}
-    instances = [i for i in lm_task.instances if i.doc_id in chosen]
-    items = {it.item_id: it for it in compose_items(spec)}
+    composed = list(compose_items(spec))
+    picked = C.select_items(composed, selection, per_cell, n_items)
+    chosen = {it.item_id for it in picked}
+    instances = [i for i in lm_task.instances if i.doc["item_id"] in chosen]
+    items = {it.item_id: it for it in composed}
     # The export must round-trip: lm-eval's context/continuation are exactly our prompt and choice.
     mismatched = sum(inst.args != (items[inst.doc["item_id"]].prompt, items[inst.doc["item_id"]].choices[inst.idx])
                      for inst in instances)
-    info = {"task": task.name, "lm_eval_task": name, "items": len(chosen), "requests": len(instances),
-            "export_mismatches": mismatched, "ks": spec.ks, "shots": shots, "choices": spec.n_choices}
+    info = {"task": task.name, "lm_eval_task": name, "items": len({i.doc["item_id"] for i in instances}),
+            "requests": len(instances), "export_mismatches": mismatched, "ks": spec.ks, "shots": shots,
+            "choices": spec.n_choices, **C.selection_facts(load_task(task_file), spec, selection, per_cell, picked)}
     return instances, info
 
 
@@ -226,25 +238,32 @@ def main() -> None:
     enforce_offline()
     logging.getLogger("lm_eval").setLevel(logging.WARNING)
     folder = C.model_folder(args.model, args.family, args.tokenizer)
+    rows, by_selection = [], {}
     with tempfile.TemporaryDirectory(prefix="bench-lm-eval-") as tmp:
         os.environ.setdefault("HF_DATASETS_CACHE", str(Path(tmp) / "hf-datasets"))
-        instances, suite = build_requests(args.task, args.shots, args.items, Path(tmp) / "export")
         ours, lm = load_tools(folder, args)
-        ll_rows, agreement = loglikelihood_run(ours, lm, instances, args.repeats)
+        for selection in args.selections:
+            instances, suite = build_requests(args.task, args.shots, args.items, Path(tmp) / selection, selection,
+                                              args.per_cell)
+            print(f"== {selection}: {suite['requests']} requests of {suite['items']} items, "
+                  f"{suite['exemplar_blocks']} few-shot exemplar blocks")
+            ll_rows, agreement = loglikelihood_run(ours, lm, instances, args.repeats)
+            rows += [{"model": args.model, "selection": selection, **r} for r in ll_rows]
+            by_selection[selection] = {**suite, **agreement}
         ce_rows, rolling = rolling_run(ours, lm, args.ce_pieces, args.repeats)
         edges = edge_cases(ours, lm, instances)
-    rows = [{"model": args.model, **r} for r in ll_rows + ce_rows]
-    summary = {**suite, **agreement, **rolling,
+    rows += [{"model": args.model, "selection": None, **r} for r in ce_rows]
+    summary = {"selections": by_selection, **rolling,
                "max_length_ours": ours.max_length_, "max_length_lm_eval": lm.max_length,
                "params_nonembedding": C.nonembedding_params(folder)}
-    C.print_table(f"{args.model} ({folder.name}): {suite['requests']} requests of {suite['items']} items, "
-                  f"{args.shots} shots, batch {args.batch_size}, {threads} threads",
-                  rows, ["kind", "tool", "requests", "tokens", "positions_computed", "seconds", "requests_per_s",
-                         "tokens_per_s"])
-    C.print_table("agreement", [summary], ["loglikelihood_compared", "loglikelihood_max_abs_diff", "ours_failed",
-                                           "greedy_disagreements", "encoding_mismatches", "export_mismatches",
-                                           "rolling_docs", "rolling_tokens", "rolling_abs_diff",
-                                           "rolling_total_abs_diff"])
+    C.print_table(f"{args.model} ({folder.name}): {args.shots} shots, batch {args.batch_size}, {threads} threads",
+                  rows, ["selection", "kind", "tool", "requests", "tokens", "positions_computed", "seconds",
+                         "requests_per_s", "tokens_per_s"])
+    C.print_table("agreement", [{"selection": k, **v} for k, v in by_selection.items()],
+                  ["selection", "items", "requests", "exemplar_blocks", "items_equal_run_limit",
+                   "loglikelihood_compared", "loglikelihood_max_abs_diff", "ours_failed", "greedy_disagreements",
+                   "encoding_mismatches", "export_mismatches"])
+    C.print_table("rolling", [summary], ["rolling_docs", "rolling_tokens", "rolling_abs_diff", "rolling_total_abs_diff"])
     C.print_table("semantics on edge cases (scored once)", edges, ["case", "ours", "lm_eval", "abs_diff", "ours_error"])
     notes = _notes(summary, edges)
     for n in notes:
@@ -261,9 +280,14 @@ def _notes(summary: dict, edges: list[dict]) -> list[str]:
              "prefixes served from our key/value cache excluded)",
              "lm-eval HFLM is given dtype explicitly: its default 'auto' keeps the checkpoint's saved dtype "
              "(float16 for the shipped family) while our runner upcasts to float32"]
-    if summary["loglikelihood_max_abs_diff"] > TOLERANCE:
-        notes.append(f"max |delta logprob| {summary['loglikelihood_max_abs_diff']:.2e} exceeds {TOLERANCE}: "
-                     "investigate")
+    notes.append("selection spread: items evenly over the whole suite (its mix of k: about half single-skill "
+                 "items, whose prompts and shared exemplars are short); per-cell: the first --per-cell items of every (k, mode, split) cell, "
+                 "the items `emergence run --limit N` composes when the suite's spec is the task's own "
+                 "(items_equal_run_limit)")
+    for selection, part in summary["selections"].items():
+        if part["loglikelihood_max_abs_diff"] > TOLERANCE:
+            notes.append(f"{selection}: max |delta logprob| {part['loglikelihood_max_abs_diff']:.2e} exceeds "
+                         f"{TOLERANCE}: investigate")
     if summary["rolling_abs_diff"] > TOLERANCE:
         f32 = summary["rolling_worst_doc_abs_diff_lm_eval_vs_ours_summed_in_float32"]
         why = ("lm-eval sums each window's token log-probs in float32 (we sum in float64); our per-token values "

@@ -52,7 +52,7 @@ if python3 -c "import lm_eval" 2>/dev/null; then
     gdtype=$([ "$DEVICE" = cuda ] && echo bfloat16 || echo float32)
     bench "generate_vs_lm_eval_llama135m_${DEVICE}_$gdtype" "generate_vs_lm_eval_llama135m$([ -n "$QUICK" ] && echo _gen8)" \
         benchmarks/bench_generate_vs_lm_eval.py --model llama135m --device "$DEVICE" --dtype "$gdtype" \
-        --items 256 --batch-size 64 --lm-batch-sizes 16,64,256 --ll-items 64
+        --per-cell 20 --batch-size 64 --lm-batch-sizes 16,64,256 --ll-per-cell 5
 else
     echo "lm-eval is not installed here: the comparison with lm-evaluation-harness is left out (carry its wheels to run it)" | tee -a "$LOG"
 fi

@@ -9,11 +9,12 @@ from __future__ import annotations
 import pytest
 import torch
 from test_model_scoring import CORPUS, FEWSHOT, OTHER_FEWSHOT, QUESTIONS, count_forward_positions, make_tokenizer
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AttentionInterface, AutoConfig, AutoModelForCausalLM
 
 from harness.model import generation as hf_generate
 from harness.model.hf_model import HFModel, ModelSettings
 from harness.model.protocol import GenerationRequest, LoglikelihoodRequest, truncate_at_stop
+from harness.model.shared_prefix_attention import NAME, shared_prefix_attention
 
 SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
          "max_position_embeddings": 256}
@@ -74,6 +75,7 @@ def test_batched_generation_equals_one_row_generate_except_near_ties(name, prefi
     fast = HFModel(model, tokenizer, ModelSettings(batch_size=4, prefix_min_tokens=4))
     got = fast.generate_until(requests)
     assert fast.generation_verified_ and fast.left_padding_ok_ and fast.prefix_reuse_, fast.reuse_disabled_reason_
+    assert fast.shared_attention_
     differing = 0
     for request, result in zip(requests, got):
         text, n, gap = one_row_reference(model, tokenizer, request)
@@ -191,3 +193,48 @@ def test_stopped_says_whether_a_row_ended_at_a_stop_string_or_eos_or_the_token_l
     assert result.stopped is True and result.n_tokens == 3
     failed, = HFModel(model, tokenizer, ModelSettings(max_length=8)).generate_until([requests[0]])
     assert failed.error and failed.stopped is None
+
+
+def step_logprobs(fast: HFModel, requests: list[GenerationRequest]) -> tuple[list, list[torch.Tensor]]:
+    """Results and the log-softmax of every forward's last-position logits (prefill chunks and decoding steps)."""
+    seen: list[torch.Tensor] = []
+    handle = fast.model.register_forward_hook(lambda m, a, out: seen.append(torch.log_softmax(out.logits[:, -1], -1)))
+    try:
+        return fast.generate_until(requests), seen
+    finally:
+        handle.remove()
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_shared_prefix_attention_equals_a_prefix_copied_into_every_row_to_1e5(name, tokenizer, monkeypatch):
+    model = build(name, tokenizer)
+    requests = requests_of_many_lengths()
+    calls = []
+    monkeypatch.setitem(AttentionInterface._global_mapping, NAME,
+                        lambda *a, **k: calls.append(1) or shared_prefix_attention(*a, **k))
+    runs = {}
+    for shared in (True, False):
+        fast = HFModel(model, tokenizer, ModelSettings(batch_size=4, prefix_min_tokens=4, shared_attention=shared))
+        fast.generate_until(requests)  # the one-time checks run plain rows: not compared below
+        runs[shared] = step_logprobs(fast, requests)
+        assert fast.shared_attention_ is shared and fast.prefix_reuse_
+    assert runs[True][0] == runs[False][0]
+    steps = list(zip(runs[True][1], runs[False][1]))
+    assert len(runs[True][1]) == len(runs[False][1]) and calls
+    assert max(float((a - b).abs().max()) for a, b in steps) <= 1e-5
+
+
+def test_a_wrong_shared_prefix_attention_is_caught_and_the_prefix_copied_into_rows_instead(tokenizer, monkeypatch):
+    model = build("llama-gqa", tokenizer)
+    requests = requests_of_many_lengths()
+    reference = HFModel(model, tokenizer, ModelSettings(batch_size=4, prefix_min_tokens=4, shared_attention=False))
+    expected = reference.generate_until(requests)
+
+    def forgets_the_prefix(module, query, key, value, mask, **kwargs):
+        out, _ = shared_prefix_attention(module, query, key, value, mask, **kwargs)
+        return out * 1.5, None
+
+    monkeypatch.setitem(AttentionInterface._global_mapping, NAME, forgets_the_prefix)
+    fast = HFModel(model, tokenizer, ModelSettings(batch_size=4, prefix_min_tokens=4))
+    assert fast.generate_until(requests) == expected
+    assert not fast.shared_attention_ and fast.prefix_reuse_ and fast.generation_verified_

@@ -4,7 +4,9 @@ Contexts are grouped by a shared prefix (the few-shot exemplars, `generation_row
 computed once per window of groups, as the scoring path does (`TokenScoring._window_caches`). A batch
 holds rows of any length: each row's cached prefix sits in the first key slots (right-padded to the longest
 prefix of the batch), its own tokens are left-padded to the longest suffix, and the attention mask and
-position ids make every real token see exactly its own context. Each step keeps only the argmax, the gap to
+position ids make every real token see exactly its own context; on models with plain attention layers the rows
+read their prefixes from the one shared cache through `shared_prefix_attention` instead of a copy each. Each step
+keeps only the argmax, the gap to
 the runner-up (a near-tie is counted) and whether the logits were finite; a row leaves the batch as soon as
 it reaches EOS, its token limit or one of its stop strings (checked on the new text only).
 """
@@ -20,6 +22,7 @@ from harness.model.batching import common_prefix, low_padding_chunks, select_cac
 from harness.model.protocol import GenerationRequest, GenerationResult, truncate_at_stop
 from harness.model.forward_engine import last_logits_only, tolerance
 from harness.model.growing_cache import GrowingLayer, growing_cache
+from harness.model.shared_prefix_attention import SharedPrefix, plain_attention, shared_prefix
 
 log = logging.getLogger(__name__)
 NEAR_TIE = 1e-4
@@ -111,12 +114,14 @@ suffix, not the batch's (`low_padding_chunks`), and their caches are merged, lef
 
 
 def _chunked_prefill(model: Any, kwargs: dict[str, Any], cache_kw: str, caches: list | None, slots: list[int],
-                     longest: int, room: int) -> tuple[torch.Tensor, Any, list[int]]:
+                     longest: int, room: int, shared: SharedPrefix | None = None
+                     ) -> tuple[torch.Tensor, Any, list[int]]:
     """First-step logits, a `GrowingLayer` cache of the whole batch and each row's left padding in its own
     prefill chunk, prefilled in chunks of at most `PREFILL_ROWS` rows with little padding.
 
     Row b's keys sit at the same slots as in one batched prefill (`left_padded_inputs`); the padding slots
-    between prefix and suffix of a chunk narrower than the batch hold zeros and are masked.
+    between prefix and suffix of a chunk narrower than the batch hold zeros and are masked. With `shared`, the
+    prefixes are read from it (`longest` is 0 and the caches hold the rows' own tokens only).
     """
     ids, mask, positions = kwargs["input_ids"], kwargs["attention_mask"], kwargs["position_ids"]
     n_rows, width = ids.shape
@@ -127,6 +132,8 @@ def _chunked_prefill(model: Any, kwargs: dict[str, Any], cache_kw: str, caches: 
         pads += [own - n for n in suffixes[rows]]
         chunk_mask = torch.cat([mask[rows, :longest], mask[rows, longest + width - own:]], dim=1)
         cache = growing_cache(0, caches, slots[rows], longest)
+        if shared is not None:
+            shared.use(range(chunk.start, chunk.stop))
         out = model(**{**kwargs, "input_ids": ids[rows, width - own:], "attention_mask": chunk_mask,
                        "position_ids": positions[rows, width - own:], cache_kw: cache})
         logits.append(out.logits[:, -1].float())
@@ -149,6 +156,8 @@ def _chunked_prefill(model: Any, kwargs: dict[str, Any], cache_kw: str, caches: 
         merged_layer.buffers, merged_layer.length = (buffers[0], buffers[1]), longest + width
         merged_layer.keys, merged_layer.values = buffers[0][:, :, :longest + width], buffers[1][:, :, :longest + width]
         merged.layers.append(merged_layer)
+    if shared is not None:
+        shared.use(range(n_rows))
     return torch.cat(logits), merged, pads
 
 
@@ -224,8 +233,8 @@ def left_padded_inputs(batch: Sequence[GenRow], pad_token: int, device: torch.de
 @torch.inference_mode()
 def greedy_batch(model: Any, tokenizer: Any, batch: Sequence[GenRow], requests: Sequence[GenerationRequest],
                  caches: list | None, pad_token: int, cache_kw: str = "past_key_values",
-                 first_logits: Callable[[torch.Tensor, list[int]], None] | None = None, grow: bool = False
-                 ) -> list[Greedy]:
+                 first_logits: Callable[[torch.Tensor, list[int]], None] | None = None, grow: bool = False,
+                 shared: bool = False) -> list[Greedy]:
     """Greedy continuations of a batch of rows of any lengths, each stopped on its own.
 
     Args:
@@ -239,20 +248,37 @@ def greedy_batch(model: Any, tokenizer: Any, batch: Sequence[GenRow], requests: 
         first_logits: Called with the float32 logits of the first step and each row's padded key slots in its
             prefill forward (one-time checks).
         grow: Cache keys and values in `GrowingLayer`s (only for models whose every layer is plain attention).
+        shared: With `grow`, rows read their prefixes from ``caches`` through `shared_prefix_attention` instead of
+            holding a copy each (only for models `supports_shared_prefix` accepts).
 
     Returns:
         One result per row; a row whose logits turn non-finite stops there with empty text and a reason.
     """
+    longest = max(r.prefix for r in batch)
+    if grow and shared and longest:
+        state = SharedPrefix(caches, [r.slot for r in batch], [r.prefix for r in batch])
+        with shared_prefix(model, state):
+            return _greedy(model, tokenizer, batch, requests, caches, pad_token, cache_kw, first_logits, True, state)
+    return _greedy(model, tokenizer, batch, requests, caches, pad_token, cache_kw, first_logits, grow, None)
+
+
+def _greedy(model: Any, tokenizer: Any, batch: Sequence[GenRow], requests: Sequence[GenerationRequest],
+            caches: list | None, pad_token: int, cache_kw: str,
+            first_logits: Callable[[torch.Tensor, list[int]], None] | None, grow: bool, shared: SharedPrefix | None
+            ) -> list[Greedy]:
+    """`greedy_batch`; with `shared`, the rows' key slots and caches hold their own tokens only."""
     device = next(model.parameters()).device
     ids, mask, positions = left_padded_inputs(batch, pad_token, device)
     longest = max(r.prefix for r in batch)
+    if shared is not None:
+        mask, longest = mask[:, longest:], 0
     kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "position_ids": positions,
                               "use_cache": True, **last_logits_only(model)}
     slots = [r.slot for r in batch]
     if grow:
         room = max(requests[r.index].max_new_tokens for r in batch)
         logits, cache, pads = _chunked_prefill(model, kwargs, cache_kw, caches if longest else None, slots, longest,
-                                               room)
+                                               room, shared)
     else:
         if longest:
             kwargs[cache_kw] = select_cache(caches, slots, longest)
@@ -261,7 +287,8 @@ def greedy_batch(model: Any, tokenizer: Any, batch: Sequence[GenRow], requests: 
     if first_logits is not None:
         if not grow:
             pads = [ids.shape[1] - (len(r.tokens) - r.prefix) for r in batch]
-        first_logits(logits, [pad + longest - r.prefix for pad, r in zip(pads, batch)])
+        with plain_attention(model):
+            first_logits(logits, [pad + (longest - r.prefix if longest else 0) for pad, r in zip(pads, batch)])
     rows = [_Row(requests[r.index], tokenizer.eos_token_id) for r in batch]
     active = list(range(len(batch)))
     next_position = positions[:, -1] + 1
@@ -280,6 +307,8 @@ def greedy_batch(model: Any, tokenizer: Any, batch: Sequence[GenRow], requests: 
             cache.batch_select_indices(index)
             tokens, mask, next_position = tokens[index], mask[index], next_position[index]
             active = [active[j] for j in keep]
+            if shared is not None:
+                shared.use(active)
         mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
         out = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=next_position[:, None],
                     use_cache=True, **{cache_kw: cache})
@@ -300,6 +329,7 @@ class GreedyGeneration:
     prefix_token_: int | None
     prefix_reuse_: bool
     attention_span_: int | None
+    shared_attention_: bool
     _cache_kw: str
 
     @torch.inference_mode()
@@ -336,7 +366,8 @@ class GreedyGeneration:
                 lambda logits, pads: self._verify_generation(chunk, logits, pads))
             for row, greedy in zip(chunk, greedy_batch(self.model, self.tokenizer, chunk, requests, caches,
                                                        self.pad_token_, self._cache_kw, check,
-                                                       grow=self.attention_span_ is None)):
+                                                       grow=self.attention_span_ is None,
+                                                       shared=self.shared_attention_)):
                 results[row.index] = greedy.result
                 self.near_ties_ += greedy.near_tie
             done += len(chunk)
@@ -354,8 +385,8 @@ class GreedyGeneration:
 
     def _verify_generation(self, chunk: list[GenRow], logits: torch.Tensor, pads: list[int]) -> None:
         """Once per model: the first-step logits of the most padded row (padded key slots in its own prefill
-        forward) against a plain forward of its whole context; a mismatch turns prefix reuse off (or, without
-        reuse, batching) and redoes the batch. A batch of plain rows without padding has nothing to check (the next
+        forward) against a plain forward of its whole context; a mismatch turns shared-prefix attention off (else
+        prefix reuse, or, without reuse, batching) and redoes the batch. A batch of plain rows without padding has nothing to check (the next
         batch is checked)."""
         b = max(range(len(chunk)), key=lambda j: (pads[j] > 0, chunk[j].prefix > 0, pads[j]))
         if not pads[b] and not chunk[b].prefix:
@@ -369,7 +400,10 @@ class GreedyGeneration:
             self.generation_verified_ = True
             return
         reason = f"batched generation changed first-step log-probs by {error:.1e}"
-        if chunk[b].prefix:
+        if chunk[b].prefix and self.shared_attention_:
+            log.warning("%s: %s; the prefix is copied into every row instead", self.name, reason)
+            self.shared_attention_ = False
+        elif chunk[b].prefix:
             self._disable_reuse(reason)
         else:
             log.warning("%s: %s; generating one row at a time", self.name, reason)

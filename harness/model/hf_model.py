@@ -27,6 +27,7 @@ from harness.model.protocol import (
     failed_loglikelihood, pair_texts, rolling_windows,
 )
 from harness.model.output_head import output_head
+from harness.model.shared_prefix_attention import supports_shared_prefix
 from harness.model.forward_engine import TokenScoring
 from harness.model.tree_packing import attention_span
 from skill_catalog.errors import UserError
@@ -100,6 +101,9 @@ class HFModel(TokenScoring, GreedyGeneration):
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self._encoded: dict[str, list[int]] = {}
         self.generation_verified_, self.left_padding_ok_, self.near_ties_ = False, True, 0
+        self.shared_attention_ = (self.settings.shared_attention and self.attention_span_ is None
+                                  and supports_shared_prefix(model))
+        """Generation reads each shared prefix once per step (`shared_prefix_attention`), not a copy per row."""
         self.phase_ = "likelihood"
         self.progress: Callable[[str, int, int], None] | None = None
         """Called as ``progress(phase, done, total)`` after each batch (phases: cross-entropy, likelihood,

@@ -35,5 +35,8 @@ class ModelSettings:
     tree_packing: bool = True
     """Run rows that share leading tokens (the choices of an item) as one tree-masked row; checked once per
     model against plain rows and turned off, with a warning, where they differ."""
+    shared_attention: bool = True
+    """In generation, rows continuing a cached prefix read it once per step through one batched attention over
+    it instead of a copy each (models with plain attention layers only; checked once against a plain forward)."""
     allow_pickle: bool = False
     """Load pickle weight files (they can run code); only for trusted checkpoints."""
