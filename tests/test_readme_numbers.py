@@ -96,3 +96,15 @@ def test_readme_v2_verdicts_are_regenerated_by_the_committed_command(tmp_path):
                          check=True, capture_output=True, text=True, env=_env()).stdout
     missing = _missing(out)
     assert not missing, f"README lacks the v2 verdicts printed for {V2_SEEDS}, e.g.:\n{missing[0][:300]}"
+
+
+def test_readme_calibration_table_is_the_committed_calibration_results():
+    """Every row of benchmarks/results/calibration.json is in the README table as `bench_calibration --markdown`
+    prints it, and the README states the count of rows that meet their target."""
+    from benchmarks.bench_calibration import markdown
+
+    rows = json.loads((ROOT / "benchmarks" / "results" / "calibration.json").read_text())["rows"]
+    missing = [line for line in markdown(rows).splitlines() if line not in README]
+    assert not missing, f"README calibration table lacks, e.g.:\n{missing[0][:300]}"
+    met = sum(r["passed"] for r in rows)
+    assert f"{met} of the {len(rows)} rows meet their target" in " ".join(README.split())
