@@ -1,4 +1,4 @@
-"""Prints the README's "What these numbers say" section from a run's calibrated analysis: every number in it.
+"""Prints the README's family tables and its "What these numbers say" section from a run's calibrated analysis.
 
 Usage: ``python benchmarks/readme_findings.py RUN_DIR`` where RUN_DIR is the main job's run directory
 (``emergence run`` on the built-in family; analysis.json is written by ``emergence analyze RUN_DIR``).
@@ -51,6 +51,12 @@ def cross_entropy(ck: pd.DataFrame) -> str:
     floor = float(ck["entropy_floor"].iloc[0])
     return (f"- **Cross-entropy** at the last step, by size: {body} nats/token (exact floor {floor:.3f}); every "
             "checkpoint stays above the floor.")
+
+
+def _largest_size(run: Path) -> str:
+    """The size with the most parameters: the one the second family table follows over training."""
+    ck = pd.read_parquet(run / "checkpoints.parquet", columns=["size", "params"])
+    return str(ck.loc[ck["params"].idxmax(), "size"])
 
 
 def _trained_ks(analyses: dict) -> list[int]:
@@ -245,6 +251,9 @@ def beyond(analyses: dict) -> list[str]:
 
 def main() -> None:
     run = Path(sys.argv[1])
+    from readme_family_table import tables as family_tables  # this script's folder is on sys.path
+
+    print(family_tables(run, size=str(_largest_size(run))) + "\n")  # the README's two family tables come first
     summary, tables, ck = load(run)
     analyses = summary["analyses"]
     lines = [f"What these numbers say (run `{summary['run_id']}`; every number below is printed by `emergence run` "
