@@ -93,19 +93,19 @@ def slingshot_verdict(seed: int, a: float, n_boot: int = 200) -> str:
     return slingshot_verdicts(seed, a, n_boot)[2]
 
 
-def true_gains(gamma: float, k: int, s: int) -> np.ndarray:
-    """E q(s + 1) - E q(s) per checkpoint for the simulated effect distribution."""
+def true_gains(gamma: float, k: int, s: int, deltas: tuple[float, ...] = DELTAS) -> np.ndarray:
+    """E q(s + 1) - E q(s) per checkpoint (of excess loss `deltas`) for the simulated effect distribution."""
     x, w = np.polynomial.hermite_e.hermegauss(60)
     eta = np.sqrt(TUPLE_SD ** 2 + ITEM_SD ** 2) * x
     w = w / w.sum()
-    delta = np.asarray(DELTAS)[:, None]
+    delta = np.asarray(deltas)[:, None]
     mean_q = lambda shots: (np.exp(-LAM * k ** B * delta ** B * np.exp(eta) * np.exp(-gamma * shots)) * w).sum(1)  # noqa: E731
     return mean_q(s + 1) - mean_q(s)
 
 
-def shots_outcome(seed: int, gamma: float, n_boot: int = 200) -> pd.DataFrame:
-    """Gains and trend rows of one simulated family asked with 0, 1 and 2 shots."""
-    records, excess = simulate(seed, gamma=gamma, shots=(0, 1, 2))
+def shots_outcome(seed: int, gamma: float, n_boot: int = 200, **sizes) -> pd.DataFrame:
+    """Gains and trend rows of one simulated family asked with 0, 1 and 2 shots (`sizes`: `simulate`'s)."""
+    records, excess = simulate(seed, gamma=gamma, shots=(0, 1, 2), **sizes)
     sums, weights = _design(records, seed, n_boot)
     gains, trend, _ = shots_table(sums, weights, FLOOR + excess)
     return gains, trend
@@ -183,8 +183,41 @@ def shots_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
             size_row("shots_slope_excludes_0", "no gain (gamma = 0), per k x step", rejections, n_null)]
 
 
+V2_SHOTS_KS = (2, 4, 8)
+"""k of the v2 shots suite (tasks/symbolic_v2_shots.yaml: 10 held-out queries per k, asked with 0, 1, 2 exemplars)."""
+
+
+def shots_design_rows(n_reps: int, seed: int, design: Design = V1) -> list[CalibrationRow]:
+    """At a suite design: size of "the mean gain per example excludes 0" with no gain, its power and the
+    interval's coverage under a gain (gamma = 0.7 per example), per k x step (the README's in-context verdict)."""
+    if design == V1:
+        return []
+    sizes = dict(skills=design.skills, deltas=design.deltas, n_tuples=10, n_items=10, ks=V2_SHOTS_KS)
+    words = (f"{design.name} shots suite: {len(design.skills)} skills, 10 held-out queries / 10 tuples per k = 2, 4, 8, "
+             f"0-2 exemplars, {len(design.deltas)} ckpts ({design.name} losses)")
+    truth = {(k, st): float(np.mean(true_gains(0.7, k, st, design.deltas))) for k in V2_SHOTS_KS for st in (0, 1)}
+    null_rej = null_n = power_rej = power_n = cov = cov_n = 0
+    for r in range(n_reps):
+        _, trend = shots_outcome(seed + 60_000 + r, 0.0, **sizes)
+        ok = trend[trend["mean_gain_lo"].notna()]
+        null_n += len(ok)
+        null_rej += int(((ok["mean_gain_lo"] > 0) | (ok["mean_gain_hi"] < 0)).sum())
+        _, trend = shots_outcome(seed + 70_000 + r, 0.7, **sizes)
+        for t in trend.to_dict("records"):
+            if np.isfinite(t["mean_gain_lo"]):
+                power_n += 1
+                power_rej += int(t["mean_gain_lo"] > 0 or t["mean_gain_hi"] < 0)
+                cov_n += 1
+                cov += int(t["mean_gain_lo"] <= truth[(int(t["k"]), int(t["step"][0]))] <= t["mean_gain_hi"])
+    return [size_row("shots mean gain interval excludes 0", f"no gain (gamma = 0), per k x step, {words}",
+                     null_rej, null_n),
+            power_row("shots mean gain interval excludes 0", f"gamma = 0.7 per example, per k x step, {words}",
+                      power_rej, power_n, 0.8),
+            coverage_row("shots mean gain interval", f"gamma = 0.7 per example, per k x step, {words}", cov, cov_n)]
+
+
 ROW_FUNCTIONS = (slingshot_rows, shots_rows)
-DESIGN_ROW_FUNCTIONS = (slingshot_rows,)
+DESIGN_ROW_FUNCTIONS = (slingshot_rows, shots_design_rows)
 """Those that take a ``design`` (``bench_calibration.py --design``)."""
 
 

@@ -193,3 +193,18 @@ def test_above_chance_family_of_a_cell_keeps_its_size_over_the_42_v2_checkpoints
     cells = [c for s in range(6) for c in V._above_run(sc, 9_800 + s)["above_chance"]]
     assert len(cells) == 48
     assert sum(cells) <= 5  # 0.05 + 2 s.e. at 48 cells is ~0.11
+
+
+def test_in_context_mean_gain_interval_keeps_its_size_at_the_v2_shots_design():
+    """With no gain from exemplars, the mean-gain intervals of the v2 shots suite's design rarely exclude 0."""
+    from benchmarks.calibration import slingshot as S
+    from benchmarks.calibration.simulate import V2
+
+    sizes = dict(skills=V2.skills, deltas=V2.deltas, n_tuples=10, n_items=10, ks=S.V2_SHOTS_KS)
+    excluded = total = 0
+    for s in range(6):
+        _, trend = S.shots_outcome(9_900 + s, 0.0, n_boot=100, **sizes)
+        ok = trend[trend["mean_gain_lo"].notna()]
+        total += len(ok)
+        excluded += int(((ok["mean_gain_lo"] > 0) | (ok["mean_gain_hi"] < 0)).sum())
+    assert total >= 30 and excluded / total <= 0.15, (excluded, total)
