@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from benchmarks.calibration.rows import CalibrationRow
+from benchmarks.calibration.rows import CalibrationRow, run_coverage_row
 from benchmarks.calibration.simulate import V1, Design, Scenario, true_breakpoint_loss
 from benchmarks.calibration.theory import AG, _replicate, analysed
 from harness.analysis import emergence as em
@@ -48,24 +48,6 @@ def _run(sc: Scenario, seed: int) -> tuple[list[dict], list[dict]]:
     return breakpoint_cells(sc, seed), breakpoint_cells(sc, seed, bracket=False)
 
 
-def _coverage(runs: list[list[dict]], ks: tuple[int, ...], procedure: str, scen: str, n_reps: int,
-              reported_only: bool = False) -> CalibrationRow:
-    """Per-run share of the `ks` cells whose interval holds the truth, averaged over runs (s.e. over runs)."""
-    per_run, failed = [], 0
-    for cells in runs:
-        mine = [c for c in cells if c["k"] in ks]
-        ok = [c for c in mine if np.isfinite(c["lo"]) and np.isfinite(c["hi"])]
-        failed += len(mine) - len(ok)
-        if ok:
-            per_run.append(np.mean([c["lo"] <= c["truth"] <= c["hi"] for c in ok]))
-    v = np.asarray(per_run, float)
-    est = float(v.mean()) if len(v) else float("nan")
-    se = float(max(v.std(ddof=1), np.sqrt(1.0 / len(v))) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
-    target = "reported only (the replaced interval)" if reported_only else ">= 0.93 - 2 s.e."
-    passed = True if reported_only else bool(est >= 0.93 - 2 * se)
-    return CalibrationRow(procedure, scen, "coverage", 0.95, est, se, len(v), target, passed, failed)
-
-
 NAME = "breakpoint interval (exact match)"
 OLD = "breakpoint interval [replaced: plain percentile, no checkpoint bracket]"
 
@@ -85,9 +67,9 @@ def breakpoint_rows(n_reps: int, seed: int, design: Design = V1) -> list[Calibra
         runs = _replicate(lambda s: _run(sc, s), n_reps, seed + 81 + i)
         new, old = [r[0] for r in runs], [r[1] for r in runs]
         scen = (f"true breakpoint at loss 0.84 + 0.5 / k, chance {chance}, tuple sd 0.4, item sd 0.3, {label}")
-        rows.append(_coverage(new, (1,), f"{NAME}, k = 1 (8 skill clusters)", scen, n_reps))
-        rows.append(_coverage(new, (2, 3, 4), f"{NAME}, k = 2-4 (20 tuples per cell)", scen, n_reps))
-        rows.append(_coverage(old, (1, 2, 3, 4), f"{OLD}, k = 1-4", scen, n_reps, reported_only=True))
+        rows.append(run_coverage_row(new, (1,), f"{NAME}, k = 1 (8 skill clusters)", scen))
+        rows.append(run_coverage_row(new, (2, 3, 4), f"{NAME}, k = 2-4 (20 tuples per cell)", scen))
+        rows.append(run_coverage_row(old, (1, 2, 3, 4), f"{OLD}, k = 1-4", scen, reported_only=True))
     return rows
 
 
@@ -98,11 +80,11 @@ def _design_rows(n_reps: int, seed: int, design: Design) -> list[CalibrationRow]
     trained = tuple(k for k in sc.trained_ks or sc.ks if k > 1)
     beyond = tuple(k for k in sc.ks if k > max(trained))
     clusters = 2 * sc.tuples_per_cell
-    rows = [_coverage(runs, (1,), f"{NAME}, k = 1 ({len(sc.skills)} skill clusters)", scen, n_reps),
-            _coverage(runs, trained, f"{NAME}, k = {_span(trained)} ({clusters} tuples per cell)", scen, n_reps)]
+    rows = [run_coverage_row(runs, (1,), f"{NAME}, k = 1 ({len(sc.skills)} skill clusters)", scen),
+            run_coverage_row(runs, trained, f"{NAME}, k = {_span(trained)} ({clusters} tuples per cell)", scen)]
     if beyond:
-        rows.append(_coverage(runs, beyond, f"{NAME}, k = {_span(beyond)} beyond the trained k ({clusters} tuples per "
-                              "cell)", scen, n_reps))
+        rows.append(run_coverage_row(runs, beyond, f"{NAME}, k = {_span(beyond)} beyond the trained k ({clusters} tuples per "
+                              "cell)", scen))
     return rows
 
 

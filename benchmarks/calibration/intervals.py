@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from benchmarks.calibration.rows import CalibrationRow
+from benchmarks.calibration.rows import CalibrationRow, run_coverage_row
 from benchmarks.calibration.simulate import FLOOR, V1, Design, Scenario
 from benchmarks.calibration.theory import AG, _replicate, analysed
 from harness.analysis.stats import percentile_ci
@@ -45,24 +45,6 @@ def competence_cells(sc: Scenario, seed: int) -> list[dict[str, float]]:
     return out
 
 
-def _coverage(runs: list[list[dict]], ks: tuple[int, ...], procedure: str, scen: str, plain: bool = False
-              ) -> CalibrationRow:
-    lo, hi = ("plain_lo", "plain_hi") if plain else ("lo", "hi")
-    per_run, failed = [], 0
-    for cells in runs:
-        mine = [c for c in cells if c["k"] in ks]
-        ok = [c for c in mine if np.isfinite(c[lo]) and np.isfinite(c[hi])]
-        failed += len(mine) - len(ok)
-        if ok:
-            per_run.append(np.mean([c[lo] <= c["truth"] <= c[hi] for c in ok]))
-    v = np.asarray(per_run, float)
-    est = float(v.mean()) if len(v) else float("nan")
-    se = float(max(v.std(ddof=1), np.sqrt(1.0 / len(v))) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
-    target = "reported only (the replaced interval)" if plain else ">= 0.93 - 2 s.e."
-    return CalibrationRow(procedure, scen, "coverage", 0.95, est, se, len(v), target,
-                          True if plain else bool(est >= 0.93 - 2 * se), failed)
-
-
 def competence_rows(n_reps: int, seed: int, design: Design = V1) -> list[CalibrationRow]:
     """Coverage of the per-checkpoint competence intervals at chance 0.12 and 0.5 (k = 1 and k = 2-4 apart).
 
@@ -77,11 +59,11 @@ def competence_rows(n_reps: int, seed: int, design: Design = V1) -> list[Calibra
         runs = _replicate(lambda s: competence_cells(sc, s), n_reps, seed + 91 + i)
         scen = (f"a = b = 1.5, chance {chance}, tuple sd 0.4, item sd 0.3, no skill effects, 12 ckpts, "
                 f"{N_BOOT_ANALYZER} bootstrap replicates")
-        rows.append(_coverage(runs, (1,), "competence interval per checkpoint, k = 1 (8 skill clusters)", scen))
-        rows.append(_coverage(runs, (2, 3, 4), "competence interval per checkpoint, k = 2-4 (20 tuples per cell)",
+        rows.append(run_coverage_row(runs, (1,), "competence interval per checkpoint, k = 1 (8 skill clusters)", scen))
+        rows.append(run_coverage_row(runs, (2, 3, 4), "competence interval per checkpoint, k = 2-4 (20 tuples per cell)",
                               scen))
-        rows.append(_coverage(runs, (1, 2, 3, 4), "competence interval per checkpoint [replaced: plain percentile], "
-                              "k = 1-4", scen, plain=True))
+        rows.append(run_coverage_row(runs, (1, 2, 3, 4), "competence interval per checkpoint [replaced: plain percentile], "
+                              "k = 1-4", scen, lo="plain_lo", hi="plain_hi", reported_only=True))
     return rows
 
 
@@ -93,10 +75,10 @@ def _design_rows(n_reps: int, seed: int, design: Design) -> list[CalibrationRow]
     trained = tuple(k for k in sc.trained_ks or sc.ks if k > 1)
     beyond = tuple(k for k in sc.ks if k > max(trained))
     name, clusters = "competence interval per checkpoint", 2 * sc.tuples_per_cell
-    rows = [_coverage(runs, (1,), f"{name}, k = 1 ({len(sc.skills)} skill clusters)", scen),
-            _coverage(runs, trained, f"{name}, k = {min(trained)}-{max(trained)} ({clusters} tuples per cell)", scen)]
+    rows = [run_coverage_row(runs, (1,), f"{name}, k = 1 ({len(sc.skills)} skill clusters)", scen),
+            run_coverage_row(runs, trained, f"{name}, k = {min(trained)}-{max(trained)} ({clusters} tuples per cell)", scen)]
     if beyond:
-        rows.append(_coverage(runs, beyond, f"{name}, k = {min(beyond)}-{max(beyond)} beyond the trained k "
+        rows.append(run_coverage_row(runs, beyond, f"{name}, k = {min(beyond)}-{max(beyond)} beyond the trained k "
                               f"({clusters} tuples per cell)", scen))
     return rows
 
