@@ -53,12 +53,6 @@ def cross_entropy(ck: pd.DataFrame) -> str:
             "checkpoint stays above the floor.")
 
 
-def _largest_size(run: Path) -> str:
-    """The size with the most parameters: the one the second family table follows over training."""
-    ck = pd.read_parquet(run / "checkpoints.parquet", columns=["size", "params"])
-    return str(ck.loc[ck["params"].idxmax(), "size"])
-
-
 def _trained_ks(analyses: dict) -> list[int]:
     return list(analyses["collapse"].get("trained_ks") or [1, 2, 3, 4])
 
@@ -253,8 +247,9 @@ def main() -> None:
     run = Path(sys.argv[1])
     from readme_family_table import tables as family_tables  # this script's folder is on sys.path
 
-    print(family_tables(run, size=str(_largest_size(run))) + "\n")  # the README's two family tables come first
     summary, tables, ck = load(run)
+    largest = str(ck.loc[ck["params"].idxmax(), "size"])  # the size the second family table follows
+    print(family_tables(run, size=largest) + "\n")  # the README's two family tables come first
     analyses = summary["analyses"]
     lines = [f"What these numbers say (run `{summary['run_id']}`; every number below is printed by `emergence run` "
              f"then `python benchmarks/readme_findings.py results/{summary['run_id']}`; how far each test can be "

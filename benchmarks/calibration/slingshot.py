@@ -196,7 +196,7 @@ def shots_design_rows(n_reps: int, seed: int, design: Design = V1) -> list[Calib
     words = (f"{design.name} shots suite: {len(design.skills)} skills, 10 held-out queries / 10 tuples per k = 2, 4, 8, "
              f"0-2 exemplars, {len(design.deltas)} ckpts ({design.name} losses)")
     truth = {(k, st): float(np.mean(true_gains(0.7, k, st, design.deltas))) for k in V2_SHOTS_KS for st in (0, 1)}
-    null_rej = null_n = power_rej = power_n = cov = cov_n = 0
+    null_rej = null_n = power_rej = cov = n = 0
     for r in range(n_reps):
         _, trend = shots_outcome(seed + 60_000 + r, 0.0, **sizes)
         ok = trend[trend["mean_gain_lo"].notna()]
@@ -205,15 +205,14 @@ def shots_design_rows(n_reps: int, seed: int, design: Design = V1) -> list[Calib
         _, trend = shots_outcome(seed + 70_000 + r, 0.7, **sizes)
         for t in trend.to_dict("records"):
             if np.isfinite(t["mean_gain_lo"]):
-                power_n += 1
+                n += 1
                 power_rej += int(t["mean_gain_lo"] > 0 or t["mean_gain_hi"] < 0)
-                cov_n += 1
                 cov += int(t["mean_gain_lo"] <= truth[(int(t["k"]), int(t["step"][0]))] <= t["mean_gain_hi"])
     return [size_row("shots mean gain interval excludes 0", f"no gain (gamma = 0), per k x step, {words}",
                      null_rej, null_n),
             power_row("shots mean gain interval excludes 0", f"gamma = 0.7 per example, per k x step, {words}",
-                      power_rej, power_n, 0.8),
-            coverage_row("shots mean gain interval", f"gamma = 0.7 per example, per k x step, {words}", cov, cov_n)]
+                      power_rej, n, 0.8),
+            coverage_row("shots mean gain interval", f"gamma = 0.7 per example, per k x step, {words}", cov, n)]
 
 
 ROW_FUNCTIONS = (slingshot_rows, shots_rows)

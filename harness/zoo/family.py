@@ -145,9 +145,10 @@ def _build(preset: Preset, out: Path, seed: int, progress: bool, workers: int,
             total.update(preset.steps_of(size))
         else:
             todo.append(size)
-    if workers > 1 and w.size == 1 and len(todo) > 1:
+    if workers > 1 and w.size == 1 and len(todo) > 1:  # data-parallel builds train one size at a time
         train_side_by_side(preset, todo, out, stream.ids, tokenizer, meta, seed, workers, total, on_size)
-    for size in todo if workers <= 1 or w.size > 1 or len(todo) <= 1 else ():
+        todo = []
+    for size in todo:
         bar = tqdm(total=preset.steps_of(size), desc=size.name, unit="step", leave=False, disable=not progress)
 
         def on_step(step: int, loss: float, bar=bar) -> None:
