@@ -45,7 +45,8 @@ def verdicts(run_dir: Path) -> dict[str, str]:
                  & (rec["k"] > 4) & (pd.to_numeric(rec["n_shots"], errors="coerce").fillna(0) == 0)]
     kinds = answer_failure(beyond).value_counts(normalize=True)
     out[f"k = 5..8 at {largest['label']}: right / format / skill"] = (
-        f"{kinds.get('none', 0):.2f} / {kinds.get('format', 0):.2f} / {kinds.get('skill', 0):.2f}")
+        f"{kinds.get('none', 0):.2f} / {kinds.get('format', 0):.2f} / {kinds.get('skill', 0):.2f}" if len(kinds)
+        else "n/a (no answers beyond the trained k)")
     for t in analyses["slingshot"].get("tests", []):
         value = t["verdict"] if t.get("reason") is None else f"not testable: {t['reason']}"
         out[f"slingshot {t['mode']} {t['k']} -> {t['k2']}"] = f"{value}, {_ci(t, 'mean_diff')}" if t.get(
