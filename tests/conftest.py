@@ -1,7 +1,9 @@
-"""Shared fixtures: a tiny reference family trained once per session, and an isolated cache."""
+"""Shared fixtures: a tiny reference family trained once per session, an isolated cache, and a launcher of
+two data-parallel processes on a free port."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,3 +29,15 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("EMERGENCE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("EMERGENCE_HOME", str(tmp_path / "home"))
     return tmp_path / "cache"
+
+
+@pytest.fixture
+def two_process_launch() -> list[str]:
+    """The command prefix that starts two accelerate (gloo) processes on this machine, on a free port.
+
+    accelerate's default port 29500 is shared by every launch on the machine; it falls back to a free port
+    only when 29500 is taken at its check, so two launches at once (two test runs) can race for it.
+    ``--main_process_port 0`` picks a free port every time.
+    """
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+            "--num_machines", "1", "--main_process_port", "0", "--mixed_precision", "no", "--dynamo_backend", "no"]

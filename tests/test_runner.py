@@ -174,13 +174,13 @@ def test_shards_merge_into_the_full_run(tiny_family: Path, tasks, tmp_path: Path
 
 
 @pytest.mark.slow
-def test_two_accelerate_processes_equal_one(tiny_family: Path, tasks, tmp_path: Path) -> None:
+def test_two_accelerate_processes_equal_one(tiny_family: Path, tasks, tmp_path: Path,
+                                           two_process_launch: list[str]) -> None:
     family = [str(tiny_family / "n20k" / "step00064")]
     single, _ = run(_config(family, tasks, tmp_path / "one"))
     env = {**os.environ, "EMERGENCE_CACHE_DIR": str(tmp_path / "cache-dp"), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "harness", "run", "--family", *family,
-           "--tasks", *tasks, "--out", str(tmp_path / "two"), "--no-analyze"]
+    cmd = [*two_process_launch, "-m", "harness", "run", "--family", *family, "--tasks", *tasks,
+           "--out", str(tmp_path / "two"), "--no-analyze"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "rank 1 of 2" in done.stdout, "the second process never ran"
