@@ -108,3 +108,19 @@ def test_readme_calibration_table_is_the_committed_calibration_results():
     assert not missing, f"README calibration table lacks, e.g.:\n{missing[0][:300]}"
     met = sum(r["passed"] for r in rows)
     assert f"{met} of the {len(rows)} rows meet their target" in " ".join(README.split())
+
+
+def test_report_caveat_of_the_pooled_collapse_fit_quotes_the_v2_calibration_rows():
+    """The numbers the report prints about the pooled Weibull fit (`collapse.POOLED_FIT_CAVEAT`) are the v2 rows
+    of benchmarks/results/calibration.json under a true a = b with tuple and item effects."""
+    from harness.analysis.collapse import POOLED_FIT_CAVEAT
+
+    rows = json.loads((ROOT / "benchmarks" / "results" / "calibration.json").read_text())["rows"]
+    ag_v2 = {(r["procedure"], r["quantity"]): r["estimate"] for r in rows
+             if "v2 suite" in r["scenario"] and r["scenario"].startswith("a = b = 1.5, tuple sd")}
+    quoted = {("collapse interval of a - b", "coverage"): "held a true a = b in {:.0%}",
+              ("collapse_test a=b", "size"): "alone rejected it in {:.1%}",
+              ("collapse verdict 'a=b rejected' (parametric and shared-curve tests both reject)", "size"):
+                  "(in {:.2%} of those runs)"}
+    for key, phrase in quoted.items():
+        assert phrase.format(ag_v2[key]) in POOLED_FIT_CAVEAT, (key, ag_v2[key])

@@ -140,12 +140,12 @@ def _theory(data: ReportData) -> str:
     trained = data.analysis("collapse").get("trained_ks")
     scope = f"k = {', '.join(map(str, trained))}, the trained k" if trained else "every k"
     for t in tests:
-        ps = (f"cluster-bootstrap p(a=b) = {value(t, 'p_a_eq_b', why_missing(t))}, "
+        ps = (f"one shared curve F(k·δ) without a form: p = {value(t, 'p_shared_curve')}; "
               f"p(a≤1) = {value(t, 'p_a_eq_1', why_missing(t))}")
         diff = esc(interval(t.get("a_minus_b"), t.get("a_minus_b_lo"), t.get("a_minus_b_hi")))
         items.append(f"<li><b>Collapse test ({esc(t.get('mode'))}, {esc(scope)}):</b> {esc(t.get('verdict') or DASH)} "
-                     f"({ps}; a − b = {diff}; one shared curve F(k·δ) without a form: p = "
-                     f"{value(t, 'p_shared_curve')}).</li>")
+                     f"({ps}; pooled Weibull fit, descriptive: p(a=b) = {value(t, 'p_a_eq_b', why_missing(t))}, "
+                     f"a − b = {diff}).</li>")
     ood = data.analysis("collapse").get("out_of_distribution") or []
     if ood:
         shown = "; ".join(f"{o['mode']} k={o['k']} max {num(o['max_competence'])}" for o in ood)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.analysis.collapse import POOLED_FIT_CAVEAT
 from harness.analysis.result import why_missing
 from harness.records import SINGLE_MODE
 from harness.report.data import ReportData
@@ -255,9 +256,10 @@ def collapse_section(data: ReportData, figs: Figures) -> str:
              "are scored at every checkpoint, so cells are not independent); the shared-curve p tests one monotone "
              "F(k·δ) for every k against separate curves, without a functional form (it rejected independence data "
              "in 63% of simulated runs, so not rejecting a shared curve is weak evidence for collapse). "
+             f"{esc(POOLED_FIT_CAVEAT[0].upper() + POOLED_FIT_CAVEAT[1:])}. "
              f"Fitted on trained k only ({esc(', '.join(map(str, trained)) if trained else 'every k')})"
              + (f"; out of distribution, reported apart: {esc(ood)}." if ood else "."))
-    tab = table(["mode", "cells", "a [95% CI]", "b [95% CI]", "a − b [95% CI]", "p (a = b)", "p (a ≤ 1)",
+    tab = table(["mode", "cells", "a [95% CI]", "b [95% CI]", "a − b [95% CI], pooled fit", "p (a = b), pooled fit", "p (a ≤ 1)",
                  "verdict", "p shared curve"], rows,
                 keys=["mode", "n_cells", "a", "b", "a_minus_b", "p_a_eq_b", "p_a_eq_1", "verdict", "p_shared"],
                 row_reasons=reasons)
