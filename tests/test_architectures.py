@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_model_scoring import make_tokenizer, mixed_prefix_requests
+from tiny_models import make_tokenizer, mixed_prefix_requests
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from harness.model.hf_model import HFModel, ModelSettings

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from benchmarks._common import select_items, selection_facts
-from test_model_scoring import build_checkpoint
+from tiny_models import build_checkpoint
 
 from harness.run.config import RunConfig
 from harness.run.runner import plan_run

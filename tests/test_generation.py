@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_model_scoring import CORPUS, FEWSHOT, OTHER_FEWSHOT, QUESTIONS, count_forward_positions, make_tokenizer
+from tiny_models import CORPUS, FEWSHOT, OTHER_FEWSHOT, QUESTIONS, count_forward_positions, make_tokenizer
 from transformers import AttentionInterface, AutoConfig, AutoModelForCausalLM
 
 from harness.model import generation as hf_generate

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 import torch
-from test_model_scoring import direct, make_tokenizer, mixed_prefix_requests
+from tiny_models import direct, make_tokenizer, mixed_prefix_requests
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 

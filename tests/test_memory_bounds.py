@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import torch
-from test_model_scoring import CORPUS, make_tokenizer, mixed_prefix_requests
+from tiny_models import CORPUS, make_tokenizer, mixed_prefix_requests
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from harness.model import batching

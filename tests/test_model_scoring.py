@@ -1,15 +1,14 @@
 """HFModel against direct transformers forward passes on tiny models built from configs in tmp_path."""
 from __future__ import annotations
 
-import json
 import math
 import random
 import socket
 
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoModelForCausalLM, GPT2Config, GPTNeoXConfig, LlamaConfig, PreTrainedTokenizerFast
+from tiny_models import CORPUS, choice_requests, direct, encode, make_tokenizer, mixed_prefix_requests, write_llama_gguf
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
 from harness.model.batching import merge_rows, prefix_groups
 from harness.checkpoints.discovery import discover
@@ -17,82 +16,6 @@ from harness.model.hf_model import HFModel, ModelSettings
 from harness.model.protocol import (GenerationRequest, LanguageModel, LoglikelihoodRequest, encode_pair, rolling_windows,
                            truncate_at_stop)
 from skill_catalog.errors import UserError
-
-CORPUS = ["the cat sat on the mat", "Question: what is two plus two? Answer: four", "hello world, said the dog"]
-FEWSHOT = "Question: what is two plus two? Answer: four\n\nQuestion: the cat sat on the mat? Answer: hello\n\n"
-QUESTIONS = ["the cat", "hello world", "two plus", "the dog"]
-ANSWERS = [" four", " cat", " mat sat on", " the"]
-
-
-def make_tokenizer(bos: bool = False) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer (GPT-2 style) trained on a few sentences."""
-    specials = ["<|endoftext|>", "<pad>"] + (["<s>"] if bos else [])
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=specials, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(CORPUS * 3, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<pad>",
-                                   bos_token="<s>" if bos else None)
-
-
-def make_config(arch: str, vocab: int):
-    common = {"vocab_size": vocab, "bos_token_id": 0, "eos_token_id": 0}
-    if arch == "gpt2":
-        return GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=128, **common)
-    if arch == "neox":
-        return GPTNeoXConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                             max_position_embeddings=128, **common)
-    return LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                       intermediate_size=64, max_position_embeddings=128, **common)
-
-
-def build_checkpoint(folder, arch: str = "neox", seed: int = 0):
-    """Save a randomly initialised tiny model and its tokenizer into `folder`; return the folder."""
-    tokenizer = make_tokenizer()
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(make_config(arch, len(tokenizer)))
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _private_cache_dir(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("EMERGENCE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-        yield
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    return {arch: build_checkpoint(root / arch, arch) for arch in ("neox", "gpt2", "llama")}
-
-
-@pytest.fixture(scope="module")
-def neox(models_dir, tmp_path_factory):
-    (ckpt,) = discover(models_dir["neox"], hash_cache=tmp_path_factory.mktemp("h") / "h.sqlite")
-    return HFModel.from_checkpoint(ckpt, ModelSettings(batch_size=16, prefix_min_tokens=4))
-
-
-def encode(model: HFModel, text: str) -> list[int]:
-    return model.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-
-def direct(model, ids: list[int], n_context: int) -> tuple[float, bool]:
-    """Sum of log p(ids[i] | ids[:i]) for i >= n_context from one plain forward pass, and greediness."""
-    with torch.no_grad():
-        logits = model(torch.tensor([ids])).logits[0].float()
-    target = torch.tensor(ids[1:])
-    logprobs = torch.log_softmax(logits[:-1], -1).gather(-1, target[:, None]).squeeze(-1)
-    greedy = (logits[:-1].argmax(-1) == target)[n_context - 1:].all()
-    return float(logprobs[n_context - 1:].double().sum()), bool(greedy)
-
-
-def choice_requests() -> list[LoglikelihoodRequest]:
-    return [LoglikelihoodRequest(f"{FEWSHOT}Question: {q}? Answer:", a) for q in QUESTIONS for a in ANSWERS]
 
 
 def test_hf_model_satisfies_the_protocol(neox):
@@ -308,51 +231,6 @@ def test_load_succeeds_with_network_blocked(models_dir, monkeypatch):
     assert model.loglikelihood([LoglikelihoodRequest("the", " cat")])[0].error is None
 
 
-def write_llama_gguf(path, model, tokenizer) -> None:
-    """Write a Llama model and its BPE tokenizer as llama.cpp does (q/k rows permuted for its rotary layout)."""
-    from gguf import GGUFWriter
-
-    def permute(w, n_head):
-        return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-
-    cfg, sd = model.config, {k: v.detach().numpy() for k, v in model.state_dict().items()}
-    writer = GGUFWriter(str(path), "llama")
-    writer.add_context_length(cfg.max_position_embeddings)
-    writer.add_embedding_length(cfg.hidden_size)
-    writer.add_block_count(cfg.num_hidden_layers)
-    writer.add_feed_forward_length(cfg.intermediate_size)
-    writer.add_head_count(cfg.num_attention_heads)
-    writer.add_head_count_kv(cfg.num_key_value_heads)
-    writer.add_rope_dimension_count(cfg.hidden_size // cfg.num_attention_heads)
-    writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
-    writer.add_rope_freq_base(10000.0)
-    spec = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
-    tokens = [t for t, _ in sorted(spec["vocab"].items(), key=lambda kv: kv[1])]
-    writer.add_tokenizer_model("gpt2")
-    writer.add_token_list(tokens)
-    writer.add_token_types([3 if t in tokenizer.all_special_tokens else 1 for t in tokens])
-    writer.add_token_merges([" ".join(m) if isinstance(m, list) else m for m in spec["merges"]])
-    writer.add_eos_token_id(tokenizer.eos_token_id)
-    writer.add_pad_token_id(tokenizer.pad_token_id)
-    names = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
-    for gguf_name, name in names.items():
-        writer.add_tensor(f"{gguf_name}.weight", sd[f"{name}.weight"])
-    blocks = {"attn_norm": "input_layernorm", "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
-              "ffn_norm": "post_attention_layernorm", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
-              "ffn_down": "mlp.down_proj"}
-    for i in range(cfg.num_hidden_layers):
-        layer = f"model.layers.{i}."
-        q, k = sd[layer + "self_attn.q_proj.weight"], sd[layer + "self_attn.k_proj.weight"]
-        writer.add_tensor(f"blk.{i}.attn_q.weight", permute(q, cfg.num_attention_heads))
-        writer.add_tensor(f"blk.{i}.attn_k.weight", permute(k, cfg.num_key_value_heads))
-        for gguf_name, name in blocks.items():
-            writer.add_tensor(f"blk.{i}.{gguf_name}.weight", sd[f"{layer}{name}.weight"])
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-
-
 def test_gguf_checkpoint_scores_like_its_safetensors_source(models_dir, tmp_path):
     model = AutoModelForCausalLM.from_pretrained(models_dir["llama"])
     reference = HFModel(model, PreTrainedTokenizerFast.from_pretrained(models_dir["llama"]))
@@ -363,129 +241,3 @@ def test_gguf_checkpoint_scores_like_its_safetensors_source(models_dir, tmp_path
     requests = choice_requests()[:4]
     for a, b in zip(loaded.loglikelihood(requests), reference.loglikelihood(requests)):
         assert abs(a.logprob - b.logprob) < 1e-5
-
-
-OTHER_FEWSHOT = "Question: hello world? Answer: the dog\n\nQuestion: the cat sat? Answer: on the mat\n\n"
-
-
-def mixed_prefix_requests() -> list[LoglikelihoodRequest]:
-    """Choices under two different few-shot prefixes, plus requests without any shared prefix."""
-    other = [LoglikelihoodRequest(f"{OTHER_FEWSHOT}Question: {q}? Answer:", a) for q in QUESTIONS[:3] for a in ANSWERS]
-    return choice_requests() + other + [LoglikelihoodRequest(c, a) for c in CORPUS for a in ANSWERS[:2]]
-
-
-@pytest.mark.parametrize("arch", ["neox", "gpt2", "llama"])
-def test_tree_packing_equals_plain_rows(models_dir, arch):
-    packed = HFModel.from_checkpoint(models_dir[arch], ModelSettings(batch_size=3, prefix_min_tokens=4))
-    requests = mixed_prefix_requests()
-    packed.loglikelihood(requests)  # the one-time check that packing reproduces plain rows runs here
-    with count_forward_positions(packed.model) as counts:
-        got = packed.loglikelihood(requests)
-    assert packed.packing_ and packed.packing_verified_, packed.packing_disabled_reason_
-    plain_model = HFModel(packed.model, packed.tokenizer, ModelSettings(batch_size=3, tree_packing=False))
-    with count_forward_positions(packed.model) as plain_counts:
-        plain = plain_model.loglikelihood(requests)
-    assert max(abs(a.logprob - b.logprob) for a, b in zip(got, plain)) < 1e-5
-    assert [a.is_greedy for a in got] == [b.is_greedy for b in plain]
-    assert [a.n_tokens for a in got] == [b.n_tokens for b in plain]
-    for request, result in zip(requests[::5], got[::5]):
-        whole = encode(packed, request.context + request.continuation)
-        assert abs(result.logprob - direct(packed.model, whole, len(encode(packed, request.context)))[0]) < 1e-5
-    assert counts["positions"] < plain_counts["positions"]  # the choices' shared contexts ran once
-
-
-def count_forward_positions(model):
-    """Context manager counting input positions run forward (a plain copy of the benchmark helper)."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def counting():
-        counts = {"positions": 0}
-        forward = model.forward
-
-        def counted(*args, **kwargs):
-            counts["positions"] += int(kwargs["input_ids"].numel())
-            return forward(*args, **kwargs)
-
-        model.forward = counted
-        try:
-            yield counts
-        finally:
-            del model.forward
-
-    return counting()
-
-
-def test_packing_that_changes_scores_is_turned_off_and_plain_rows_are_used(neox, monkeypatch):
-    import harness.model.forward_engine as engine
-
-    real = engine.tree_inputs
-
-    def causal_instead_of_tree(packed, prefix_lens, pad_token, dtype, device):
-        ids, positions, mask = real(packed, prefix_lens, pad_token, dtype, device)
-        width = ids.shape[1]
-        causal = torch.ones(width, width, dtype=torch.bool).tril()
-        mask[:, :, :, -width:] = torch.zeros(width, width).masked_fill_(~causal, torch.finfo(dtype).min)
-        return ids, positions, mask
-
-    monkeypatch.setattr(engine, "tree_inputs", causal_instead_of_tree)
-    model = HFModel(neox.model, neox.tokenizer, ModelSettings(batch_size=4, prefix_min_tokens=4))
-    results = model.loglikelihood(mixed_prefix_requests())
-    assert not model.packing_ and "tree packing changed log-probs" in model.packing_disabled_reason_
-    reference = HFModel(neox.model, neox.tokenizer, ModelSettings(tree_packing=False)).loglikelihood(
-        mixed_prefix_requests())
-    assert max(abs(a.logprob - b.logprob) for a, b in zip(results, reference)) < 1e-5
-
-
-def test_out_of_memory_holding_prefix_caches_scores_fewer_groups_at_a_time(neox, monkeypatch):
-    import harness.model.forward_engine as engine
-
-    real = engine.stack_caches
-    held = []
-
-    def one_prefix_at_most(parts, length):
-        held.append(sum(part[0][0].shape[0] for part in parts))
-        if held[-1] > 1:
-            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(parts, length)
-
-    # two groups with different shared prefixes (their first tokens differ)
-    requests = choice_requests() + [LoglikelihoodRequest(f"the cat sat on the mat. {q}?", a)
-                                    for q in QUESTIONS for a in ANSWERS]
-    monkeypatch.setattr(engine, "stack_caches", one_prefix_at_most)
-    model = HFModel(neox.model, neox.tokenizer, ModelSettings(batch_size=8, prefix_min_tokens=4))
-    results = model.loglikelihood(requests)
-    assert max(held) > 1 and held[-1] == 1 and model.packing_verified_
-    reference = HFModel(neox.model, neox.tokenizer, ModelSettings(tree_packing=False)).loglikelihood(requests)
-    assert max(abs(a.logprob - b.logprob) for a, b in zip(results, reference)) < 1e-5
-
-
-def test_wide_packed_rows_are_batched_by_tokens_not_rows(neox, monkeypatch):
-    import harness.model.forward_engine as engine
-
-    requests = [LoglikelihoodRequest(f"{c} {q} {n}?", a) for c in CORPUS for q in QUESTIONS for n in range(8)
-                for a in ANSWERS]
-    forward, shapes = neox.model.forward, []
-
-    def recording(*args, **kwargs):
-        if kwargs.get("attention_mask") is not None and kwargs["attention_mask"].dim() == 4:
-            shapes.append(tuple(kwargs["input_ids"].shape))
-        return forward(*args, **kwargs)
-
-    models = {floor: HFModel(neox.model, neox.tokenizer, ModelSettings(batch_size=8, prefix_min_tokens=4))
-              for floor in (10_000, 1)}  # built before forward is wrapped: they read its signature
-    monkeypatch.setattr(neox.model, "forward", recording)
-    rows_per_batch = {}
-    for floor, model in models.items():  # rows short enough to batch freely; every packed row counted by its tokens
-        monkeypatch.setattr(engine, "ROW_TOKENS_FLOOR", floor)
-        shapes.clear()
-        results = model.loglikelihood(requests)
-        assert model.packing_verified_
-        rows_per_batch[floor] = max(rows for rows, _ in shapes)
-        plain = max(len(encode(neox, r.context + r.continuation)) for r in requests)
-        if floor == 1:  # no batch holds more tokens than 8 of the longest plain rows
-            assert all(rows * width <= 8 * plain for rows, width in shapes[1:])
-    monkeypatch.setattr(neox.model, "forward", forward)
-    assert rows_per_batch[10_000] == 8 and rows_per_batch[1] < 8
-    reference = HFModel(neox.model, neox.tokenizer, ModelSettings(tree_packing=False)).loglikelihood(requests)
-    assert max(abs(a.logprob - b.logprob) for a, b in zip(results, reference)) < 1e-5

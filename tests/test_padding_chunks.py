@@ -5,7 +5,7 @@ import random
 
 import torch
 from test_generation import build
-from test_model_scoring import FEWSHOT, OTHER_FEWSHOT, count_forward_positions, make_tokenizer
+from tiny_models import FEWSHOT, OTHER_FEWSHOT, count_forward_positions, make_tokenizer
 
 from harness.model.batching import PAD_SLACK, low_padding_chunks
 from harness.model.hf_model import HFModel, ModelSettings

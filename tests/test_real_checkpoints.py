@@ -25,7 +25,7 @@ from harness.run.runner import plan_run, run
 from harness.storage.run_files import load_run
 from harness.run.task_files import CrossEntropyTask, read_yaml, validate
 from skill_catalog.errors import UserError
-from test_model_scoring import build_checkpoint, choice_requests, write_llama_gguf
+from tiny_models import build_checkpoint, choice_requests, write_llama_gguf
 
 CHAT = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
         "{% if add_generation_prompt %}<|assistant|>{% endif %}")

@@ -124,7 +124,7 @@ def test_a_failing_copy_of_good_weights_reports_its_own_failure(tiny_family, tmp
 
 def test_gguf_with_a_missing_tensor_fails_with_its_name(tmp_path, monkeypatch):
     import gguf
-    from test_model_scoring import build_checkpoint, write_llama_gguf  # tests/ is on sys.path under pytest
+    from tiny_models import build_checkpoint, write_llama_gguf  # tests/ is on sys.path under pytest
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
     source = build_checkpoint(tmp_path / "llama", "llama")
