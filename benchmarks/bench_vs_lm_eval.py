@@ -204,6 +204,25 @@ def rolling_run(ours, lm, pieces: int, repeats: int) -> tuple[list[dict], dict]:
     return rows, summary
 
 
+def float32_window_sums(ours, text: str) -> float:
+    """Our per-token log-probs of `text`, summed per window in float32 as lm-eval does (we sum in float64).
+
+    lm-eval returns ``float(logprobs.sum())`` of a float32 tensor per window; over thousands of tokens
+    that rounding alone reaches 1e-4 nats, so this isolates summation from any per-token difference.
+    """
+    import torch
+
+    from harness.model.protocol import rolling_windows
+
+    total = 0.0
+    with torch.inference_mode():
+        for w in rolling_windows(ours._encode(text), ours.prefix_token_, ours.max_length_):
+            row = torch.tensor([w.context + w.targets[:-1]], device=ours.device_)
+            logp = torch.log_softmax(ours.model(input_ids=row).logits.float()[0], -1)[len(w.context) - 1:]
+            total += float(logp.gather(-1, torch.tensor(w.targets, device=ours.device_)[:, None]).sum())
+    return total
+
+
 def edge_cases(ours, lm, instances) -> list[dict]:
     """Request shapes where the two tools' documented semantics could part: scored once by both."""
     from lm_eval.api.instance import Instance

@@ -121,7 +121,7 @@ def _forecast(rows: pd.DataFrame, form: str, n_holdout: int, boot: dict[str, np.
         diffs = np.full((len(held), min(n_pi, boot["n"].shape[1])), np.nan)
         rng = np.random.default_rng(len(held) * 1_000_003 + len(train))  # seeded: same data, same interval
         n_held = np.round(held["n"].to_numpy(float)).astype(np.int64)
-        t_idx, h_idx = train.index.to_numpy(), held.index.to_numpy()
+        t_idx = train.index.to_numpy()
         x_train, g_train = train[curve.covariate].to_numpy(float), train["chance"].to_numpy(float)
         for b in range(diffs.shape[1]):
             n_t = boot["n"][t_idx, b]

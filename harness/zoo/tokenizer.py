@@ -10,7 +10,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from skill_catalog.render import layout
-from skill_catalog.skill import skills, value_type
+from skill_catalog.skill import skills
 
 SPECIAL_TOKENS = ("<pad>", "<unk>")
 SEPARATORS = " |=>:"
