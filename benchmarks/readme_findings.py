@@ -112,8 +112,9 @@ def theory(tables: dict, analyses: dict, labels: pd.Series, ck_loss: pd.Series) 
     col = analyses["collapse"]
     lines = []
     tests = "; ".join(
-        f"{t['mode']}: a = {_ci(t, 'a')}, b = {_ci(t, 'b')}, a - b = {_ci(t, 'a_minus_b')}, p(a = b) "
-        f"{_p(t['p_a_eq_b'])}, p(a <= 1, one-sided) {_p(t['p_a_eq_1'])}, shared-curve p {_p(t['p_shared_curve'])}"
+        f"{t['mode']}: shared-curve p {_p(t['p_shared_curve'])}, collapse exponent c = {_ci(t, 'c_shared')} (A&G: 1), "
+        f"p(a <= 1, one-sided) {_p(t['p_a_eq_1'])}; pooled Weibull fit (descriptive): a = {_ci(t, 'a')}, "
+        f"b = {_ci(t, 'b')}, a - b = {_ci(t, 'a_minus_b')}, p(a = b) {_p(t['p_a_eq_b'])}"
         for t in col["tests"])
     verdicts = {t["mode"]: t["verdict"] for t in col["tests"]}
     both = all(v.startswith("both") for v in verdicts.values())

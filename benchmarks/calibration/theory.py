@@ -70,7 +70,7 @@ def _collapse_run(sc: Scenario, seed: int) -> dict[str, float]:
     row = out["collapse"].iloc[0]
     return {**{c: float(row[c]) for c in ("p_a_eq_b", "p_a_eq_1", "a", "a_lo", "a_hi", "b", "b_lo", "b_hi",
                                           "a_minus_b_lo", "a_minus_b_hi", "lr_a_eq_b", "lr_a_eq_1",
-                                          "p_shared_curve")},
+                                          "p_shared_curve", "c_shared", "c_shared_lo", "c_shared_hi")},
             "verdict": str(row["verdict"])}
 
 
@@ -113,7 +113,8 @@ INDEPENDENCE_TEST = "collapse_test independence (H0 a <= 1, one-sided)"
 
 
 def collapse_rows(n_reps: int, seed: int, design: Design = V1) -> list[CalibrationRow]:
-    """Size and power of the two collapse tests, coverage of a - b, a and b (defect 1).
+    """Size and power of the two collapse tests, coverage of a - b, a and b (defect 1), and of the shared-curve
+    exponent c (`collapse_exponent`: 1 under A&G, 1/b under independence with a Weibull single-skill curve).
 
     Intervals of a and b are scored against the pseudo-true values (`pseudo_true_ab`): what the
     free fit estimates when items differ in difficulty. Another `design` than `V1` leaves out the
@@ -155,6 +156,13 @@ def collapse_rows(n_reps: int, seed: int, design: Design = V1) -> list[Calibrati
         cov, n, fail = _covers(((r[lo], r[hi]) for r in runs), truth)
         scen = (scen_ag if runs is ag else scen_ind) + f" (pseudo-true {truth:.3f})"
         rows.append(coverage_row(f"collapse interval of {name}", scen, cov, n, fail))
+    c_label = "collapse exponent c of one shared curve F(k^c delta), interval"
+    for runs, scen, truth in ((ag, scen_ag, 1.0), (ind, scen_ind, 1.0 / sc_ind.b)):
+        cov, n, fail = _covers(((r["c_shared_lo"], r["c_shared_hi"]) for r in runs), truth)
+        rows.append(coverage_row(c_label, f"{scen} (c = {truth:.3f})", cov, n, fail))
+    excludes = [not (r["c_shared_lo"] <= 1.0 <= r["c_shared_hi"]) for r in ind if np.isfinite(r["c_shared_lo"])]
+    rows.append(power_row(f"{c_label} excludes 1 (A&G)", scen_ind, int(sum(excludes)), len(excludes), 0.9,
+                          len(ind) - len(excludes)))
     return rows
 
 

@@ -28,6 +28,10 @@ family v2 (42 checkpoints, excess loss 0.02-1.6) it rejected a true a = b in 18.
 tests must reject, so the verdict's size is at most the smaller of their sizes (measured in
 benchmarks/bench_calibration.py, rows "collapse verdict").
 
+Beside the fit, each mode's row carries the form-free collapse exponent c (`collapse_exponent`: one monotone
+curve F(k^c delta) for every k; A&G predict c = 1), whose interval is calibrated where the pooled fit's a - b is
+not (benchmarks/bench_calibration.py, rows "collapse exponent c").
+
 Only cells of trained k belong in the test (`analyze` drops the others, see `AnalysisConfig.trained_ks`):
 k beyond the family's training pieces is always 0 and on its own rejects both restrictions.
 
@@ -51,6 +55,7 @@ COLLAPSE_COLUMNS: tuple[str, ...] = (
     "mode", "metric", "n_cells", "log_lambda", "a", "a_lo", "a_hi", "b", "b_lo", "b_hi", "a_minus_b",
     "a_minus_b_lo", "a_minus_b_hi", "nll_free", "nll_a_eq_b", "nll_a_eq_1", "dispersion", "lr_a_eq_b",
     "p_a_eq_b", "lr_a_eq_1", "p_a_eq_1", "verdict", "p_shared_curve", "t_shared_curve", "reason",
+    "c_shared", "c_shared_lo", "c_shared_hi", "c_shared_reason",
 )
 
 

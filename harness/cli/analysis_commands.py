@@ -53,7 +53,8 @@ def summary_text(run_dir: Path, run: dict | None = None) -> str:
              format_table(headers, rows)]
     for test in (summary.get("analyses", {}).get("collapse", {}).get("tests") or []):
         lines.append(f"collapse ({test.get('mode')}): {test.get('verdict') or 'not run'} "
-                     f"(shared-curve p = {num(test.get('p_shared_curve'))}, p(a<=1, one-sided) = "
+                     f"(shared-curve p = {num(test.get('p_shared_curve'))}, exponent c = {num(test.get('c_shared'))} "
+                     f"[{num(test.get('c_shared_lo'))}, {num(test.get('c_shared_hi'))}] (1: A&G), p(a<=1, one-sided) = "
                      f"{num(test.get('p_a_eq_1'))}; pooled-fit p(a=b) = {num(test.get('p_a_eq_b'))}, descriptive)")
     collapse = summary.get("analyses", {}).get("collapse", {})
     if not collapse.get("tests"):

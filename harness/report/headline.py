@@ -140,7 +140,10 @@ def _theory(data: ReportData) -> str:
     trained = data.analysis("collapse").get("trained_ks")
     scope = f"k = {', '.join(map(str, trained))}, the trained k" if trained else "every k"
     for t in tests:
-        ps = (f"one shared curve F(k·δ) without a form: p = {value(t, 'p_shared_curve')}; "
+        shared_c = esc(interval(t.get("c_shared"), t.get("c_shared_lo"), t.get("c_shared_hi"))
+                       if not is_missing(t.get("c_shared")) else f"{DASH} ({t.get('c_shared_reason') or 'not run'})")
+        ps = (f"one shared curve F(k·δ) without a form: p = {value(t, 'p_shared_curve')}; exponent c of "
+              f"F(k<sup>c</sup>·δ) = {shared_c} (A&amp;G: 1, independence: 1/b); "
               f"p(a≤1) = {value(t, 'p_a_eq_1', why_missing(t))}")
         diff = esc(interval(t.get("a_minus_b"), t.get("a_minus_b_lo"), t.get("a_minus_b_hi")))
         items.append(f"<li><b>Collapse test ({esc(t.get('mode'))}, {esc(scope)}):</b> {esc(t.get('verdict') or DASH)} "

@@ -245,7 +245,8 @@ def collapse_section(data: ReportData, figs: Figures) -> str:
         rows.append([r["mode"], r["n_cells"], ival(r, "a", why.get("a"), why.get("a_lo")),
                      ival(r, "b", why.get("b"), why.get("b_lo")), ival(r, "a_minus_b", why.get("a")),
                      Cell(r["p_a_eq_b"], why.get("p_a_eq_b")), Cell(r["p_a_eq_1"], why.get("p_a_eq_1")),
-                     r["verdict"], Cell(r.get("p_shared_curve"), None)])
+                     r["verdict"], Cell(r.get("p_shared_curve"), None),
+                     ival(r, "c_shared", r.get("c_shared_reason"), r.get("c_shared_reason"))])
         reasons.append(r.get("reason"))
     trained = entry.get("trained_ks")
     ood = "; ".join(f"{o['mode']} k={o['k']}: max {num(o['max_competence'])}" for o in entry.get("out_of_distribution") or [])
@@ -256,12 +257,16 @@ def collapse_section(data: ReportData, figs: Figures) -> str:
              "are scored at every checkpoint, so cells are not independent); the shared-curve p tests one monotone "
              "F(k·δ) for every k against separate curves, without a functional form (it rejected independence data "
              "in 63% of simulated runs, so not rejecting a shared curve is weak evidence for collapse). "
+             "c is the k-scaling under which one monotone curve fits every k, q<sub>k</sub>(δ) = F(k<sup>c</sup>·δ), "
+             "without a functional form: Arora–Goyal predict c = 1, independent skills c = 1/b; its interval "
+             "refits c to every bootstrap replicate. "
              f"{esc(POOLED_FIT_CAVEAT[0].upper() + POOLED_FIT_CAVEAT[1:])}. "
              f"Fitted on trained k only ({esc(', '.join(map(str, trained)) if trained else 'every k')})"
              + (f"; out of distribution, reported apart: {esc(ood)}." if ood else "."))
     tab = table(["mode", "cells", "a [95% CI]", "b [95% CI]", "a − b [95% CI], pooled fit", "p (a = b), pooled fit", "p (a ≤ 1)",
-                 "verdict", "p shared curve"], rows,
-                keys=["mode", "n_cells", "a", "b", "a_minus_b", "p_a_eq_b", "p_a_eq_1", "verdict", "p_shared"],
+                 "verdict", "p shared curve", "c, shared curve [95% CI]"], rows,
+                keys=["mode", "n_cells", "a", "b", "a_minus_b", "p_a_eq_b", "p_a_eq_1", "verdict", "p_shared",
+                      "c_shared"],
                 row_reasons=reasons)
     return section("collapse", "Collapse test", intro, status_line(entry),
                    figure("collapse", figs.get("collapse"), "Competence against k·δ"), tab, full(data, "collapse"))

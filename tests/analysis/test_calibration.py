@@ -28,6 +28,15 @@ def test_collapse_test_tells_ag_from_independence_at_the_suite_item_counts():
     assert sum(r["a_minus_b_lo"] <= 0.0 <= r["a_minus_b_hi"] for r in ag) >= 8
 
 
+def test_collapse_exponent_interval_covers_1_under_ag_and_excludes_it_under_independence_at_the_v2_design():
+    from benchmarks.calibration.simulate import V2
+
+    ag, ind = _collapse(V2.apply(T.AG), 12, seed=21), _collapse(V2.apply(T.INDEPENDENT), 12, seed=22)
+    assert sum(r["c_shared_lo"] <= 1.0 <= r["c_shared_hi"] for r in ag) >= 10  # 0.96 at 400 runs
+    assert sum(r["c_shared_lo"] <= 1 / 1.5 <= r["c_shared_hi"] for r in ind) >= 10  # 0.95 at 400 runs
+    assert sum(r["c_shared_hi"] < 1.0 for r in ind) >= 10  # 0.98 at 400 runs
+
+
 def test_independence_test_keeps_its_size_when_items_differ_in_difficulty():
     # independent skills per item, strongly unequal items: the pooled curves give a free a well below 1
     # (Jensen), which a two-sided test of a = 1 rejected in most of these runs

@@ -74,3 +74,39 @@ def test_collapse_is_skipped_when_there_is_nothing_to_collapse(competence_fn, ex
     out = collapse_test(comp, boot)
     assert out["reason"] == expected
     assert all(np.isnan(out.get(key, np.nan)) for key in ("a", "a_lo", "a_hi", "b", "dispersion", "p_a_eq_b"))
+
+
+def test_collapse_exponent_recovers_the_k_scaling_of_one_shared_curve_of_any_form():
+    from harness.analysis.collapse_exponent import best_exponents
+
+    for deltas, resolution in ((np.geomspace(0.05, 0.9, 8), 0.3), (np.geomspace(0.05, 0.9, 40), 0.05)):
+        log_d = np.log(np.tile(deltas, 4))
+        k = np.repeat([1.0, 2.0, 3.0, 4.0], len(deltas))
+        for c in (0.6, 1.0, 1.4):
+            x = log_d + c * np.log(k)
+            q = 1.0 / (1.0 + np.exp(3.0 * (x + 1.0)))  # a logistic F, not the Weibull form
+            low, high = best_exponents(log_d, np.log(k), q, np.full(len(k), 20.0))
+            assert low <= c <= high and high - low < resolution, (c, low, high)
+
+
+def test_collapse_exponent_interval_holds_1_on_ag_data_and_1_over_b_on_independent_data():
+    from harness.analysis.collapse_exponent import collapse_exponent
+
+    for competence_fn, seed, truth in ((ag_competence(lam=2.0, b=2.0), 11, 1.0),
+                                       (independent_competence(lam=2.0, b=2.0), 12, 0.5)):
+        records, ck = make_family(competence_fn, seed=seed, item_kw=ITEMS, record_kw=dict(metrics=("exact_match",)))
+        _, comp, boot = pipeline(records, ck, n_boot=60)
+        out = collapse_exponent(comp, boot)
+        assert out["c_shared_reason"] is None
+        assert out["c_shared_lo"] <= truth <= out["c_shared_hi"], (truth, out)
+        assert out["c_shared_hi"] - out["c_shared_lo"] < 0.4
+
+
+def test_collapse_exponent_of_flat_competence_is_nan_with_its_reason():
+    from harness.analysis.collapse_exponent import collapse_exponent
+
+    records, ck = make_family(lambda k, delta, load: np.zeros_like(delta * load), seed=3, item_kw=ITEMS,
+                              record_kw=dict(metrics=("exact_match",)))
+    _, comp, boot = pipeline(records, ck, n_boot=20)
+    out = collapse_exponent(comp, boot)
+    assert np.isnan(out["c_shared"]) and "flat" in out["c_shared_reason"]
