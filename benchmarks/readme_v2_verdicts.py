@@ -53,6 +53,12 @@ def verdicts(run_dir: Path) -> dict[str, str]:
             "reason") is None else value
     for t in analyses["collapse"].get("tests", []):
         out[f"collapse test, {t['mode']}"] = t["verdict"]
+    for t in analyses["collapse"].get("tests", []):
+        c, lo, hi = (t.get(key) for key in ("c_shared", "c_shared_lo", "c_shared_hi"))
+        out[f"collapse exponent c, {t['mode']} (A&G: 1)"] = (
+            f"{'holds 1' if lo <= 1.0 <= hi else 'excludes 1'}: c = {c:.2f} [{lo:.2f}, {hi:.2f}]"
+            if c is not None and lo is not None and np.isfinite([c, lo, hi]).all()
+            else f"n/a ({t.get('c_shared_reason') or 'not run'})")
     gap = analyses["seen_heldout"]
     out["held-out gap intervals excluding 0, largest trained k"] = (
         f"{gap['n_cells_ci_excludes_0_largest_k']} of {gap['n_cells_largest_k']}")
