@@ -227,3 +227,20 @@ def test_product_mirage_and_forecast_rows_take_the_v2_design():
     assert len(forecast) == 6 and "k 1-8 pooled" in forecast[4].scenario
     assert all(r.n_reps == 3 for r in forecast)  # every run has cells of k 5-8
     assert forecast[0].estimate >= 0.8  # the true form at the trained k (0.969 over 400 runs)
+
+
+def test_heldout_shift_makes_heldout_tuples_harder_and_the_gap_power_rows_read_it():
+    from benchmarks.calibration import verdicts as V
+    from benchmarks.calibration.simulate import V2, simulate
+
+    def rates(shift):  # k = 2 over checkpoints 3-19 (excess loss 0.24-0.79), same seed: same items and effects
+        records, _ = simulate(V2.apply(T.AG.with_(heldout_shift=shift)), seed=0)
+        mid = records[(records["k"] == 2) & records["checkpoint_id"].isin([f"c{m:02d}" for m in range(3, 20)])]
+        return mid.groupby("split")["value"].mean()
+
+    plain, shifted = rates(0.0), rates(1.0)
+    assert shifted["seen"] == plain["seen"]
+    assert shifted["heldout"] < plain["heldout"] - 0.1, (plain, shifted)  # 0.272 -> 0.070: a hazard e times higher
+    rows = V.gap_power_rows(2, 0, design=V2)
+    assert [r.quantity for r in rows] == ["size", "power", "power", "power", "power"]
+    assert all("k = 4" in r.procedure and "v2 suite" in r.scenario and r.n_reps == 2 for r in rows)
