@@ -226,7 +226,10 @@ def test_product_mirage_and_forecast_rows_take_the_v2_design():
     forecast = T.forecast_rows(3, 0, design=V2)
     assert len(forecast) == 6 and "k 1-8 pooled" in forecast[4].scenario
     assert all(r.n_reps == 3 for r in forecast)  # every run has cells of k 5-8
-    assert forecast[0].estimate >= 0.8  # the true form at the trained k (0.969 over 400 runs)
+    assert forecast[0].estimate >= 0.8  # the true form at the trained k (0.978 over 400 runs)
+    # the true form's intervals at k = 5-8, where only the lowest-loss training checkpoint is off zero: a fit
+    # stalled at q = 0 everywhere covered 0.137 (400 runs), 0.787 with starts at the ends of the range
+    assert forecast[2].estimate >= 0.5, forecast[2]
 
 
 def test_heldout_shift_makes_heldout_tuples_harder_and_the_gap_power_rows_read_it():
