@@ -84,6 +84,9 @@ class Scenario:
     single_tuple_effect: bool = False
     """Give each skill's own k = 1 items a cluster effect of sd `tuple_sd` too (with skill_sd = 0 every k
     then has the same effect distribution, and the mean curves collapse exactly under a = b)."""
+    heldout_shift: float = 0.0
+    """Log-hazard added to the effect of every held-out composite item: held-out tuples fail at e^shift times the
+    hazard of seen ones (a true seen/held-out gap); 0: none (both splits' tuples drawn from one pool)."""
     continuous: str = "smooth"
     """Truth of the continuous metric: ``"smooth"`` exponential or ``"hinge"``."""
     hinge_loss: float = 1.55
@@ -179,6 +182,7 @@ def _effects(sc: Scenario, items: pd.DataFrame, rng: np.random.Generator) -> tup
         if "+" not in key and not sc.single_tuple_effect:
             tup[key] = 0.0
     base = items["key"].map(tup).to_numpy(float) + rng.normal(0.0, sc.item_sd, len(items))
+    base = base + sc.heldout_shift * (items["split"] == "heldout").to_numpy(float)
     k_max = int(items["k"].max())
     parts = np.full((len(items), k_max), np.nan)
     for r, p in enumerate(items["parts"]):

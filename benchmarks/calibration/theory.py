@@ -196,45 +196,89 @@ def ood_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
                      rej, n, fail)]
 
 
-def _product_run(chance: float, seed: int, lam: float = 5.0) -> tuple[float, float, float, int]:
-    sc = Scenario(name="parts", generator="parts", chance=chance, b=1.5, lam=lam, tuple_sd=0.0, item_sd=0.0,
-                  skill_sd=0.3, deltas=tuple(np.geomspace(0.02, 0.3, 6).round(5)))
+PRODUCT_LAM = 5.0
+"""Hazard scale of the product-rule scenario at the first design (its 6 checkpoints span the transition)."""
+PRODUCT_LAM_DESIGN = 2.0
+"""The same at another design's checkpoints: over v2's 42 (excess loss 0.02-1.6) lam 5 leaves about 10% of the
+trained-k cells informative, lam 2 about 25%, as in v2 seed 0's own analysis (65 of 252 cells)."""
+
+
+def _product_cells(chance: float, seed: int, lam: float = PRODUCT_LAM, design: Design = V1) -> pd.DataFrame:
+    """The analyzer's product-rule cells with a ratio (an informative prediction) on one run of exact independence."""
+    sc = design.apply(Scenario(name="parts", generator="parts", chance=chance, b=1.5, lam=lam, tuple_sd=0.0,
+                               item_sd=0.0, skill_sd=0.3, deltas=tuple(np.geomspace(0.02, 0.3, 6).round(5))))
     p, _, _ = analysed(sc, seed, n_boot=N_BOOT)
     out, _ = steps.product_rule(p.sums, p.clusters, p.weights, p.config, p.seed)
     table = out["product_rule"]
-    ok = table[table["ratio"].notna()]
+    return table[table["ratio"].notna()]
+
+
+def _product_summary(ok: pd.DataFrame) -> tuple[float, float, float, int]:
+    """(median ratio, share of ratio intervals holding 1, mean ratio, cells) of informative cells; NaN without any."""
     ratio = ok["ratio"].to_numpy(float)
     cover = ((ok["ratio_lo"] <= 1.0) & (1.0 <= ok["ratio_hi"])).to_numpy()
     return float(np.median(ratio)) if len(ratio) else np.nan, float(cover.mean()) if len(cover) else np.nan, \
         float(np.mean(ratio)) if len(ratio) else np.nan, len(ratio)
 
 
-def product_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
+def _product_run(chance: float, seed: int, lam: float = PRODUCT_LAM) -> tuple[float, float, float, int]:
+    """`_product_summary` of one first-design run (every k trained)."""
+    return _product_summary(_product_cells(chance, seed, lam))
+
+
+def _product_ratio_rows(runs: list[tuple[float, float, float, int]], scen: str,
+                        procedure: str = "product_rule median ratio",
+                        interval: str = "product_rule ratio interval") -> list[CalibrationRow]:
+    """Bias of the per-run median ratio and coverage of the ratio intervals (s.e. over runs) of `_product_summary`s."""
+    means = np.array([r[0] for r in runs], float)
+    ok = np.isfinite(means)
+    bias = float(np.mean(means[ok])) - 1.0 if ok.any() else np.nan
+    se = float(np.std(means[ok], ddof=1) / np.sqrt(ok.sum())) if ok.sum() > 1 else np.nan
+    rows = [CalibrationRow(procedure, scen, "bias", float("nan"), bias, se, int(ok.sum()),
+                           "|mean ratio - 1| <= 0.03", bool(abs(bias) <= 0.03), int((~ok).sum()))]
+    cover = np.array([r[1] for r in runs], float)
+    okc = np.isfinite(cover)
+    est = float(np.mean(cover[okc])) if okc.any() else np.nan
+    n_cells = int(sum(r[3] for r in runs))
+    # cells of one run share items: the s.e. is over runs, not over cells
+    se_c = float(np.std(cover[okc], ddof=1) / np.sqrt(okc.sum())) if okc.sum() > 1 else np.nan
+    rows.append(CalibrationRow(interval, scen + f" ({n_cells} cells)", "coverage", 0.95, est, se_c, int(okc.sum()),
+                               ">= 0.93 - 2 s.e.", bool(est >= 0.93 - 2 * se_c), int((~okc).sum())))
+    return rows
+
+
+def product_rows(n_reps: int, seed: int, design: Design = V1) -> list[CalibrationRow]:
     """Bias of the product-rule ratio under exact independence at chance 0.001, 0.12, 0.5, and its coverage.
 
     The bias row is the run's median ratio over informative cells (what the analyzer's summary reports)
-    minus 1, averaged over runs.
+    minus 1, averaged over runs. Another `design` than `V1`: its sizes and checkpoints at hazard scale
+    `PRODUCT_LAM_DESIGN`; the trained k (the report's median and "contains 1 in X of Y cells") and the k
+    beyond them (its out-of-distribution median) apart.
     """
     rows = []
     for chance in (0.001, 0.12, 0.5):
-        runs = _replicate(lambda s: _product_run(chance, s), n_reps, seed + int(chance * 1000))
-        means = np.array([r[0] for r in runs], float)
-        ok = np.isfinite(means)
-        bias = float(np.mean(means[ok])) - 1.0 if ok.any() else np.nan
-        se = float(np.std(means[ok], ddof=1) / np.sqrt(ok.sum())) if ok.sum() > 1 else np.nan
-        scen = f"exact independence of parts, chance {chance}, k 2-4, 6 ckpts"
-        rows.append(CalibrationRow("product_rule median ratio", scen, "bias", float("nan"), bias, se, int(ok.sum()),
-                                   "|mean ratio - 1| <= 0.03", bool(abs(bias) <= 0.03), int((~ok).sum())))
-        cover = np.array([r[1] for r in runs], float)
-        okc = np.isfinite(cover)
-        est = float(np.mean(cover[okc])) if okc.any() else np.nan
-        n_cells = int(sum(r[3] for r in runs))
-        # cells of one run share items: the s.e. is over runs, not over cells
-        se_c = float(np.std(cover[okc], ddof=1) / np.sqrt(okc.sum())) if okc.sum() > 1 else np.nan
-        rows.append(CalibrationRow("product_rule ratio interval", scen + f" ({n_cells} cells)", "coverage", 0.95,
-                                   est, se_c, int(okc.sum()), ">= 0.93 - 2 s.e.",
-                                   bool(est >= 0.93 - 2 * se_c), int((~okc).sum())))
+        if design == V1:
+            runs = _replicate(lambda s: _product_run(chance, s), n_reps, seed + int(chance * 1000))
+            rows += _product_ratio_rows(runs, f"exact independence of parts, chance {chance}, k 2-4, 6 ckpts")
+            continue
+        sc = design.apply(Scenario(generator="parts"))
+        trained = tuple(k for k in sc.trained_ks or sc.ks if k > 1)
+        beyond = tuple(k for k in sc.ks if k > max(trained))
+        cells = _replicate(lambda s: _product_cells(chance, s, PRODUCT_LAM_DESIGN, design), n_reps,
+                           seed + int(chance * 1000))
+        scen = f"exact independence of parts, chance {chance}, lam {PRODUCT_LAM_DESIGN:g}, cells of k {{}}, {design.words}"
+        rows += _product_ratio_rows([_product_summary(c[c["k"].isin(trained)]) for c in cells],
+                                    scen.format(_span(trained)))
+        if beyond:
+            rows += _product_ratio_rows([_product_summary(c[c["k"].isin(beyond)]) for c in cells],
+                                        scen.format(_span(beyond)),
+                                        "product_rule median ratio (out of distribution: k beyond the trained)",
+                                        "product_rule ratio interval (k beyond the trained)")
     return rows
+
+
+def _span(ks: tuple[int, ...]) -> str:
+    return f"{min(ks)}-{max(ks)}" if len(ks) > 1 else str(ks[0])
 
 
 BASE_DELTAS = AG.deltas
@@ -243,17 +287,49 @@ EXTENDED_DELTAS = tuple(sorted(set(AG.deltas) | set(np.linspace(1.0, 2.2, 6).rou
 """The same plus 6 checkpoints at high loss (to 3.04), where window sharpness drifted."""
 
 
-def _mirage_run(continuous: str, deltas: tuple[float, ...], seed: int) -> tuple[float, str]:
-    sc = AG.with_(continuous=continuous, deltas=deltas, metrics=("exact_match", "gold_logprob"), ks=(1, 2))
+def _mirage_cells(sc: Scenario, seed: int) -> pd.DataFrame:
+    """The analyzer's mirage table (per (mode, k): p_breakpoint and verdict) on one simulated run."""
     p, comp, boot = analysed(sc, seed)
     out, _ = steps.emergence(comp, boot, p.sums, p.config)
-    row = out["mirage"].query("k == 2").iloc[0]
+    return out["mirage"]
+
+
+def _mirage_run(continuous: str, deltas: tuple[float, ...], seed: int) -> tuple[float, str]:
+    sc = AG.with_(continuous=continuous, deltas=deltas, metrics=("exact_match", "gold_logprob"), ks=(1, 2))
+    row = _mirage_cells(sc, seed).query("k == 2").iloc[0]
     return float(row["p_breakpoint"]), str(row["verdict"])
 
 
-def mirage_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
+def _per_cell_rejections(name: str, scenario: str, runs: list[pd.DataFrame], ks: tuple[int, ...],
+                         quantity: str, minimum: float = 0.8) -> CalibrationRow:
+    """Per-run share of the composite cells of `ks` whose breakpoint test rejects at 0.05, averaged over runs (cells
+    of one run share items and checkpoints: the s.e. is over runs); a run with no finite p in `ks` counts as failed."""
+    per_run = []
+    for cells in runs:
+        pv = cells.loc[(cells["mode"] != "single") & cells["k"].isin(ks), "p_breakpoint"].to_numpy(float)
+        pv = pv[np.isfinite(pv)]
+        per_run.append(float((pv < 0.05).mean()) if len(pv) else np.nan)
+    v = np.asarray(per_run, float)
+    ok = np.isfinite(v)
+    est = float(v[ok].mean()) if ok.any() else np.nan
+    se = float(max(v[ok].std(ddof=1), np.sqrt(1.0 / ok.sum())) / np.sqrt(ok.sum())) if ok.sum() > 1 else np.nan
+    if quantity == "size":
+        return CalibrationRow(name, scenario, "size", 0.05, est, se, int(ok.sum()), "<= 0.06 + 2 s.e.",
+                              bool(est <= 0.06 + 2 * se), int((~ok).sum()))
+    return CalibrationRow(name, scenario, "power", float("nan"), est, se, int(ok.sum()), f">= {minimum:.2f}",
+                          bool(est >= minimum), int((~ok).sum()))
+
+
+def mirage_rows(n_reps: int, seed: int, design: Design = V1) -> list[CalibrationRow]:
     """Breakpoint test of the continuous metric: size under a smooth exponential, power under a hinge,
-    each over the transition only and with high-loss checkpoints added (defect 2)."""
+    each over the transition only and with high-loss checkpoints added (defect 2).
+
+    Another `design` than `V1`: on its checkpoints (v2's already reach loss 2.4) and k, size per cell at the
+    trained composite k and at the k beyond them, power at k = 2 (the hinge is where k = 2's exact match jumps)
+    and, reported only, at the other trained k (whose exact match jumps at lower loss than the hinge).
+    """
+    if design != V1:
+        return _mirage_design_rows(n_reps, seed, design)
     rows = []
     for label, deltas in (("12 ckpts over the transition", BASE_DELTAS),
                           ("+6 ckpts at high loss", EXTENDED_DELTAS)):
@@ -268,15 +344,35 @@ def mirage_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
     return rows
 
 
+def _mirage_design_rows(n_reps: int, seed: int, design: Design) -> list[CalibrationRow]:
+    name, metrics = "mirage breakpoint test (per cell)", ("exact_match", "gold_logprob")
+    smooth_sc = design.apply(AG.with_(continuous="smooth", metrics=metrics))
+    trained = tuple(k for k in smooth_sc.trained_ks or smooth_sc.ks if k > 1)
+    beyond = tuple(k for k in smooth_sc.ks if k > max(trained))
+    smooth = _replicate(lambda s: _mirage_cells(smooth_sc, s), n_reps, seed + 7)
+    rows = [_per_cell_rejections(name, f"gold log-prob smooth exponential in loss, k {_span(ks)}, {design.words}",
+                                 smooth, ks, "size") for ks in (trained, beyond) if ks]
+    hinge_sc = design.apply(AG.with_(continuous="hinge", metrics=metrics))
+    hinge = _replicate(lambda s: _mirage_cells(hinge_sc, s), n_reps, seed + 8)
+    scen = "gold log-prob hinge at loss 1.55 (where k = 2's exact match jumps), k {}, " + design.words
+    rows.append(_per_cell_rejections(name, scen.format(2), hinge, (2,), "power"))
+    rest = tuple(k for k in trained if k != 2)
+    if rest:
+        row = _per_cell_rejections(name, scen.format(_span(rest)), hinge, rest, "power")
+        rows.append(CalibrationRow(**{**row.__dict__, "target": "reported only (the hinge is above where these k "
+                                                                "jump)", "passed": True}))
+    return rows
+
+
 FORECAST_FORMS: tuple[str, ...] = ("gompertz", "logistic")
 """Forms whose prediction intervals are calibrated (the threshold form, misspecified here, covered 0 in a pilot)."""
 
 
-def _forecast_run(seed: int) -> pd.DataFrame:
+def _forecast_run(seed: int, design: Design = V1) -> pd.DataFrame:
     """The analyzer's forecast (2 lowest-loss checkpoints held out, 49 cluster-bootstrap refits) per form and k."""
     from harness.analysis.competence import _forecast, _usable
 
-    _, comp, boot = analysed(AG, seed)
+    _, comp, boot = analysed(design.apply(AG), seed)
     out = []
     for k, rows in comp[comp["metric"] == "exact_match"].groupby("k"):
         usable, _ = _usable(rows)
@@ -285,30 +381,43 @@ def _forecast_run(seed: int) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def forecast_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
+def _forecast_row(runs: list[pd.DataFrame], form: str, scen: str, n_reps: int,
+                  ks: tuple[int, ...] | None = None) -> CalibrationRow:
+    """Coverage of `form`'s prediction intervals (of the cells of `ks`; None: all), per run, s.e. over runs."""
+    # points of one run share items, so the s.e. is over runs
+    mine = [r[r["form"] == form] for r in runs]
+    mine = [r if ks is None else r[r["k"].isin(ks)] for r in mine]
+    per_run = np.array([r["inside"].astype(bool).mean() for r in mine if len(r)], float)
+    est = float(per_run.mean()) if len(per_run) else np.nan
+    se = float(per_run.std(ddof=1) / np.sqrt(len(per_run))) if len(per_run) > 1 else np.nan
+    if form == "gompertz":
+        return CalibrationRow(f"forecast prediction interval ({form}, the true form)", scen, "coverage", 0.95,
+                              est, se, len(per_run), ">= 0.93 - 2 s.e.", bool(est >= 0.93 - 2 * se),
+                              n_reps - len(per_run))
+    return CalibrationRow(f"forecast prediction interval ({form}, misspecified)", scen, "coverage",
+                          0.95, est, se, len(per_run), "reported only", True, n_reps - len(per_run))
+
+
+def forecast_rows(n_reps: int, seed: int, design: Design = V1) -> list[CalibrationRow]:
     """Coverage of the forecast prediction intervals per curve form (defect 4).
 
     The truth (q = exp(-lam (k delta)^b e^eta), mixed over item effects) is closest to the Gompertz
     form in excess loss; the coverage target applies to it. The other forms are misspecified: their
-    coverage is reported, and a low one is the forecast test doing its job.
+    coverage is reported, and a low one is the forecast test doing its job. Another `design` than `V1`:
+    its checkpoints and k, the trained k and the k beyond them apart, then pooled (the analyzer's summary pools
+    every cell).
     """
-    runs = _replicate(_forecast_run, n_reps, seed + 11)
-    rows = []
-    for form in FORECAST_FORMS:
-        # points of one run share items, so the s.e. is over runs
-        per_run = np.array([r.loc[r["form"] == form, "inside"].astype(bool).mean() for r in runs
-                            if (r["form"] == form).any()], float)
-        est = float(per_run.mean()) if len(per_run) else np.nan
-        se = float(per_run.std(ddof=1) / np.sqrt(len(per_run))) if len(per_run) > 1 else np.nan
+    runs = _replicate(lambda s: _forecast_run(s, design), n_reps, seed + 11)
+    if design == V1:
         scen = "a = b, 12 ckpts, 2 lowest-loss held out, k 1-4 exact match"
-        if form == "gompertz":
-            rows.append(CalibrationRow(f"forecast prediction interval ({form}, the true form)", scen, "coverage", 0.95,
-                                       est, se, len(per_run), ">= 0.93 - 2 s.e.", bool(est >= 0.93 - 2 * se),
-                                       n_reps - len(per_run)))
-        else:
-            rows.append(CalibrationRow(f"forecast prediction interval ({form}, misspecified)", scen, "coverage",
-                                       0.95, est, se, len(per_run), "reported only", True, n_reps - len(per_run)))
-    return rows
+        return [_forecast_row(runs, form, scen, n_reps) for form in FORECAST_FORMS]
+    sc = design.apply(AG)
+    trained = tuple(sc.trained_ks or sc.ks)
+    beyond = tuple(k for k in sc.ks if k > max(trained))
+    groups = [(trained, ""), (beyond, ""), (tuple(sc.ks), " pooled (as the analyzer's summary)")] if beyond \
+        else [(trained, "")]
+    return [_forecast_row(runs, form, f"a = b, 2 lowest-loss held out, k {_span(ks)}{how} exact match, "
+                                      f"{design.words}", n_reps, ks) for ks, how in groups for form in FORECAST_FORMS]
 
 
 COLLAPSED = AG.with_(name="collapse exact", skill_sd=0.0, single_tuple_effect=True)
@@ -358,7 +467,8 @@ def cor13_rows(n_reps: int, seed: int, design: Design = V1) -> list[CalibrationR
 
 ROW_FUNCTIONS: tuple[Callable[[int, int], list[CalibrationRow]], ...] = (collapse_rows, homogeneous_rows, ood_rows, product_rows, mirage_rows, forecast_rows, cor13_rows)
 """Every calibration of this module, in table order."""
-DESIGN_ROW_FUNCTIONS: tuple[Callable[..., list[CalibrationRow]], ...] = (collapse_rows, cor13_rows)
+DESIGN_ROW_FUNCTIONS: tuple[Callable[..., list[CalibrationRow]], ...] = (collapse_rows, product_rows, mirage_rows,
+                                                                        forecast_rows, cor13_rows)
 """Those that take a ``design`` (``bench_calibration.py --design``)."""
 
 

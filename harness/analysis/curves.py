@@ -154,8 +154,9 @@ class CompetenceCurve:
         if self.form == "logistic":
             starts = [(c, sl) for c in np.quantile(lx, [0.2, 0.5, 0.8]) for sl in (1.0, 4.0, 16.0)]
             bounds = [(lx.min() - 5.0, lx.max() + 5.0), (0.0, 100.0)]
-        else:
-            starts = [(np.log(np.log(2.0)) - ga * c, ga) for c in np.quantile(lx, [0.25, 0.5, 0.75])
+        else:  # q = 1/2 at c; starts at the ends of the range too: where only the lowest-loss checkpoint is off
+            # zero, every start inside it stalled on the flat q = 0 everywhere (log_lambda at its bound)
+            starts = [(np.log(np.log(2.0)) - ga * c, ga) for c in np.quantile(lx, [0.0, 0.25, 0.5, 0.75, 1.0])
                       for ga in (0.5, 1.0, 2.0, 4.0, 8.0)]
             bounds = [(-60.0, 60.0), (0.0, 30.0)]
         starts = sorted(starts, key=lambda t: objective(np.asarray(t))[0])[:2] if self.init is None else [self.init]

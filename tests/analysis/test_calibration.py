@@ -217,3 +217,42 @@ def test_in_context_mean_gain_interval_keeps_its_size_at_the_v2_shots_design():
         total += len(ok)
         excluded += int(((ok["mean_gain_lo"] > 0) | (ok["mean_gain_hi"] < 0)).sum())
     assert total >= 30 and excluded / total <= 0.15, (excluded, total)
+
+
+def test_product_mirage_and_forecast_rows_take_the_v2_design():
+    """At v2's design the rows are of v2's cells: trained k and k beyond them apart, the forecast pooled too."""
+    from benchmarks.calibration.simulate import V2
+
+    product = T.product_rows(2, 0, design=V2)
+    assert len(product) == 12 and all("v2 suite" in r.scenario for r in product)
+    assert [r.scenario.split("cells of k ")[1][:3] for r in product[:4]] == ["2-4", "2-4", "5-8", "5-8"]
+    assert all(r.n_reps == 2 and r.n_failed == 0 for r in product)
+    # exact independence: the trained-k median ratio is about 1 (its bias is -0.02 over 400 runs at chance 0.001)
+    assert abs(product[0].estimate) <= 0.1
+    mirage = T.mirage_rows(3, 0, design=V2)
+    assert [r.quantity for r in mirage] == ["size", "size", "power", "power"]
+    assert mirage[0].estimate <= 0.2 and mirage[2].estimate >= 2 / 3  # smooth rarely breaks; the hinge at k = 2 does
+    forecast = T.forecast_rows(3, 0, design=V2)
+    assert len(forecast) == 6 and "k 1-8 pooled" in forecast[4].scenario
+    assert all(r.n_reps == 3 for r in forecast)  # every run has cells of k 5-8
+    assert forecast[0].estimate >= 0.8  # the true form at the trained k (0.978 over 400 runs)
+    # the true form's intervals at k = 5-8, where only the lowest-loss training checkpoint is off zero: a fit
+    # stalled at q = 0 everywhere covered 0.137 (400 runs), 0.787 with starts at the ends of the range
+    assert forecast[2].estimate >= 0.5, forecast[2]
+
+
+def test_heldout_shift_makes_heldout_tuples_harder_and_the_gap_power_rows_read_it():
+    from benchmarks.calibration import verdicts as V
+    from benchmarks.calibration.simulate import V2, simulate
+
+    def rates(shift):  # k = 2 over checkpoints 3-19 (excess loss 0.24-0.79), same seed: same items and effects
+        records, _ = simulate(V2.apply(T.AG.with_(heldout_shift=shift)), seed=0)
+        mid = records[(records["k"] == 2) & records["checkpoint_id"].isin([f"c{m:02d}" for m in range(3, 20)])]
+        return mid.groupby("split")["value"].mean()
+
+    plain, shifted = rates(0.0), rates(1.0)
+    assert shifted["seen"] == plain["seen"]
+    assert shifted["heldout"] < plain["heldout"] - 0.1, (plain, shifted)  # 0.272 -> 0.070: a hazard e times higher
+    rows = V.gap_power_rows(2, 0, design=V2)
+    assert [r.quantity for r in rows] == ["size", "power", "power", "power", "power"]
+    assert all("k = 4" in r.procedure and "v2 suite" in r.scenario and r.n_reps == 2 for r in rows)

@@ -78,3 +78,19 @@ def test_cells_at_floor_or_ceiling_everywhere_get_a_reason_not_a_fit(level, expe
     fits = out["competence_fits"]
     assert len(fits) == 3 and fits["nll"].isna().all() and fits["reason"].str.startswith(expected).all()
     assert out["competence_params"].empty and out["competence_curves"].empty
+
+
+@pytest.mark.parametrize("form", ["logistic", "gompertz"])
+def test_fit_leaves_no_flat_zero_when_only_the_lowest_loss_checkpoint_is_off_zero(form):
+    # a k = 8 cell of the v2 design: 10 of 32 right at the lowest excess loss, none at the 39 others; every
+    # start inside the range put q = 1/2 where the data are 0, and the fit stalled at q = 0 everywhere
+    # (gompertz log_lambda at its bound 60), so the forecast's interval was [0, 0]
+    from benchmarks.calibration.simulate import V2_DELTAS
+
+    x = np.asarray(V2_DELTAS[2:], float)
+    s = np.zeros(len(x))
+    s[0] = 10.0
+    n, g = np.full(len(x), 32.0), np.zeros(len(x))
+    curve = CompetenceCurve(form).fit(x, s, n, g)
+    assert curve.predict_competence(x[:1])[0] == pytest.approx(10 / 32, abs=0.1)
+    assert curve.predict_competence(x[1:]).max() < 0.05
