@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks.calibration.rows import CalibrationRow, coverage_row, power_row, rate_se, size_row
+from benchmarks.calibration.rows import CalibrationRow, coverage_row, power_row, size_row
 from benchmarks.calibration.simulate import V1, Design, Scenario, simulate
 from harness.analysis import pipeline_steps as steps
 from harness.analysis.analyze import Prepared, competence_of, prepare
@@ -182,10 +182,27 @@ def homogeneous_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
                      rej, n, fail)]
 
 
+def collapse_chance_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
+    """The collapse exponent's coverage of c = 1 and the collapse verdict's size under A&G when items can be
+    guessed (chance 0.25 and 0.5, as in multiple choice): the competence it fits is chance-corrected."""
+    rows = []
+    for chance in (0.25, 0.5):
+        runs = _replicate(lambda s: _collapse_run(AG.with_(chance=chance), s), n_reps, seed + 41 + int(100 * chance))
+        scen = f"a = b = 1.5, tuple sd 0.4, item sd 0.3, chance {chance}, 12 ckpts, k 1-4"
+        cov, n, fail = _covers(((r["c_shared_lo"], r["c_shared_hi"]) for r in runs), 1.0)
+        rows.append(coverage_row("collapse exponent c of one shared curve F(k^c delta), interval", f"{scen} (c = 1.000)",
+                                 cov, n, fail))
+        valid = [r for r in runs if r["verdict"].startswith(("Arora-Goyal", "both", "independence", "neither"))]
+        rejected = sum(r["verdict"].startswith(("Arora-Goyal collapse (a=b) rejected", "both a=b")) for r in valid)
+        rows.append(size_row("collapse verdict 'a=b rejected' (parametric and shared-curve tests both reject)", scen,
+                             rejected, len(valid), len(runs) - len(valid)))
+    return rows
+
+
 def ood_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
     """The collapse test with k = 5, 6 always wrong: excluded (trained k only) vs included (the old behaviour)."""
     sc = AG.with_(ood_ks=(5, 6))
-    ok, bad = [], []
+    ok = []
     for r in range(n_reps):
         s = seed * 100_003 + r
         p, comp, boot = analysed(sc, s, trained_ks=(1, 2, 3, 4))
@@ -465,7 +482,8 @@ def cor13_rows(n_reps: int, seed: int, design: Design = V1) -> list[CalibrationR
     return rows
 
 
-ROW_FUNCTIONS: tuple[Callable[[int, int], list[CalibrationRow]], ...] = (collapse_rows, homogeneous_rows, ood_rows, product_rows, mirage_rows, forecast_rows, cor13_rows)
+ROW_FUNCTIONS: tuple[Callable[[int, int], list[CalibrationRow]], ...] = (
+    collapse_rows, homogeneous_rows, collapse_chance_rows, ood_rows, product_rows, mirage_rows, forecast_rows, cor13_rows)
 """Every calibration of this module, in table order."""
 DESIGN_ROW_FUNCTIONS: tuple[Callable[..., list[CalibrationRow]], ...] = (collapse_rows, product_rows, mirage_rows,
                                                                         forecast_rows, cor13_rows)
