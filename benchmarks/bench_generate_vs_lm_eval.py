@@ -160,8 +160,8 @@ def main() -> None:
     first = by_selection[args.selections[0]]
     C.print_table(f"{args.model} ({folder.name}): {args.shots} shots, max_gen_toks {first['max_gen_toks']}, "
                   f"ours batch {args.batch_size}, lm-eval at the fastest of {args.lm_batch_sizes}, {threads} threads",
-                  rows, ["selection", "kind", "tool", "requests", "tokens", "positions_computed", "seconds",
-                         "requests_per_s"])
+                  rows, ["selection", "kind", "tool", "requests_per_s", "position_ratio", "requests", "tokens",
+                         "positions_computed", "seconds"])
     C.print_table("generation", [{"selection": k, **v} for k, v in by_selection.items()],
                   ["selection", "items", "exemplar_blocks", "items_equal_run_limit", "lm_eval_best_batch_size",
                    "identical_outputs", "mean_generated_tokens", "rows_at_token_limit", "near_ties", "ours_failed",
