@@ -110,6 +110,17 @@ def pseudo_true_ab(sc: Scenario) -> tuple[float, float]:
 
 INDEPENDENCE_TEST = "collapse_test independence (H0 a <= 1, one-sided)"
 """The analyzer's test of independence: item-level independence implies a <= 1 in the pooled curves."""
+COLLAPSE_VERDICT = "collapse verdict 'a=b rejected' (parametric and shared-curve tests both reject)"
+"""The analyzer's verdict on a = b, as the report prints it."""
+COLLAPSE_EXPONENT = "collapse exponent c of one shared curve F(k^c delta), interval"
+"""The form-free collapse exponent's interval (`collapse_exponent`)."""
+
+
+def _a_eq_b_verdicts(runs: list[dict]) -> tuple[int, int, int]:
+    """(runs whose verdict rejects a = b, runs with a verdict, runs where the test could not run)."""
+    valid = [r for r in runs if r["verdict"].startswith(("Arora-Goyal", "both", "independence", "neither"))]
+    rejected = sum(r["verdict"].startswith(("Arora-Goyal collapse (a=b) rejected", "both a=b")) for r in valid)
+    return rejected, len(valid), len(runs) - len(valid)
 
 
 def collapse_rows(n_reps: int, seed: int, design: Design = V1) -> list[CalibrationRow]:
@@ -143,27 +154,27 @@ def collapse_rows(n_reps: int, seed: int, design: Design = V1) -> list[Calibrati
     tells = [r1["verdict"].startswith("independence (a <= 1) rejected") for r1 in ag]
     rows.append(power_row("collapse verdict (A&G data -> 'consistent with a=b')", scen_ag, int(sum(tells)),
                           len(tells), 0.9))
-    label = "collapse verdict 'a=b rejected' (parametric and shared-curve tests both reject)"
-    for runs, scen in ((ag, scen_ag), (ind, scen_ind)):  # the analyzer's verdict, as the report prints it
-        valid = [r for r in runs if r["verdict"].startswith(("Arora-Goyal", "both", "independence", "neither"))]
-        rejected = sum(r["verdict"].startswith(("Arora-Goyal collapse (a=b) rejected", "both a=b")) for r in valid)
-        failed = len(runs) - len(valid)
-        rows.append(size_row(label, scen, rejected, len(valid), failed) if runs is ag
-                    else power_row(label, scen, rejected, len(valid), 0.9, failed))
+    rows.append(size_row(COLLAPSE_VERDICT, scen_ag, *_a_eq_b_verdicts(ag)))
+    rejected, n, failed = _a_eq_b_verdicts(ind)
+    rows.append(power_row(COLLAPSE_VERDICT, scen_ind, rejected, n, 0.9, failed))
     (a_ag, b_ag), (a_ind, _) = pseudo_true_ab(sc_ag), pseudo_true_ab(sc_ind)
     for name, runs, truth in (("a - b", ag, 0.0), ("a", ag, a_ag), ("b", ag, b_ag), ("a", ind, a_ind)):
         lo, hi = {"a - b": ("a_minus_b_lo", "a_minus_b_hi"), "a": ("a_lo", "a_hi"), "b": ("b_lo", "b_hi")}[name]
         cov, n, fail = _covers(((r[lo], r[hi]) for r in runs), truth)
         scen = (scen_ag if runs is ag else scen_ind) + f" (pseudo-true {truth:.3f})"
         rows.append(coverage_row(f"collapse interval of {name}", scen, cov, n, fail))
-    c_label = "collapse exponent c of one shared curve F(k^c delta), interval"
     for runs, scen, truth in ((ag, scen_ag, 1.0), (ind, scen_ind, 1.0 / sc_ind.b)):
-        cov, n, fail = _covers(((r["c_shared_lo"], r["c_shared_hi"]) for r in runs), truth)
-        rows.append(coverage_row(c_label, f"{scen} (c = {truth:.3f})", cov, n, fail))
+        rows.append(_exponent_coverage_row(runs, scen, truth))
     excludes = [not (r["c_shared_lo"] <= 1.0 <= r["c_shared_hi"]) for r in ind if np.isfinite(r["c_shared_lo"])]
-    rows.append(power_row(f"{c_label} excludes 1 (A&G)", scen_ind, int(sum(excludes)), len(excludes), 0.9,
+    rows.append(power_row(f"{COLLAPSE_EXPONENT} excludes 1 (A&G)", scen_ind, int(sum(excludes)), len(excludes), 0.9,
                           len(ind) - len(excludes)))
     return rows
+
+
+def _exponent_coverage_row(runs: list[dict], scenario: str, truth: float) -> CalibrationRow:
+    """Coverage of the true c by the collapse exponent's interval over runs."""
+    cov, n, fail = _covers(((r["c_shared_lo"], r["c_shared_hi"]) for r in runs), truth)
+    return coverage_row(COLLAPSE_EXPONENT, f"{scenario} (c = {truth:.3f})", cov, n, fail)
 
 
 def homogeneous_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
@@ -189,13 +200,8 @@ def collapse_chance_rows(n_reps: int, seed: int) -> list[CalibrationRow]:
     for chance in (0.25, 0.5):
         runs = _replicate(lambda s: _collapse_run(AG.with_(chance=chance), s), n_reps, seed + 41 + int(100 * chance))
         scen = f"a = b = 1.5, tuple sd 0.4, item sd 0.3, chance {chance}, 12 ckpts, k 1-4"
-        cov, n, fail = _covers(((r["c_shared_lo"], r["c_shared_hi"]) for r in runs), 1.0)
-        rows.append(coverage_row("collapse exponent c of one shared curve F(k^c delta), interval", f"{scen} (c = 1.000)",
-                                 cov, n, fail))
-        valid = [r for r in runs if r["verdict"].startswith(("Arora-Goyal", "both", "independence", "neither"))]
-        rejected = sum(r["verdict"].startswith(("Arora-Goyal collapse (a=b) rejected", "both a=b")) for r in valid)
-        rows.append(size_row("collapse verdict 'a=b rejected' (parametric and shared-curve tests both reject)", scen,
-                             rejected, len(valid), len(runs) - len(valid)))
+        rows.append(_exponent_coverage_row(runs, scen, 1.0))
+        rows.append(size_row(COLLAPSE_VERDICT, scen, *_a_eq_b_verdicts(runs)))
     return rows
 
 
@@ -477,8 +483,7 @@ def cor13_rows(n_reps: int, seed: int, design: Design = V1) -> list[CalibrationR
         rows.append(size_row("collapse_test a=b", scen + " (the mean curves collapse exactly)", rej, n, fail))
         both = [max(r[0], r[5]) for r in null]  # the verdict rejects a = b only when both tests do
         rej, n, fail = _rejections(both)
-        rows.append(size_row("collapse verdict 'a=b rejected' (parametric and shared-curve tests both reject)",
-                             scen + " (the mean curves collapse exactly)", rej, n, fail))
+        rows.append(size_row(COLLAPSE_VERDICT, scen + " (the mean curves collapse exactly)", rej, n, fail))
     return rows
 
 

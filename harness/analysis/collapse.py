@@ -46,6 +46,7 @@ import pandas as pd
 from scipy import optimize, special
 
 from harness.analysis.bootstrap import blas_single_thread
+from harness.analysis.collapse_exponent import COLLAPSE_EXPONENT_KEYS
 from harness.analysis.stats import (binomial_nll, binomial_score, bootstrap_pvalue, floor_or_ceiling, lr_pvalue,
                                     percentile_ci, zero_width)
 
@@ -55,7 +56,7 @@ COLLAPSE_COLUMNS: tuple[str, ...] = (
     "mode", "metric", "n_cells", "log_lambda", "a", "a_lo", "a_hi", "b", "b_lo", "b_hi", "a_minus_b",
     "a_minus_b_lo", "a_minus_b_hi", "nll_free", "nll_a_eq_b", "nll_a_eq_1", "dispersion", "lr_a_eq_b",
     "p_a_eq_b", "lr_a_eq_1", "p_a_eq_1", "verdict", "p_shared_curve", "t_shared_curve", "reason",
-    "c_shared", "c_shared_lo", "c_shared_hi", "c_shared_reason",
+    *COLLAPSE_EXPONENT_KEYS,
 )
 
 

@@ -91,7 +91,6 @@ def collapse_exponent(cells: pd.DataFrame, boot: dict[str, np.ndarray], *, cover
     c = (low + high) / 2.0
     if np.isfinite(reps[:, 0]).sum() < 10:
         return dict(zip(COLLAPSE_EXPONENT_KEYS, (c, nan, nan, "fewer than 10 bootstrap replicates with an estimate")))
-    tail = (1.0 - coverage) / 2.0
-    lo, _ = percentile_ci(reps[:, 0], level=1.0 - 2.0 * tail)
-    _, hi = percentile_ci(reps[:, 1], level=1.0 - 2.0 * tail)
+    lo, _ = percentile_ci(reps[:, 0], level=coverage)
+    _, hi = percentile_ci(reps[:, 1], level=coverage)
     return dict(zip(COLLAPSE_EXPONENT_KEYS, (c, float(lo), float(hi), None)))

@@ -15,7 +15,7 @@ import pandas as pd
 
 from harness.analysis import ag_bound, ag_failure as agf, collapse as col, composable as comp, cor13, emergence as em
 from harness.analysis.bootstrap import rng_for
-from harness.analysis.collapse_exponent import collapse_exponent
+from harness.analysis.collapse_exponent import COLLAPSE_EXPONENT_KEYS, collapse_exponent
 from harness.analysis.competence import competence_table, fit_competence_curves
 from harness.analysis.excess import (SCALING_COLUMNS, excess_loss_table, excess_source, fit_scaling, known_floor,
                                      nd_possible)
@@ -230,8 +230,7 @@ def collapse(table: pd.DataFrame, boot: np.ndarray, cfg: AnalysisConfig) -> tupl
     slopes = {r["mode"]: -r["b"] / r["a"] for r in rows if np.isfinite(r.get("a", np.nan)) and r["a"] != 0}
     reason = _empty_reason(out, "a", "no composite (k > 1) items")
     keys = ("mode", "a", "a_lo", "a_hi", "b", "b_lo", "b_hi", "a_minus_b", "a_minus_b_lo", "a_minus_b_hi", "p_a_eq_b",
-            "p_a_eq_1", "verdict", "p_shared_curve", "reason", "c_shared", "c_shared_lo", "c_shared_hi",
-            "c_shared_reason")
+            "p_a_eq_1", "verdict", "p_shared_curve", "reason", *COLLAPSE_EXPONENT_KEYS)
     return ({"collapse": out}, {"tests": summary_records(out, keys), "trained_ks": cfg.trained_ks,
                                 "test": "cluster bootstrap over skill tuples (percentile interval inverted; "
                                         "independence one-sided, H0: a <= 1)",

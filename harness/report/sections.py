@@ -263,8 +263,8 @@ def collapse_section(data: ReportData, figs: Figures) -> str:
              f"{esc(POOLED_FIT_CAVEAT[0].upper() + POOLED_FIT_CAVEAT[1:])}. "
              f"Fitted on trained k only ({esc(', '.join(map(str, trained)) if trained else 'every k')})"
              + (f"; out of distribution, reported apart: {esc(ood)}." if ood else "."))
-    tab = table(["mode", "cells", "a [95% CI]", "b [95% CI]", "a − b [95% CI], pooled fit", "p (a = b), pooled fit", "p (a ≤ 1)",
-                 "verdict", "p shared curve", "c, shared curve [95% CI]"], rows,
+    tab = table(["mode", "cells", "a [95% CI]", "b [95% CI]", "a − b [95% CI], pooled fit", "p (a = b), pooled fit",
+                 "p (a ≤ 1)", "verdict", "p shared curve", "c, shared curve [95% CI]"], rows,
                 keys=["mode", "n_cells", "a", "b", "a_minus_b", "p_a_eq_b", "p_a_eq_1", "verdict", "p_shared",
                       "c_shared"],
                 row_reasons=reasons)
